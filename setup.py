@@ -1,0 +1,44 @@
+"""Installs modern-llm: the model package plus the recipes', evaluation's and report's dependencies.
+
+CPU machines (laptops, CI): ``pip install -c constraints/cpu.txt -e ".[dev]"`` pins the CPU build of
+torch and the versions tested together; GPU clusters: ``pip install -e ".[gpu]"``.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="modern-llm",
+    version="0.1.0",
+    description="A small modern decoder-only LM taken through pretrain, SFT, DPO, a verifier and an honest evaluation.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modeling_modern_llm", "modeling_modern_llm.*"]),
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "trl>=1.0,<2",
+        "accelerate>=1.0,<2",
+        "peft>=0.17",
+        "datasets>=3.0",
+        "evaluate>=0.4",
+        "tokenizers>=0.21",
+        "huggingface_hub>=1.0",
+        "pyyaml",
+        "tqdm",
+        "matplotlib>=3.7",
+        "pandas",
+        "pyarrow",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout", "lm-eval>=0.4.5", "ruff"],
+        "gpu": ["flash-attn>=2.6", "liger-kernel>=0.5", "deepspeed>=0.15"],
+    },
+    entry_points={
+        "console_scripts": [
+            "modern-llm-train-tokenizer=modeling_modern_llm.tokenizer:main",
+            "modern-llm-export-llama=modeling_modern_llm.export_llama:main",
+        ]
+    },
+)
