@@ -1,0 +1,172 @@
+"""python benchmarks/bench_model.py [--quick]
+
+Speed of ModernLLM against transformers' `LlamaForCausalLM` of the same sizes, measured in the same run on the same
+threads (2 by default), printed as ratios:
+  - one training step (forward + backward + AdamW), ModernLLM with sinks/QK-norm/MoE off (target <= 1.05x Llama)
+    and with sinks on (target <= 1.15x);
+  - greedy generation of 128 new tokens with the KV cache (target <= 1.05x);
+  - per-token time with the cache stays flat: the last 32 of 512 new tokens <= 1.3x the first 32;
+  - training MFU = 6 * params * tokens/s over the fp32 peak of a 2048x2048 matmul measured here (target >= 60%).
+Timings are medians of interleaved repetitions; other processes on the machine add noise, so rerun before trusting
+a borderline ratio. `--quick` shrinks everything for a smoke check (its numbers are not meaningful).
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
+
+from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions, for a smoke check")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hidden_size", type=int, default=256)
+    parser.add_argument("--num_layers", type=int, default=6)
+    parser.add_argument("--num_heads", type=int, default=4)
+    parser.add_argument("--intermediate_size", type=int, default=768)
+    parser.add_argument("--vocab_size", type=int, default=8192)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--seq_len", type=int, default=256)
+    parser.add_argument("--train_steps", type=int, default=6, help="timed steps per model (after one warm-up)")
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--long_new_tokens", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="generation repetitions per model")
+    args = parser.parse_args()
+    if args.quick:
+        args.hidden_size, args.num_layers, args.intermediate_size, args.vocab_size = 64, 2, 192, 512
+        args.batch_size, args.seq_len, args.train_steps, args.new_tokens, args.long_new_tokens = 2, 64, 2, 16, 64
+        args.repeats = 1
+    return args
+
+
+def build_models(args):
+    sizes = dict(
+        vocab_size=args.vocab_size, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
+        num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads, num_key_value_heads=args.num_heads,
+        max_position_embeddings=1024, tie_word_embeddings=True, attn_implementation="sdpa",
+    )
+    plain = dict(attention_sinks=False, qk_norm=False)
+    models = {
+        "llama": LlamaForCausalLM(LlamaConfig(**sizes)),
+        "modern (plain)": ModernLLMForCausalLM(ModernLLMConfig(**sizes, **plain)),
+        "modern (sinks)": ModernLLMForCausalLM(ModernLLMConfig(**sizes, attention_sinks=True, qk_norm=False)),
+        "modern (sinks+qk_norm)": ModernLLMForCausalLM(ModernLLMConfig(**sizes)),
+        "modern (moe 4x top-2)": ModernLLMForCausalLM(
+            ModernLLMConfig(**{**sizes, "intermediate_size": args.intermediate_size // 2}, **plain,
+                            num_experts=4, num_experts_per_tok=2)
+        ),
+    }
+    return models
+
+
+def time_training_steps(models, args):
+    """Median seconds per step, repetitions interleaved across models so load spikes hit all of them alike."""
+    batch = torch.randint(0, args.vocab_size, (args.batch_size, args.seq_len))
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
+
+    def step(name):
+        model = models[name]
+        start = time.perf_counter()
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+        return time.perf_counter() - start
+
+    for model in models.values():
+        model.train()
+    for name in models:  # warm-up (allocations, kernel selection)
+        step(name)
+    times = {name: [] for name in models}
+    for _ in range(args.train_steps):
+        for name in models:
+            times[name].append(step(name))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+class StepClock(LogitsProcessor):
+    """Records the time of every decoding step (called once per new token)."""
+
+    def __init__(self):
+        self.stamps = []
+
+    def __call__(self, input_ids, scores):
+        self.stamps.append(time.perf_counter())
+        return scores
+
+
+@torch.no_grad()
+def generate_timed(model, prompt, new_tokens):
+    clock = StepClock()
+    start = time.perf_counter()
+    model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True,
+                   logits_processor=LogitsProcessorList([clock]), pad_token_id=0, eos_token_id=None)
+    return time.perf_counter() - start, [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
+
+
+def time_generation(models, names, args):
+    prompt = torch.randint(0, args.vocab_size, (1, 32))
+    times = {name: [] for name in names}
+    for name in names:
+        models[name].eval()
+        generate_timed(models[name], prompt, 4)  # warm-up
+    for _ in range(args.repeats):
+        for name in names:
+            times[name].append(generate_timed(models[name], prompt, args.new_tokens)[0])
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def matmul_peak_flops(size=2048, repeats=10):
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    models = build_models(args)
+    tokens_per_step = args.batch_size * args.seq_len
+    print(f"threads={args.threads} hidden={args.hidden_size} layers={args.num_layers} heads={args.num_heads} "
+          f"vocab={args.vocab_size} batch={args.batch_size}x{args.seq_len} quick={args.quick}")
+
+    peak = matmul_peak_flops()
+    step_seconds = time_training_steps(models, args)
+    llama_step = step_seconds["llama"]
+    print(f"\nTraining step (fwd+bwd+AdamW), fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'model':26s} {'params':>8s} {'s/step':>7s} {'tok/s':>7s} {'vs llama':>8s} {'MFU':>6s}")
+    for name, seconds in step_seconds.items():
+        params = models[name].num_parameters()  # tied embeddings counted once: the lm_head matmul
+        mfu = 6 * params * tokens_per_step / seconds / peak
+        print(f"{name:26s} {params / 1e6:7.2f}M {seconds:7.3f} {tokens_per_step / seconds:7.0f} "
+              f"{seconds / llama_step:7.2f}x {mfu:6.1%}")
+
+    generation_names = ["llama", "modern (plain)", "modern (sinks)", "modern (sinks+qk_norm)"]
+    generation_seconds = time_generation(models, generation_names, args)
+    print(f"\nGreedy generation of {args.new_tokens} new tokens with the cache (batch 1, prompt 32)")
+    for name in generation_names:
+        seconds = generation_seconds[name]
+        print(f"{name:26s} {seconds:7.3f} s {args.new_tokens / seconds:7.1f} tok/s "
+              f"{seconds / generation_seconds['llama']:6.2f}x llama")
+
+    window = 32
+    print(f"\nPer-token time with the cache over {args.long_new_tokens} new tokens (last {window} / first {window})")
+    prompt = torch.randint(0, args.vocab_size, (1, 32))
+    for name in ("llama", "modern (sinks+qk_norm)"):
+        _, intervals = generate_timed(models[name], prompt, args.long_new_tokens)
+        first, last = statistics.mean(intervals[:window]), statistics.mean(intervals[-window:])
+        print(f"{name:26s} first {first * 1e3:6.2f} ms  last {last * 1e3:6.2f} ms  ratio {last / first:5.2f}")
+
+    print("\nTargets: plain <= 1.05x, sinks <= 1.15x, generation <= 1.05x, per-token ratio <= 1.3, MFU >= 60%.")
+
+
+if __name__ == "__main__":
+    main()

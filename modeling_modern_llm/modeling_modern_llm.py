@@ -1,0 +1,647 @@
+"""ModernLLM: a Llama-style decoder (RMSNorm, RoPE, SwiGLU, GQA) with learned attention sinks that keep SDPA's own
+kernels, optional QK-norm, an optional top-k mixture of experts, and a StreamingLLM cache for generating past the
+trained context.
+
+Read top-down, each piece before its user, as transformers' `modeling_llama.py`. This file travels with
+`save_pretrained` as remote code: it imports only torch and transformers (and its configuration, relatively).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import (
+    GenericForSequenceClassification,
+    GradientCheckpointingLayer,
+)
+from transformers.modeling_outputs import (
+    MoeCausalLMOutputWithPast,
+    MoeModelOutputWithPast,
+)
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_modern_llm import ModernLLMConfig
+
+# Attention implementations that honour the sink logits. Others (the flash_attn 2/3 packages) have no sink input and
+# transformers would silently drop it, so they are refused while `attention_sinks=True`.
+ATTENTION_WITH_SINKS = ("eager", "sdpa", "flex_attention", "flash_attention_4", "kernels-community/vllm-flash-attn3")
+
+# Every Auto class this model supports, written into `config.auto_map` on save so the folder loads as remote code.
+AUTO_MAP = {
+    "AutoConfig": "configuration_modern_llm.ModernLLMConfig",
+    "AutoModel": "modeling_modern_llm.ModernLLMModel",
+    "AutoModelForCausalLM": "modeling_modern_llm.ModernLLMForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_modern_llm.ModernLLMForSequenceClassification",
+}
+
+
+class ModernLLMRMSNorm(nn.Module):
+    def __init__(self, hidden_size, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+    def extra_repr(self):
+        return f"{tuple(self.weight.shape)}, eps={self.variance_epsilon}"
+
+
+class ModernLLMRotaryEmbedding(nn.Module):
+    def __init__(self, config: ModernLLMConfig):
+        super().__init__()
+        self.max_seq_len_cached = config.max_position_embeddings
+        self.original_max_seq_len = config.max_position_embeddings
+        self.config = config
+        self.rope_type = config.rope_parameters["rope_type"]
+        rope_init_fn: Callable = self.compute_default_rope_parameters
+        if self.rope_type != "default":
+            rope_init_fn = ROPE_INIT_FUNCTIONS[self.rope_type]
+        inv_freq, self.attention_scaling = rope_init_fn(config)
+        # Non-persistent: `_init_weights` recomputes both after a meta-device load (they are not in the checkpoint).
+        self.inv_freq = nn.Buffer(inv_freq, persistent=False)
+        self.original_inv_freq = nn.Buffer(inv_freq.clone(), persistent=False)
+
+    @staticmethod
+    def compute_default_rope_parameters(config: ModernLLMConfig, **kwargs) -> tuple[torch.Tensor, float]:
+        base = config.rope_parameters["rope_theta"]
+        dim = config.head_dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        return inv_freq, 1.0
+
+    @torch.no_grad()
+    @dynamic_rope_update
+    def forward(self, x, position_ids):
+        freqs = position_ids[..., None].float() * self.inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * self.attention_scaling
+        sin = emb.sin() * self.attention_scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
+def rotate_half(x):
+    """Rotates half the hidden dims of the input."""
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
+    """Rotates queries and keys [B, heads, T, D] by the positions' angles (cos/sin [B, T, D])."""
+    cos = cos.unsqueeze(unsqueeze_dim)
+    sin = sin.unsqueeze(unsqueeze_dim)
+    q_embed = (q * cos) + (rotate_half(q) * sin)
+    k_embed = (k * cos) + (rotate_half(k) * sin)
+    return q_embed, k_embed
+
+
+class ModernLLMMLP(nn.Module):
+    """SwiGLU feed-forward: down(act(gate(x)) * up(x))."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+
+class ModernLLMTopKRouter(nn.Module):
+    """Scores every expert per token; returns the raw logits (for the losses) and the chosen top-k with weights."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.weight = nn.Parameter(torch.empty(config.num_experts, config.hidden_size))
+
+    def forward(self, hidden_states):  # (N, C)
+        router_logits = F.linear(hidden_states, self.weight)  # (N, E)
+        router_probs = router_logits.softmax(dim=-1, dtype=torch.float32)
+        top_k_weights, top_k_index = router_probs.topk(self.top_k, dim=-1)  # (N, k)
+        if self.top_k > 1:  # Mixtral renormalises over the chosen experts; with k=1 that would freeze the weight at
+            top_k_weights = top_k_weights / top_k_weights.sum(dim=-1, keepdim=True)  # 1, so keep Switch's probability
+        return router_logits, top_k_weights.to(hidden_states.dtype), top_k_index
+
+
+class ModernLLMSparseMoeBlock(nn.Module):
+    """Top-k mixture of SwiGLU experts. Each expert runs once, on exactly the tokens that chose it."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.router = ModernLLMTopKRouter(config)
+        self.experts = nn.ModuleList([ModernLLMMLP(config) for _ in range(config.num_experts)])
+
+    def forward(self, hidden_states):
+        batch_size, seq_len, hidden_size = hidden_states.shape
+        tokens = hidden_states.reshape(-1, hidden_size)  # (N, C)
+        _, top_k_weights, top_k_index = self.router(tokens)  # (N, k) each
+        # Sort the N*k (token, expert) pairs by expert, then hand each expert its contiguous group of tokens.
+        pair_expert = top_k_index.reshape(-1)
+        order = pair_expert.argsort(stable=True)
+        pair_token = order // top_k_index.shape[-1]
+        counts = torch.bincount(pair_expert, minlength=len(self.experts)).tolist()
+        expert_outputs = [
+            self.experts[expert](tokens[token_idx])
+            for expert, token_idx in enumerate(pair_token.split(counts))
+            if counts[expert] > 0
+        ]
+        weighted = torch.cat(expert_outputs) * top_k_weights.reshape(-1)[order, None]
+        output = torch.zeros_like(tokens).index_add_(0, pair_token, weighted.to(tokens.dtype))
+        return output.view(batch_size, seq_len, hidden_size)
+
+
+def repeat_kv(hidden_states: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, kv_heads, T, D) -> (B, kv_heads * n_rep, T, D), as `repeat_interleave` on dim 1."""
+    batch, num_key_value_heads, slen, head_dim = hidden_states.shape
+    if n_rep == 1:
+        return hidden_states
+    hidden_states = hidden_states[:, :, None, :, :].expand(batch, num_key_value_heads, n_rep, slen, head_dim)
+    return hidden_states.reshape(batch, num_key_value_heads * n_rep, slen, head_dim)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    s_aux: torch.Tensor | None = None,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    key_states = repeat_kv(key, module.num_key_value_groups)
+    value_states = repeat_kv(value, module.num_key_value_groups)
+
+    attn_weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling  # (B, H, q, kv)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    if s_aux is not None:
+        # The sink is one more softmax column (its value is zero): append its logit, normalise, drop the column.
+        sinks = s_aux.view(1, -1, 1, 1).expand(*attn_weights.shape[:-1], 1).to(attn_weights.dtype)
+        attn_weights = torch.cat([attn_weights, sinks], dim=-1)
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    if s_aux is not None:
+        attn_weights = attn_weights[..., :-1]  # rows now sum to 1 - sink mass
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value_states)
+    attn_output = attn_output.transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def sdpa_attention_with_sinks(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    s_aux: torch.Tensor,
+    **kwargs,
+):
+    """Exact sinks (outputs and gradients) through `F.scaled_dot_product_attention`'s own kernels (training, prefill).
+
+    The sink becomes one extra key per head with a zero value. Queries and keys get extra coordinates: a query's
+    first extra coordinate is `sink / scaling`, real keys have 0 there and the sink key has 1, so the sink key's score
+    is exactly the head's sink logit while every other score is unchanged. The sink key is shared by all query heads,
+    so grouped-query attention still works, and SDPA's autograd gives the sink its gradient.
+    """
+    batch, heads, q_len, head_dim = query.shape
+    if q_len == 1:
+        # Decoding: the sink is one more entry on a 1 x T score row, far cheaper than widening the whole cache.
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
+                ~attention_mask, torch.finfo(query.dtype).min
+            )
+        attn_output, _ = eager_attention_forward(
+            module, query, key, value, attention_mask, scaling, s_aux=s_aux, **kwargs
+        )
+        return attn_output, None
+    # CUDA's flash / memory-efficient kernels want head dims that are multiples of 8; CPU's flash kernel takes any.
+    width = head_dim + (1 if query.device.type == "cpu" else 8 - head_dim % 8)
+    # Without a mask SDPA takes its fast `is_causal` path (upper-left aligned). A throw-away query in front keeps that
+    # path valid: real query i is then row i+1 and sees the sink key plus keys 0..i.
+    dummy = int(attention_mask is None)
+    wide_query = query.new_zeros(batch, heads, dummy + q_len, width)
+    wide_query[:, :, dummy:, :head_dim] = query
+    wide_query[:, :, dummy:, head_dim] = (s_aux / scaling).to(query.dtype)[None, :, None]
+    wide_key = key.new_zeros(batch, key.shape[1], 1 + key.shape[2], width)
+    wide_key[:, :, 0, head_dim] = 1.0  # the sink key, first
+    wide_key[:, :, 1:, :head_dim] = key
+    wide_value = F.pad(value, (0, width - head_dim, 1, 0))  # zero value for the sink key
+    if attention_mask is not None:
+        attention_mask = F.pad(attention_mask, (1, 0), value=True if attention_mask.dtype == torch.bool else 0.0)
+    attn_output, _ = sdpa_attention_forward(
+        module, wide_query, wide_key, wide_value, attention_mask, scaling=scaling, **kwargs
+    )
+    return attn_output[:, dummy:, :, :head_dim], None  # (B, q, H, D)
+
+
+class ModernLLMAttention(nn.Module):
+    """Grouped-query attention with RoPE, optional QK-norm and optional learned sinks; the kernel is chosen by
+    `config._attn_implementation` through transformers' attention interface."""
+
+    def __init__(self, config: ModernLLMConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.head_dim = config.head_dim
+        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = True
+
+        self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, config.num_key_value_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.num_attention_heads * self.head_dim, config.hidden_size, bias=False)
+        if config.qk_norm:
+            self.q_norm = ModernLLMRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.k_norm = ModernLLMRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        else:
+            self.q_norm = self.k_norm = nn.Identity()
+        self.sinks = nn.Parameter(torch.zeros(config.num_attention_heads)) if config.attention_sinks else None
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+
+        query_states = self.q_norm(self.q_proj(hidden_states).view(hidden_shape)).transpose(1, 2)  # (B, H, T, D)
+        key_states = self.k_norm(self.k_proj(hidden_states).view(hidden_shape)).transpose(1, 2)  # (B, KV, T, D)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        cos, sin = position_embeddings
+        query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin)
+
+        if past_key_values is not None:
+            key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
+
+        implementation = self.config._attn_implementation
+        if self.sinks is not None and implementation not in ATTENTION_WITH_SINKS:
+            raise ValueError(
+                f"attn_implementation={implementation!r} has no attention-sink input and would silently drop the "
+                f"sinks of this model (attention_sinks=True). Use one of {ATTENTION_WITH_SINKS}: on GPUs "
+                "'kernels-community/vllm-flash-attn3' or 'flash_attention_4' take the sinks as `s_aux`, and 'sdpa' "
+                "keeps PyTorch's fused kernels everywhere."
+            )
+        if self.sinks is not None and implementation == "sdpa":
+            attention_interface = sdpa_attention_with_sinks
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            s_aux=self.sinks,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+        attn_output = self.o_proj(attn_output)
+        return attn_output, attn_weights
+
+
+class ModernLLMDecoderLayer(GradientCheckpointingLayer):
+    def __init__(self, config: ModernLLMConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = ModernLLMAttention(config=config, layer_idx=layer_idx)
+        self.mlp = ModernLLMSparseMoeBlock(config) if config.num_experts > 0 else ModernLLMMLP(config)
+        self.input_layernorm = ModernLLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = ModernLLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = False,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        residual = hidden_states
+        hidden_states = self.input_layernorm(hidden_states)
+        hidden_states, _ = self.self_attn(
+            hidden_states=hidden_states,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            position_embeddings=position_embeddings,
+            **kwargs,
+        )
+        hidden_states = residual + hidden_states
+
+        residual = hidden_states
+        hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
+        return residual + hidden_states
+
+
+class ModernLLMPreTrainedModel(PreTrainedModel):
+    config: ModernLLMConfig
+    config_class = ModernLLMConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ModernLLMDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False  # MoE dispatch and the streaming cache read tensor sizes on the host
+    _can_record_outputs = {
+        "router_logits": OutputRecorder(ModernLLMTopKRouter, index=0),
+        "hidden_states": ModernLLMDecoderLayer,
+        "attentions": ModernLLMAttention,
+    }
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)  # linears, embeddings, RMSNorms and the RoPE buffers
+        if isinstance(module, ModernLLMAttention) and module.sinks is not None:
+            init.zeros_(module.sinks)
+        elif isinstance(module, ModernLLMTopKRouter):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers records only the saved class in `auto_map`; list them all so any Auto class loads the folder.
+        self.config.auto_map = {**(self.config.auto_map or {}), **AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class StreamingSinkLayer(DynamicLayer):
+    """One layer of `StreamingSinkCache`: the first `sink_tokens` entries plus the most recent `window` entries.
+
+    When entries are evicted from the middle, the kept window slides left by that many slots; its keys (stored after
+    RoPE) are rotated back by the same number of positions, so positions always count slots in the cache, as in
+    StreamingLLM, and never exceed `sink_tokens + window + new tokens`.
+    """
+
+    def __init__(self, sink_tokens: int, window: int, inv_freq: torch.Tensor):
+        super().__init__()
+        self.sink_tokens, self.window, self.inv_freq = sink_tokens, window, inv_freq
+        self.evicted = 0
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        keys, values = super().update(key_states, value_states)
+        overflow = keys.shape[-2] - self.sink_tokens - self.window
+        if overflow > 0:
+            kept = slice(self.sink_tokens + overflow, None)
+            self.keys = torch.cat([keys[..., : self.sink_tokens, :], self._shift(keys[..., kept, :], -overflow)], -2)
+            self.values = torch.cat([values[..., : self.sink_tokens, :], values[..., kept, :]], dim=-2)
+            self.evicted += overflow
+        return keys, values  # this step attends to everything kept so far plus its own tokens
+
+    def _shift(self, keys, delta: int):
+        """Moves RoPE-rotated keys by `delta` positions (a rotation composes additively)."""
+        freqs = delta * self.inv_freq.to(keys.device)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (keys * emb.cos().to(keys.dtype)) + (rotate_half(keys) * emb.sin().to(keys.dtype))
+
+
+class StreamingSinkCache(Cache):
+    """StreamingLLM cache: keeps the first `sink_tokens` tokens' keys/values plus a recent `window`, so a model can
+    generate far beyond `max_position_embeddings` with constant memory. Use it through
+    `model.generate(..., streaming_window=W, streaming_sink_tokens=S)` or pass it as `past_key_values`.
+
+    Positions are slots in the cache (keys are re-rotated on eviction), so they stay below `S + W + prompt length`.
+    Assumes a static RoPE (default, linear, yarn...; not `dynamic`). With left-padded batches the sink slots of the
+    shorter rows hold padding, which stays masked.
+    """
+
+    def __init__(self, config: ModernLLMConfig, sink_tokens: int = 4, window: int | None = None):
+        window = config.max_position_embeddings - sink_tokens if window is None else window
+        if sink_tokens < 0 or window < 1:
+            raise ValueError(f"StreamingSinkCache needs sink_tokens >= 0 and window >= 1, got {sink_tokens}, {window}.")
+        inv_freq = ModernLLMRotaryEmbedding(config).inv_freq
+        layers = [StreamingSinkLayer(sink_tokens, window, inv_freq) for _ in range(config.num_hidden_layers)]
+        super().__init__(layers=layers)
+        self.sink_tokens = sink_tokens
+
+    def to_cache_frame(self, attention_mask, position_ids, query_length: int):
+        """Maps `generate`'s full-length 2D mask and absolute positions onto the kept slots."""
+        if position_ids is not None:
+            position_ids = position_ids - self.layers[0].evicted
+        stored = self.get_seq_length()
+        if attention_mask is not None and attention_mask.ndim == 2 and attention_mask.shape[-1] > stored + query_length:
+            recent = stored - self.sink_tokens + query_length
+            attention_mask = torch.cat([attention_mask[:, : self.sink_tokens], attention_mask[:, -recent:]], dim=-1)
+        return attention_mask, position_ids
+
+
+class ModernLLMModel(ModernLLMPreTrainedModel):
+    def __init__(self, config: ModernLLMConfig):
+        super().__init__(config)
+        self.padding_idx = config.pad_token_id
+        self.vocab_size = config.vocab_size
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        self.layers = nn.ModuleList(
+            [ModernLLMDecoderLayer(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = ModernLLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = ModernLLMRotaryEmbedding(config=config)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MoeModelOutputWithPast:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        if isinstance(past_key_values, StreamingSinkCache):
+            attention_mask, position_ids = past_key_values.to_cache_frame(
+                attention_mask, position_ids, inputs_embeds.shape[1]
+            )
+        if position_ids is None:
+            past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)
+
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+        hidden_states = inputs_embeds
+        position_embeddings = self.rotary_emb(hidden_states, position_ids=position_ids)
+        for decoder_layer in self.layers:
+            hidden_states = decoder_layer(
+                hidden_states,
+                attention_mask=causal_mask,
+                position_embeddings=position_embeddings,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        hidden_states = self.norm(hidden_states)
+        return MoeModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+
+
+def router_z_loss_func(router_logits: tuple[torch.Tensor, ...], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """ST-MoE router z-loss: mean over real tokens (and layers) of logsumexp(router logits)^2; keeps logits small."""
+    z_squared = torch.stack([torch.logsumexp(logits.float(), dim=-1).square() for logits in router_logits])  # (L, N)
+    if token_mask is None:
+        return z_squared.mean()
+    weights = token_mask.reshape(1, -1).to(z_squared)
+    return (z_squared * weights).sum() / (weights.sum() * z_squared.shape[0])
+
+
+@dataclass
+class ModernLLMCausalLMOutputWithPast(MoeCausalLMOutputWithPast):
+    """`MoeCausalLMOutputWithPast` (`aux_loss` = load-balancing loss) plus the router `z_loss`."""
+
+    z_loss: torch.FloatTensor | None = None
+
+
+class ModernLLMForCausalLM(ModernLLMPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
+
+    def __init__(self, config: ModernLLMConfig):
+        super().__init__(config)
+        self.model = ModernLLMModel(config)
+        self.vocab_size = config.vocab_size
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_router_logits: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ModernLLMCausalLMOutputWithPast:
+        r"""With experts, training (`labels` given) always adds `router_aux_loss_coef * aux_loss +
+        router_z_loss_coef * z_loss` to the LM loss; `output_router_logits` (or the config's) also reports them
+        without labels."""
+        if output_router_logits is None:
+            output_router_logits = self.config.output_router_logits
+        output_router_logits = self.config.num_experts > 0 and (output_router_logits or labels is not None)
+        outputs: MoeModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            output_router_logits=output_router_logits,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        aux_loss = z_loss = None
+        if output_router_logits:
+            seq_len = outputs.last_hidden_state.shape[1]
+            # The router saw only this call's tokens; with a cache the 2D mask also covers the past ones.
+            has_2d_mask = attention_mask is not None and attention_mask.ndim == 2
+            token_mask = attention_mask[:, -seq_len:] if has_2d_mask else None
+            aux_loss = load_balancing_loss_func(
+                outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok, token_mask
+            )
+            z_loss = router_z_loss_func(outputs.router_logits, token_mask)
+            if loss is not None:
+                loss = loss + self.config.router_aux_loss_coef * aux_loss + self.config.router_z_loss_coef * z_loss
+
+        return ModernLLMCausalLMOutputWithPast(
+            loss=loss,
+            aux_loss=aux_loss,
+            z_loss=z_loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            router_logits=outputs.router_logits,
+        )
+
+    def generate(self, *args, streaming_window: int | None = None, streaming_sink_tokens: int = 4, **kwargs):
+        """`GenerationMixin.generate`, plus StreamingLLM decoding: with `streaming_window=W` the cache keeps the first
+        `streaming_sink_tokens` tokens and the last W, so generation can run past `max_position_embeddings`."""
+        if streaming_window is not None:
+            if kwargs.get("past_key_values") is not None:
+                raise ValueError("Pass either `streaming_window` or `past_key_values` to generate, not both.")
+            kwargs["past_key_values"] = StreamingSinkCache(self.config, streaming_sink_tokens, streaming_window)
+        return super().generate(*args, **kwargs)
+
+
+class ModernLLMForSequenceClassification(GenericForSequenceClassification, ModernLLMPreTrainedModel):
+    """Verifier / reward head `score` on the last non-pad token (needs `config.pad_token_id` for batches)."""
+
+    def __init__(self, config: ModernLLMConfig):
+        # Built directly rather than through `AutoModel.from_config`, so the head never depends on the Auto registry
+        # (which a remote-code process does not have).
+        ModernLLMPreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.model = ModernLLMModel(config)
+        self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+        self.post_init()
+
+
+__all__ = [
+    "ModernLLMForCausalLM",
+    "ModernLLMForSequenceClassification",
+    "ModernLLMModel",
+    "ModernLLMPreTrainedModel",
+    "StreamingSinkCache",
+]

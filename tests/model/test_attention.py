@@ -1,0 +1,127 @@
+"""Attention kernels and learned sinks: eager and SDPA agree on outputs AND gradients (the sink's included), SDPA
+keeps its own fused kernel, attention maps are right, and unsupported kernels fail clearly."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers import AttentionInterface
+
+from modeling_modern_llm import ModernLLMForCausalLM
+from modeling_modern_llm import modeling_modern_llm as modern
+
+from .conftest import left_padded_batch, tiny_config, tiny_model
+
+
+def loss_and_grads(model, input_ids, attention_mask):
+    model.zero_grad()
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    output = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+    output.loss.backward()
+    return output, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_sinks_eager_equals_sdpa_forward_and_backward(padded, qk_norm):
+    eager = tiny_model("eager", qk_norm=qk_norm)
+    sdpa = tiny_model("sdpa", randomize_sinks=False, qk_norm=qk_norm)
+    sdpa.load_state_dict(eager.state_dict())
+    input_ids, attention_mask = left_padded_batch([9, 5, 2] if padded else [9, 9, 9])
+
+    eager_out, eager_grads = loss_and_grads(eager, input_ids, attention_mask)
+    sdpa_out, sdpa_grads = loss_and_grads(sdpa, input_ids, attention_mask)
+
+    real = attention_mask.bool()
+    torch.testing.assert_close(sdpa_out.logits[real], eager_out.logits[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sdpa_out.loss, eager_out.loss, rtol=1e-6, atol=1e-6)
+    assert eager_grads.keys() == sdpa_grads.keys()
+    assert "model.layers.0.self_attn.sinks" in sdpa_grads
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(sdpa_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert sdpa_grads["model.layers.0.self_attn.sinks"].abs().sum() > 0
+
+
+def test_sinks_change_the_output():
+    with_sinks = tiny_model("sdpa")
+    without = ModernLLMForCausalLM(tiny_config(attention_sinks=False)).eval()
+    without.load_state_dict(with_sinks.state_dict(), strict=False)
+    input_ids = torch.randint(3, 128, (1, 8))
+    assert not torch.allclose(with_sinks(input_ids).logits, without(input_ids).logits, atol=1e-3)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_sdpa_with_sinks_runs_on_pytorchs_flash_kernel_not_eager(padded, monkeypatch):
+    model = tiny_model("sdpa")
+    input_ids, attention_mask = left_padded_batch([8, 3] if padded else [8, 8])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("fell back to eager attention")
+
+    monkeypatch.setattr(modern, "eager_attention_forward", refuse)
+    # Only the fused flash kernel is allowed: PyTorch raises if the call would need the math fallback.
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+        model(input_ids=input_ids, attention_mask=attention_mask).logits.sum().backward()
+
+
+def test_sink_through_sdpa_matches_a_softmax_with_an_extra_column():
+    """The kernel-level trick on its own, against the definition, with grouped-query heads and a padding mask."""
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = 2, True, False
+    query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
+    sinks = torch.randn(4)
+    mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
+    mask[1, :, :, :2] = False  # row 1 is left-padded by two tokens
+    for attention_mask in (None, mask):
+        out, _ = modern.sdpa_attention_with_sinks(module, query, key, value, attention_mask, scaling=0.25, s_aux=sinks)
+        keys, values = key.repeat_interleave(2, dim=1), value.repeat_interleave(2, dim=1)
+        scores = query @ keys.transpose(-1, -2) * 0.25
+        allowed = torch.ones(6, 6, dtype=torch.bool).tril() if attention_mask is None else attention_mask
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = torch.cat([scores, sinks.view(1, 4, 1, 1).expand(2, 4, 6, 1)], dim=-1)
+        expected = (F.softmax(scores, dim=-1)[..., :-1] @ values).transpose(1, 2)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        # A single decoding query against the same keys (the path `generate` takes after the prompt).
+        last_row = None if attention_mask is None else attention_mask[:, :, -1:]
+        out, _ = modern.sdpa_attention_with_sinks(
+            module, query[:, :, -1:], key, value, last_row, scaling=0.25, s_aux=sinks
+        )
+        torch.testing.assert_close(out, expected[:, -1:], rtol=1e-5, atol=1e-5)
+
+
+def test_output_attentions_eager_shapes_and_rows_sum_to_one_minus_sink_mass():
+    model = tiny_model("eager")
+    input_ids = torch.randint(3, 128, (2, 7))
+    output = model(input_ids, output_attentions=True)
+    assert len(output.attentions) == 2
+    for attentions in output.attentions:
+        assert attentions.shape == (2, 4, 7, 7)
+        assert torch.all(attentions.triu(diagonal=1) == 0)  # causal
+
+    # Reference for layer 0: recompute its scores by hand and put the sink logit in an extra softmax column.
+    attention = model.model.layers[0].self_attn
+    hidden = model.model.layers[0].input_layernorm(model.model.embed_tokens(input_ids))
+    cos, sin = model.model.rotary_emb(hidden, torch.arange(7)[None])
+    q = attention.q_norm(attention.q_proj(hidden).view(2, 7, 4, 16)).transpose(1, 2)
+    k = attention.k_norm(attention.k_proj(hidden).view(2, 7, 2, 16)).transpose(1, 2)
+    q, k = modern.apply_rotary_pos_emb(q, k, cos, sin)
+    scores = (q @ k.repeat_interleave(2, dim=1).transpose(-1, -2)) * 16**-0.5
+    scores = scores.masked_fill(~torch.ones(7, 7, dtype=torch.bool).tril(), float("-inf"))
+    sink_mass = F.softmax(torch.cat([scores, attention.sinks.view(1, 4, 1, 1).expand(2, 4, 7, 1)], -1), -1)[..., -1]
+    layer0 = output.attentions[0]
+    torch.testing.assert_close(layer0.sum(-1), 1 - sink_mass, rtol=1e-5, atol=1e-5)
+    assert torch.all(sink_mass > 0)
+
+
+def test_flash_attention_2_without_the_package_gives_transformers_error():
+    with pytest.raises(ImportError, match="FlashAttention2.*installed"):
+        ModernLLMForCausalLM(tiny_config(attn_implementation="flash_attention_2"))
+
+
+def test_a_kernel_without_sink_support_is_refused_instead_of_dropping_sinks():
+    AttentionInterface.register("sinkless_test_kernel", modern.eager_attention_forward)
+    model = ModernLLMForCausalLM(tiny_config(attn_implementation="sinkless_test_kernel"))
+    with pytest.raises(ValueError, match="silently drop"):
+        model(torch.randint(3, 128, (1, 4)))
+    dense = ModernLLMForCausalLM(tiny_config(attention_sinks=False, attn_implementation="sinkless_test_kernel"))
+    assert dense(torch.randint(3, 128, (1, 4))).logits.shape == (1, 4, 128)

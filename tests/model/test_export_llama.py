@@ -1,0 +1,192 @@
+"""Tests of the Llama export: transformers' own LlamaForCausalLM must reproduce ModernLLM's logits and generations."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+
+from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
+from modeling_modern_llm.export_llama import export_to_llama
+from modeling_modern_llm.tokenizer import train_tokenizer
+
+VOCAB_SIZE = 300  # 256 bytes + 4 special tokens + up to 40 merges
+
+
+def tiny_config(**overrides):
+    settings = dict(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention
+        max_position_embeddings=64,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0},
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        attention_sinks=False,
+        qk_norm=False,
+        num_experts=0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+    )
+    return ModernLLMConfig(**{**settings, **overrides})
+
+
+def save_tiny_model(folder, **overrides):
+    """A tiny ModernLLM whose every weight (norms included) is perturbed, so no mapping error can hide."""
+    model = ModernLLMForCausalLM(tiny_config(**overrides))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["untied", "tied"])
+def exported(request, tmp_path_factory):
+    src, dst = tmp_path_factory.mktemp("modern"), tmp_path_factory.mktemp("llama") / "export"
+    torch.manual_seed(0)
+    save_tiny_model(src, tie_word_embeddings=request.param)
+    tokenizer = train_tokenizer([f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE)
+    tokenizer.save_pretrained(src)
+    GenerationConfig(eos_token_id=[3, 0], pad_token_id=1, max_new_tokens=7).save_pretrained(src)
+    assert export_to_llama(str(src), str(dst)) == str(dst)
+    return str(src), str(dst), request.param
+
+
+def padded_batch():
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(4, VOCAB_SIZE, (3, 20), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :5] = 0  # left padding
+    attention_mask[2, 15:] = 0  # right padding
+    return input_ids, attention_mask
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_llama_logits_equal_ours(exported, attn_implementation):
+    src, dst, tied = exported
+    ours = ModernLLMForCausalLM.from_pretrained(src, attn_implementation=attn_implementation).eval()
+    llama = LlamaForCausalLM.from_pretrained(dst, attn_implementation=attn_implementation).eval()
+    assert llama.config.tie_word_embeddings is tied
+    assert (llama.lm_head.weight.data_ptr() == llama.model.embed_tokens.weight.data_ptr()) is tied
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        ours_logits = ours(input_ids, attention_mask=attention_mask).logits
+        llama_logits = llama(input_ids, attention_mask=attention_mask).logits
+    real = attention_mask.bool()
+    assert ours_logits.abs().max() > 1.0  # logits far from zero: the comparison has something to compare
+    torch.testing.assert_close(llama_logits[real], ours_logits[real], atol=1e-4, rtol=0)
+
+
+def test_greedy_generation_is_the_same(exported):
+    src, dst, _ = exported
+    ours = ModernLLMForCausalLM.from_pretrained(src).eval()
+    llama = LlamaForCausalLM.from_pretrained(dst).eval()
+    prompt = torch.tensor([[5, 17, 42, 99, 7]])
+    settings = dict(max_new_tokens=12, do_sample=False, eos_token_id=None)
+    ours_tokens = ours.generate(prompt, **settings)
+    assert ours_tokens.shape[1] == prompt.shape[1] + 12
+    assert torch.equal(llama.generate(prompt, **settings), ours_tokens)
+
+
+def test_export_is_a_plain_llama_checkpoint_with_tokenizer_and_generation_config(exported):
+    src, dst, _ = exported
+    with open(os.path.join(dst, "config.json")) as handle:
+        config = json.load(handle)
+    assert config["model_type"] == "llama" and config["architectures"] == ["LlamaForCausalLM"]
+    assert "auto_map" not in config and not any(name.endswith(".py") for name in os.listdir(dst))
+    assert config["rope_parameters"]["rope_theta"] == 5000.0 and config["num_key_value_heads"] == 2
+    assert isinstance(AutoModelForCausalLM.from_pretrained(dst), LlamaForCausalLM)
+
+    source_tokenizer, tokenizer = AutoTokenizer.from_pretrained(src), AutoTokenizer.from_pretrained(dst)
+    assert tokenizer.get_vocab() == source_tokenizer.get_vocab()
+    assert tokenizer.chat_template == source_tokenizer.chat_template
+    assert tokenizer.pad_token_id == 1 and tokenizer.eos_token_id == 0
+    generation_config = GenerationConfig.from_pretrained(dst)
+    assert generation_config.eos_token_id == [3, 0] and generation_config.max_new_tokens == 7
+
+
+def written_dtypes(folder):
+    return {p.dtype for p in LlamaForCausalLM.from_pretrained(str(folder), dtype="auto").parameters()}
+
+
+def test_dtype_of_the_written_weights(tmp_path):
+    save_tiny_model(tmp_path / "src")
+    export_to_llama(str(tmp_path / "src"), str(tmp_path / "bf16"), dtype="bfloat16")
+    assert written_dtypes(tmp_path / "bf16") == {torch.bfloat16}
+    assert not any(name.startswith("tokenizer") for name in os.listdir(tmp_path / "bf16"))  # src had none
+    export_to_llama(str(tmp_path / "src"), str(tmp_path / "fp32"))
+    assert written_dtypes(tmp_path / "fp32") == {torch.float32}
+    # By default the export keeps the dtype the source was saved in.
+    ModernLLMForCausalLM.from_pretrained(str(tmp_path / "src"), dtype=torch.float16).save_pretrained(tmp_path / "half")
+    export_to_llama(str(tmp_path / "half"), str(tmp_path / "half_llama"))
+    assert written_dtypes(tmp_path / "half_llama") == {torch.float16}
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        export_to_llama(str(tmp_path / "src"), str(tmp_path / "bad"), dtype="float33")
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        ({"attention_sinks": True}, "attention_sinks"),
+        ({"qk_norm": True}, "qk_norm"),
+        ({"num_experts": 4, "num_experts_per_tok": 2}, "num_experts=4"),
+    ],
+)
+def test_refuses_what_llama_cannot_represent(tmp_path, overrides, named):
+    save_tiny_model(tmp_path / "src", **overrides)
+    with pytest.raises(ValueError, match=named):
+        export_to_llama(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert not (tmp_path / "dst").exists()
+
+
+def test_refuses_a_folder_that_is_not_a_modern_llm(tmp_path, exported):
+    _, llama_folder, _ = exported
+    with pytest.raises(ValueError, match="'llama' model"):
+        export_to_llama(llama_folder, str(tmp_path / "dst"))
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        export_to_llama(str(tmp_path / "missing"), str(tmp_path / "dst"))
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "modeling_modern_llm.export_llama", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli(tmp_path):
+    source = save_tiny_model(tmp_path / "src", tie_word_embeddings=True).eval()
+    result = run_cli(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert result.returncode == 0, result.stderr
+    llama = LlamaForCausalLM.from_pretrained(str(tmp_path / "dst"))
+    input_ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    with torch.no_grad():
+        torch.testing.assert_close(llama(input_ids).logits, source(input_ids).logits, atol=1e-4, rtol=0)
+
+    save_tiny_model(tmp_path / "sinks", attention_sinks=True)
+    refused = run_cli(str(tmp_path / "sinks"), str(tmp_path / "sinks_dst"))
+    assert refused.returncode == 1 and "attention_sinks=True" in refused.stderr
+
+
+def test_a_mapping_error_is_caught_before_anything_is_written(tmp_path, monkeypatch):
+    from modeling_modern_llm import export_llama
+
+    correct_mapping = export_llama.to_llama_config
+
+    def wrong_rope(config):
+        llama_config = correct_mapping(config)
+        llama_config.rope_parameters = {"rope_type": "default", "rope_theta": 10000.0}  # the source uses 5000
+        return llama_config
+
+    monkeypatch.setattr(export_llama, "to_llama_config", wrong_rope)
+    save_tiny_model(tmp_path / "src")
+    with pytest.raises(ValueError, match="logits differ"):
+        export_to_llama(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert not (tmp_path / "dst").exists()
