@@ -1,0 +1,109 @@
+"""The embedded corpus: deterministic by seed, in the Hub schemas, correct answers, and eval splits disjoint from train."""
+
+import re
+
+import pytest
+
+from modeling_modern_llm.data import REGISTRY, CorpusSizes, generate_embedded_corpus, load_dataset_by_name, split_of
+from modeling_modern_llm.evaluation.gsm8k_format import calculator_annotations, extract_reference
+
+SMALL = CorpusSizes(text_train_chars=60_000, text_eval_chars=10_000, train_rows=400, eval_rows=80)
+EVAL_SPLITS = ("validation", "test")
+HUB_SCHEMA = {"embedded-text": {"text"}, "embedded-alpaca": {"instruction", "input", "output", "text"},
+              "embedded-hh-rlhf": {"chosen", "rejected"}, "embedded-gsm8k": {"question", "answer"},
+              "embedded-sst2": {"sentence", "label", "idx"}}
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return generate_embedded_corpus(seed=0, sizes=SMALL)
+
+
+def test_same_seed_same_rows_other_seed_other_rows(corpus):
+    assert generate_embedded_corpus(seed=0, sizes=SMALL) == corpus
+    other = generate_embedded_corpus(seed=1, sizes=SMALL)
+    for name in corpus:
+        assert other[name]["train"] != corpus[name]["train"], name
+
+
+def test_rows_follow_the_hub_schemas_and_sizes(corpus):
+    for name, splits in corpus.items():
+        for split, rows in splits.items():
+            assert all(set(row) == HUB_SCHEMA[name] for row in rows), (name, split)
+            if name != "embedded-text":
+                assert len(rows) == SMALL.rows(split)
+    assert sum(len(r["text"]) for r in corpus["embedded-text"]["train"]) >= SMALL.text_train_chars
+
+
+def test_math_solutions_are_correct_gsm8k_answers(corpus):
+    for split in ("train", "validation", "test"):
+        for row in corpus["embedded-gsm8k"][split]:
+            steps = calculator_annotations(row["answer"])
+            assert steps, row
+            for expression, written in steps:
+                assert re.fullmatch(r"[0-9+\-*]+", expression) and eval(expression) == int(written), row
+            assert extract_reference(row["answer"]) == steps[-1][1]
+            assert int(extract_reference(row["answer"])) >= 0
+
+
+def test_sst2_labels_are_balanced_and_binary(corpus):
+    labels = [row["label"] for row in corpus["embedded-sst2"]["train"]]
+    assert set(labels) == {0, 1} and 0.35 < sum(labels) / len(labels) < 0.65
+    assert [row["idx"] for row in corpus["embedded-sst2"]["validation"]] == list(range(SMALL.eval_rows))
+
+
+def test_preference_pairs_disagree_and_normalise_without_drops(corpus):
+    rows = corpus["embedded-hh-rlhf"]["train"]
+    assert all(row["chosen"] != row["rejected"] and row["chosen"].startswith("\n\nHuman: ") for row in rows)
+    assert any(row["chosen"].count("\n\nHuman: ") > 1 for row in rows)  # some have several turns
+
+
+def _training_text(corpus) -> str:
+    """Everything a model is trained on, across every stage's training split."""
+    parts = [row["text"] for row in corpus["embedded-text"]["train"]]
+    parts += [row["text"] for row in corpus["embedded-alpaca"]["train"]]
+    parts += [row["chosen"] + row["rejected"] for row in corpus["embedded-hh-rlhf"]["train"]]
+    parts += [row["question"] for row in corpus["embedded-gsm8k"]["train"]]
+    parts += [row["sentence"] for row in corpus["embedded-sst2"]["train"]]
+    return "\n".join(parts)
+
+
+def test_eval_problems_and_sentences_never_appear_in_training_data(corpus):
+    seen_in_training = _training_text(corpus)
+    for split in EVAL_SPLITS:
+        questions = [row["question"] for row in corpus["embedded-gsm8k"][split]]
+        sentences = [row["sentence"] for row in corpus["embedded-sst2"][split]]
+        assert questions and sentences
+        assert not [q for q in questions if q in seen_in_training], split
+        # A sentence may be a substring of a longer training sentence; compare whole SST sentences.
+        training_sentences = {row["sentence"] for row in corpus["embedded-sst2"]["train"]}
+        training_lines = set(seen_in_training.splitlines())
+        assert not [s for s in sentences if s in training_sentences or s in training_lines], split
+    validation = {row["question"] for row in corpus["embedded-gsm8k"]["validation"]}
+    assert validation.isdisjoint(row["question"] for row in corpus["embedded-gsm8k"]["test"])
+
+
+def test_eval_instructions_are_held_out_but_their_facts_are_in_pretraining(corpus):
+    train_instructions = {(r["instruction"], r["input"]) for r in corpus["embedded-alpaca"]["train"]}
+    eval_rows = corpus["embedded-alpaca"]["validation"] + corpus["embedded-alpaca"]["test"]
+    assert not [r for r in eval_rows if (r["instruction"], r["input"]) in train_instructions]
+    pretraining = "\n".join(row["text"] for row in corpus["embedded-text"]["train"])
+    capital_questions = [r for r in eval_rows if r["instruction"].startswith("What is the capital of")]
+    assert capital_questions and all(r["output"] in pretraining for r in capital_questions)
+
+
+def test_split_assignment_is_a_fixed_partition():
+    keys = [f"math:item {i}" for i in range(5000)]
+    shares = {split: sum(split_of(k) == split for k in keys) / len(keys) for split in ("train", "validation", "test")}
+    assert 0.75 < shares["train"] < 0.85 and 0.07 < shares["validation"] < 0.13
+    assert [split_of(k) for k in keys] == [split_of(k) for k in keys]
+
+
+def test_registry_loads_embedded_sets_through_the_hub_normalisers():
+    for name in ("embedded-gsm8k", "embedded-hh-rlhf", "embedded-alpaca"):
+        rows = load_dataset_by_name(name, "validation", limit=5)
+        kind = REGISTRY[name].kind
+        assert len(rows) == 5 and REGISTRY[name.removeprefix("embedded-")].kind == kind
+    pair = load_dataset_by_name("embedded-hh-rlhf", "validation", limit=1)[0]
+    assert pair["prompt"][-1]["role"] == "user" and pair["chosen"][0]["role"] == "assistant"
+    assert len(load_dataset_by_name("embedded-sst2", "test")) == CorpusSizes().eval_rows
