@@ -7,6 +7,7 @@ so exact-match numbers compare with published ones.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterable, Optional
 
@@ -31,7 +32,7 @@ def normalize_number(text: Optional[str]) -> Optional[str]:
         value = float(cleaned)
     except ValueError:
         return None
-    if value != value or value in (float("inf"), float("-inf")):  # NaN / inf are not answers
+    if not math.isfinite(value):  # "nan" / "inf" parse as floats but are not answers
         return None
     if value == int(value):
         return str(int(value))
