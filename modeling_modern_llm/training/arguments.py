@@ -1,0 +1,126 @@
+"""Argument dataclasses of the recipes: TRL's configs plus only the fields modern-llm adds.
+
+Every recipe parses ``(ScriptArguments, <Stage>Config, ModelArguments)`` with ``TrlParser``, so a YAML under
+``recipes/configs/<scale>/<stage>.yaml`` sets the defaults and the command line overrides them. TrlParser
+already rejects a YAML key no dataclass knows ("Unknown arguments from config file: [...]");
+``validate_args`` adds the checks that need the stage (a missing dataset or starting model) and runs before
+anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
+from trl import ScriptArguments as TrlScriptArguments
+
+
+@dataclass
+class ScriptArguments(TrlScriptArguments):
+    """Which registry datasets a stage trains and evaluates on (see ``modeling_modern_llm.data``)."""
+
+    dataset_mixture: list[str] | None = field(
+        default=None,
+        metadata={"help": "Registry names with weights, 'name:weight' (e.g. wikitext-103-raw-v1:0.5 tinystories:0.5). "
+                  "Overrides dataset_name."},
+    )
+    local_data_dir: str | None = field(
+        default=None, metadata={"help": "DIR/<registry name>/<split>.jsonl|.parquet in the Hub schema, read offline."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+
+    def mixture(self) -> list[tuple[str, float]]:
+        """The (name, weight) pairs to load; one dataset_name counts as a mixture of one."""
+        entries = self.dataset_mixture or ([self.dataset_name] if self.dataset_name else [])
+        pairs = []
+        for entry in entries:
+            name, _, weight = entry.partition(":")
+            try:
+                pairs.append((name.strip(), float(weight) if weight else 1.0))
+            except ValueError:
+                raise ValueError(f"dataset_mixture entry {entry!r}: the weight after ':' must be a number.") from None
+        return pairs
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig plus what building a model from scratch needs."""
+
+    model_config: dict | str | None = field(
+        default=None,
+        metadata={"help": "ModernLLMConfig fields of a model trained from scratch (hidden_size, num_hidden_layers, ...), "
+                  "as a YAML mapping or a JSON string. vocab_size comes from the tokenizer."},
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A saved tokenizer folder or Hub name (e.g. gpt2). Unset: train one on the pretraining corpus."},
+    )
+    tokenizer_vocab_size: int = field(default=8192, metadata={"help": "Vocabulary size of a trained tokenizer."})
+    tokenizer_min_frequency: int = field(default=2, metadata={"help": "Minimum pair count of a BPE merge."})
+    tokenizer_train_samples: int | None = field(
+        default=None, metadata={"help": "Train the tokenizer on the first N training texts (all when unset)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.model_config, str):
+            try:
+                self.model_config = json.loads(self.model_config)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"model_config must be a mapping or a JSON object string: {error}") from None
+
+
+class _DeviceDefaults:
+    """TRL turns bf16 on unless told otherwise; on a machine without CUDA that is ~30x slower, so default to fp32."""
+
+    def __post_init__(self):
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = torch.cuda.is_available()
+        super().__post_init__()
+
+
+@dataclass
+class PretrainConfig(_DeviceDefaults, SFTConfig):
+    """SFTConfig used for pretraining: packed raw text ("text" column), loss on every token."""
+
+
+@dataclass
+class SFTStageConfig(_DeviceDefaults, SFTConfig):
+    """SFTConfig for chat-formatted instruction tuning."""
+
+
+@dataclass
+class DPOStageConfig(_DeviceDefaults, DPOConfig):
+    """DPOConfig with the device default; the reference model is a frozen copy of the starting model."""
+
+
+@dataclass
+class VerifierConfig(_DeviceDefaults, RewardConfig):
+    """RewardConfig plus how the policy's GSM8K solutions are sampled (Cobbe et al. 2021)."""
+
+    samples_per_problem: int = field(default=4, metadata={"help": "Solutions sampled from the policy per problem."})
+    num_fewshot: int = field(default=2, metadata={"help": "Solved training problems shown before each question."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Length limit of a sampled solution."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
+    generation_batch_size: int = field(default=8, metadata={"help": "Problems per generate() call."})
+    max_pairs_per_problem: int = field(default=8, metadata={"help": "Cap on (correct, incorrect) pairs per problem."})
+
+
+def validate_args(stage: str, script_args: ScriptArguments, training_args: Any, model_args: ModelArguments) -> None:
+    """Fail before any loading or training when a field the stage needs is missing or wrong, naming it."""
+    if not script_args.mixture():
+        raise ValueError(f"{stage}: set `dataset_name` or `dataset_mixture` (registry names, see modeling_modern_llm.data).")
+    if stage == "pretrain":
+        if not model_args.model_config:
+            raise ValueError("pretrain: `model_config` (the ModernLLMConfig fields of the new model) is missing.")
+        if not training_args.max_length:
+            raise ValueError("pretrain: `max_length` (the packed block size) is missing.")
+    elif not model_args.model_name_or_path:
+        raise ValueError(f"{stage}: `model_name_or_path` (the previous stage's *_final folder) is missing.")
+    if training_args.save_strategy == "steps" and training_args.save_steps <= 0:
+        raise ValueError("`save_steps` must be positive so an interrupted stage can resume.")

@@ -1,0 +1,91 @@
+"""Trainer callbacks of the recipes: stop on a non-finite loss, log throughput, log eval perplexity.
+
+Both add their numbers to the logs the integrations see and to ``trainer_state.json``'s ``log_history``
+(Trainer appends a copy of the logs to it before calling ``on_log``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from transformers import TrainerCallback
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by a recipe after training stopped on a NaN or infinite loss."""
+
+
+def _record(state, logs: dict, **values) -> None:
+    logs.update(values)
+    if state.log_history and state.log_history[-1].get("step") == state.global_step:
+        state.log_history[-1].update(values)
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stops training at the first NaN/inf loss (or weights) and vetoes saving, so the last checkpoint stays good.
+
+    The loss is checked at every log; the weights are checked before every save, which also catches a
+    non-finite step between two logs (a NaN loss makes NaN gradients, which make NaN weights).
+    """
+
+    def __init__(self):
+        self.failure: str | None = None
+
+    def _stop(self, control, message: str) -> None:
+        self.failure = self.failure or message
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save and model is not None:
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                self._stop(control, f"non-finite weights at step {state.global_step}")
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                self._stop(control, f"{key} = {value} at step {state.global_step}")
+        return control
+
+
+class ThroughputCallback(TrainerCallback):
+    """Logs ``tokens_per_s`` and ``step_time_s`` averaged over each logging interval.
+
+    Token counts come from Trainer's ``num_input_tokens_seen`` (``include_num_input_tokens_seen="non_padding"``).
+    """
+
+    def __init__(self):
+        self._last = None  # (time, step, tokens) at the previous log
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None or "loss" not in logs or self._last is None:
+            return
+        now, steps, tokens = time.perf_counter(), state.global_step, state.num_input_tokens_seen
+        elapsed, step_delta = now - self._last[0], steps - self._last[1]
+        if step_delta > 0 and elapsed > 0:
+            _record(state, logs, step_time_s=round(elapsed / step_delta, 4),
+                    tokens_per_s=round((tokens - self._last[2]) / elapsed, 1))
+        self._last = (now, steps, tokens)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        # Evaluation time is not training time.
+        if self._last is not None:
+            self._last = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
+
+
+class PerplexityCallback(TrainerCallback):
+    """Adds ``eval_perplexity = exp(eval_loss)`` for the language-modelling stages (pretrain, SFT)."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_loss" in metrics:
+            perplexity = math.exp(min(metrics["eval_loss"], 700.0))  # exp overflows past ~709
+            metrics["eval_perplexity"] = perplexity
+            if state.log_history and "eval_loss" in state.log_history[-1]:
+                state.log_history[-1]["eval_perplexity"] = perplexity

@@ -1,0 +1,67 @@
+"""The model card (README.md in the Hub's form) and training_summary.json written into each ``<stage>_final``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import yaml
+
+STAGE_PURPOSE = {
+    "pretrain": "a base language model pretrained from scratch on plain text (causal LM loss on packed sequences)",
+    "sft": "a chat model: the pretrained model fine-tuned on instructions in ChatML, loss on assistant tokens only",
+    "dpo": "the SFT model aligned with Direct Preference Optimization against a frozen copy of itself",
+    "verifier": "a GSM8K verifier (reward model, one score per solution) trained on the policy's own samples "
+    "labelled by final-answer correctness (Cobbe et al. 2021)",
+}
+
+
+def write_training_summary(folder: str, summary: dict) -> None:
+    with open(os.path.join(folder, "training_summary.json"), "w") as handle:
+        json.dump(summary, handle, indent=2)
+
+
+def write_model_card(folder: str, summary: dict, model_config: dict, base_model: str | None, eval_metrics: dict) -> None:
+    """README.md: YAML front matter (library_name, license, tags, datasets, base_model), then the facts of the run."""
+    stage = summary["stage"]
+    front = {
+        "library_name": "transformers",
+        "license": "apache-2.0",
+        "tags": ["modern-llm", stage, "trl", "text-generation" if stage != "verifier" else "text-classification"],
+        "datasets": summary["datasets"],
+        "pipeline_tag": "text-generation" if stage != "verifier" else "text-classification",
+    }
+    if base_model:
+        front["base_model"] = base_model
+    architecture = {key: model_config.get(key) for key in (
+        "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+        "vocab_size", "max_position_embeddings", "attention_sinks", "qk_norm", "num_experts") if key in model_config}
+    results = {k: v for k, v in {"final_train_loss": summary.get("final_loss"), **eval_metrics}.items() if v is not None}
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        f"# modern-llm {stage}", "",
+        f"This is {STAGE_PURPOSE[stage]}. It loads with "
+        f"`{'AutoModelForSequenceClassification' if stage == 'verifier' else 'AutoModelForCausalLM'}.from_pretrained` "
+        "(after `import modeling_modern_llm`, or with `trust_remote_code=True`: the folder carries the model code).", "",
+        "## Model", "", "| field | value |", "| --- | --- |",
+        f"| parameters | {summary.get('num_parameters', 'n/a'):,} |" if summary.get("num_parameters") else "| parameters | n/a |",
+        *(f"| {key} | {value} |" for key, value in architecture.items()), "",
+        "## Training data", "",
+        *(f"- `{name}` (modern-llm dataset registry)" for name in summary["datasets"]), "",
+        "## Training procedure", "",
+        f"- command: `{summary['command']}`", f"- config: `{summary['config_path']}`",
+        f"- steps: {summary['steps']}, tokens: {summary['train_tokens']}, per-device batch: "
+        f"{summary['per_device_batch_size']}, learning rate: {summary['learning_rate']}",
+        f"- hardware: {summary['hardware']}, world size {summary.get('world_size', 1)}, "
+        f"wall time {summary['wall_time_s']:.0f} s, {summary['tokens_per_s']} tokens/s", "",
+        "## Results", "",
+        *(f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}" for key, value in results.items()),
+        "", "Task scores (perplexity, SST-2, GSM8K, against GPT-2) are in the project's evaluation report.", "",
+        "## Intended use and limitations", "",
+        "A small research model for studying the pretrain -> SFT -> DPO -> verifier pipeline, not for deployment. "
+        "It is far smaller and trained on far less data than production models: it makes factual errors, "
+        "cannot be relied on for arithmetic, and inherits the biases of its training sets. The demo scales "
+        "(cpu-demo, gpu-smoke) only check that the pipeline works; their outputs are not meaningful text.", "",
+    ]
+    with open(os.path.join(folder, "README.md"), "w") as handle:
+        handle.write("\n".join(lines))

@@ -1,0 +1,80 @@
+"""Training data of the GSM8K verifier (Cobbe et al. 2021): the policy's own solutions, labelled, paired.
+
+The prompt, the text the verifier scores and the correctness rule come from ``evaluation.gsm8k_format``,
+so the verifier is trained on exactly what evaluation will ask it to score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import torch
+from tqdm.auto import tqdm
+
+from modeling_modern_llm.evaluation.gsm8k_format import format_prompt, format_verifier_input, is_correct, truncate_at_stop
+
+
+@torch.no_grad()
+def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], args) -> list[dict]:
+    """``args.samples_per_problem`` sampled solutions per problem, each labelled by its final answer."""
+    tokenizer.padding_side = "left"
+    model.eval()
+    records = []
+    batches = range(0, len(problems), args.generation_batch_size)
+    for start in tqdm(batches, desc="sampling solutions", disable=args.disable_tqdm):
+        batch = problems[start:start + args.generation_batch_size]
+        prompts = [format_prompt(problem["question"], shots) for problem in batch]
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        outputs = model.generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
+                                 max_new_tokens=args.max_new_tokens, num_return_sequences=args.samples_per_problem,
+                                 pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+        for index, text in enumerate(texts):
+            problem = batch[index // args.samples_per_problem]
+            solution = truncate_at_stop(text).replace(tokenizer.pad_token, "").strip()
+            records.append({"question": problem["question"], "answer": problem["answer"], "solution": solution,
+                            "correct": is_correct(solution, problem["answer"])})
+    return records
+
+
+def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int) -> list[dict]:
+    """(correct, incorrect) pairs of the same problem in RewardTrainer's ``chosen``/``rejected`` text form.
+
+    The reference solution counts as a correct one, so a problem the policy never solves still gives pairs.
+    """
+    by_question: dict[str, dict] = {}
+    for record in records:
+        entry = by_question.setdefault(record["question"], {"correct": [record["answer"].strip()], "incorrect": []})
+        entry["correct" if record["correct"] else "incorrect"].append(record["solution"])
+    rng = random.Random(seed)
+    pairs = []
+    for question, entry in by_question.items():
+        combos = [(good, bad) for good in dict.fromkeys(entry["correct"]) for bad in dict.fromkeys(entry["incorrect"])]
+        rng.shuffle(combos)
+        pairs += [{"chosen": format_verifier_input(question, good), "rejected": format_verifier_input(question, bad)}
+                  for good, bad in combos[:max_pairs_per_problem]]
+    return pairs
+
+
+def tokenize_pairs(pairs: list[dict], tokenizer) -> dict[str, list[list[int]]]:
+    """``chosen_ids``/``rejected_ids`` tokenised as evaluation scores a solution (plain ``tokenizer(text)``).
+
+    Handing RewardTrainer token ids stops it from appending an eos to the text, which evaluation does not do:
+    the score is read at the last real token, so both must end on the same one.
+    """
+    return {f"{side}_ids": tokenizer([pair[side] for pair in pairs])["input_ids"] for side in ("chosen", "rejected")}
+
+
+def cached_samples(path: str, make) -> list[dict]:
+    """The sampled records at ``path``, or ``make()``'s written there first: a resumed run trains on the same pairs."""
+    if os.path.isfile(path):
+        with open(path) as handle:
+            return [json.loads(line) for line in handle]
+    records = make()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    os.replace(path + ".tmp", path)
+    return records

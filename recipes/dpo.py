@@ -1,0 +1,67 @@
+"""Direct Preference Optimization of the SFT model against a frozen copy of itself.
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/dpo.py \
+        --config recipes/configs/gpu-full/dpo.yaml --model_name_or_path experiments/runs/full/sft_final
+    python recipes/dpo.py --config recipes/configs/cpu-demo/dpo.yaml \
+        --model_name_or_path experiments/runs/demo/sft_final --output_dir experiments/runs/demo/dpo
+
+TRL's `DPOTrainer` on conversational `prompt`/`chosen`/`rejected` rows. The reference model is a second,
+frozen load of the same checkpoint (or, with `precompute_ref_log_probs: true`, its log-probs computed once
+before training, which saves its memory); `beta` sets how far the policy may move from it.
+Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
+"""
+
+from transformers import AutoModelForCausalLM, set_seed
+from trl import DPOTrainer, TrlParser
+
+import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
+from modeling_modern_llm.tokenizer import load_tokenizer
+from modeling_modern_llm.training import (
+    DPOStageConfig,
+    ModelArguments,
+    ScriptArguments,
+    load_split,
+    model_load_kwargs,
+    save_final,
+    setup_stage,
+    stage_callbacks,
+    train_with_resume,
+    validate_args,
+)
+
+
+def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args: ModelArguments):
+    validate_args("dpo", script_args, training_args, model_args)
+    start = setup_stage(training_args)
+    set_seed(training_args.seed)
+
+    # Data
+    train_dataset = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples,
+                               training_args.seed)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
+                                  training_args.seed)
+
+    # Policy and frozen reference, both from the SFT stage
+    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+    load_kwargs = model_load_kwargs(model_args)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs)
+    ref_model = None
+    if not training_args.precompute_ref_log_probs:
+        ref_model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs)
+
+    # Train
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=training_args, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=tokenizer,
+                         callbacks=stage_callbacks(language_modelling=False))
+    train_with_resume(trainer)
+    metrics = trainer.evaluate() if eval_dataset is not None else {}
+
+    # Save
+    save_final(trainer, tokenizer, "dpo", script_args, model_args, start, eval_metrics=metrics,
+               extra_summary={"beta": training_args.beta})
+
+
+if __name__ == "__main__":
+    main(*TrlParser((ScriptArguments, DPOStageConfig, ModelArguments)).parse_args_and_config())

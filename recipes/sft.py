@@ -1,0 +1,60 @@
+"""Supervised fine-tuning of the pretrained model on chat-formatted instructions, loss on assistant tokens only.
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/sft.py \
+        --config recipes/configs/gpu-full/sft.yaml --model_name_or_path experiments/runs/full/pretrain_final
+    python recipes/sft.py --config recipes/configs/cpu-demo/sft.yaml \
+        --model_name_or_path experiments/runs/demo/pretrain_final --output_dir experiments/runs/demo/sft
+
+TRL's `SFTTrainer` on `messages` rows: the tokenizer's ChatML template marks the assistant turns with
+`{% generation %}`, so `assistant_only_loss=True` masks everything else, and `eos_token: <|im_end|>`
+makes the model stop at the end of its turn. Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
+"""
+
+from transformers import AutoModelForCausalLM, set_seed
+from trl import SFTTrainer, TrlParser
+
+import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
+from modeling_modern_llm.tokenizer import load_tokenizer
+from modeling_modern_llm.training import (
+    ModelArguments,
+    ScriptArguments,
+    SFTStageConfig,
+    load_split,
+    model_load_kwargs,
+    save_final,
+    setup_stage,
+    stage_callbacks,
+    train_with_resume,
+    validate_args,
+)
+
+
+def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args: ModelArguments):
+    validate_args("sft", script_args, training_args, model_args)
+    start = setup_stage(training_args)
+    set_seed(training_args.seed)
+
+    # Data
+    train_dataset = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples,
+                               training_args.seed)
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
+                                  training_args.seed)
+
+    # Model and tokenizer, from the pretraining stage
+    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **model_load_kwargs(model_args))
+
+    # Train
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=True))
+    train_with_resume(trainer)
+    metrics = trainer.evaluate() if eval_dataset is not None else {}
+
+    # Save
+    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics)
+
+
+if __name__ == "__main__":
+    main(*TrlParser((ScriptArguments, SFTStageConfig, ModelArguments)).parse_args_and_config())

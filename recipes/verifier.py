@@ -1,0 +1,94 @@
+"""Train the GSM8K verifier: a reward model scoring the policy's solutions (Cobbe et al. 2021).
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml recipes/verifier.py \
+        --config recipes/configs/gpu-full/verifier.yaml --model_name_or_path experiments/runs/full/dpo_final
+    python recipes/verifier.py --config recipes/configs/cpu-demo/verifier.yaml \
+        --model_name_or_path experiments/runs/demo/dpo_final --output_dir experiments/runs/demo/verifier
+
+1. The policy (`model_name_or_path`) samples `samples_per_problem` solutions per training problem from the
+   lm-eval GSM8K prompt (`num_fewshot` solved problems first); each is labelled by whether its final
+   answer equals the reference. Samples are cached in `<output_dir>/samples-<split>.jsonl`, so a resumed
+   run trains on the same pairs.
+2. Pairs (correct, incorrect) of the same problem, the reference solution counting as correct, train
+   `ModernLLMForSequenceClassification(num_labels=1)` initialised from the policy with TRL's `RewardTrainer`
+   (Bradley-Terry loss; the score is read at the last non-pad token, so `pad_token_id` is set). The pairs are
+   tokenised as evaluation scores a solution, `tokenizer(format_verifier_input(question, solution))`.
+Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
+"""
+
+import gc
+
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
+from trl import RewardTrainer, TrlParser
+
+import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
+from datasets import Dataset
+from modeling_modern_llm.tokenizer import load_tokenizer
+from modeling_modern_llm.training import (
+    ModelArguments,
+    ScriptArguments,
+    VerifierConfig,
+    load_split,
+    model_load_kwargs,
+    save_final,
+    setup_stage,
+    stage_callbacks,
+    train_with_resume,
+    validate_args,
+)
+from modeling_modern_llm.training.verifier_data import (
+    cached_samples,
+    preference_pairs,
+    sample_solutions,
+    tokenize_pairs,
+)
+
+
+def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
+    validate_args("verifier", script_args, training_args, model_args)
+    start = setup_stage(training_args)
+    set_seed(training_args.seed)
+    tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
+    load_kwargs = model_load_kwargs(model_args)
+
+    # Sample and label the policy's solutions (rank 0 first, then cached: resumes and other ranks reuse them)
+    train_rows = list(load_split(script_args, script_args.dataset_train_split, None, training_args.seed))
+    shots = train_rows[:training_args.num_fewshot]
+    problems = {"train": (script_args.dataset_train_split,
+                          train_rows[len(shots):][:script_args.max_train_samples])}
+    if training_args.eval_strategy != "no":
+        problems["eval"] = (script_args.dataset_test_split, list(load_split(
+            script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed)))
+    policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs).to(training_args.device)
+    records = {}
+    with training_args.main_process_first(desc="sampling solutions"):
+        for key, (split, rows) in problems.items():
+            records[key] = cached_samples(f"{training_args.output_dir}/samples-{split}.jsonl",
+                                          lambda: sample_solutions(policy, tokenizer, rows, shots, training_args))
+    del policy
+    gc.collect()
+    pairs = {key: Dataset.from_dict(tokenize_pairs(
+        preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed), tokenizer))
+        for key, recs in records.items()}
+    policy_accuracy = {key: sum(r["correct"] for r in recs) / max(len(recs), 1) for key, recs in records.items()}
+
+    # Verifier, initialised from the policy; the score head is new
+    tokenizer.padding_side = "right"
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path, num_labels=1, pad_token_id=tokenizer.pad_token_id, **load_kwargs)
+
+    # Train
+    trainer = RewardTrainer(model=model, args=training_args, train_dataset=pairs["train"],
+                            eval_dataset=pairs.get("eval"), processing_class=tokenizer,
+                            callbacks=stage_callbacks(language_modelling=False))
+    train_with_resume(trainer)
+    metrics = trainer.evaluate() if "eval" in pairs else {}
+
+    # Save
+    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, extra_summary={
+        "policy_sample_accuracy": policy_accuracy, "pairs": {key: len(ds) for key, ds in pairs.items()},
+        "samples_per_problem": training_args.samples_per_problem, "scoring_text": "tokenizer(format_verifier_input(question, solution))"})
+
+
+if __name__ == "__main__":
+    main(*TrlParser((ScriptArguments, VerifierConfig, ModelArguments)).parse_args_and_config())

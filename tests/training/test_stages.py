@@ -1,0 +1,104 @@
+"""Each stage runs a few steps on the embedded data with a tiny ModernLLM and leaves a loadable final folder."""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
+from modeling_modern_llm.training import final_model_problem
+
+from training_helpers import log_history
+
+pytestmark = pytest.mark.slow
+SUMMARY_FIELDS = {"stage", "config_path", "command", "wall_time_s", "steps", "train_tokens", "tokens_per_s",
+                  "final_loss", "datasets", "per_device_batch_size", "learning_rate", "hardware"}
+
+
+def _summary(folder):
+    with open(os.path.join(folder, "training_summary.json")) as handle:
+        return json.load(handle)
+
+
+def test_every_stage_writes_a_complete_final_folder(tiny_run):
+    for stage, folder in tiny_run.items():
+        assert final_model_problem(folder) is None, stage
+        summary = _summary(folder)
+        assert SUMMARY_FIELDS <= set(summary), SUMMARY_FIELDS - set(summary)
+        assert summary["stage"] == stage and summary["world_size"] == 1
+        assert summary["steps"] > 0 and summary["train_tokens"] > 0 and summary["tokens_per_s"] > 0
+        assert math.isfinite(summary["final_loss"])
+
+
+def test_model_card_has_hub_front_matter(tiny_run):
+    with open(os.path.join(tiny_run["sft"], "README.md")) as handle:
+        text = handle.read()
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "transformers" and meta["license"]
+    assert meta["datasets"] == ["embedded-alpaca"] and meta["base_model"] == tiny_run["pretrain"]
+    assert "sft" in meta["tags"]
+    for section in ("## Model", "## Training data", "## Results", "## Intended use and limitations"):
+        assert section in body
+
+
+def test_pretrain_logs_throughput_and_perplexity(tiny_run):
+    history = log_history(os.path.join(os.path.dirname(tiny_run["pretrain"]), "pretrain"))
+    steps = [entry for entry in history if "loss" in entry]
+    assert all(entry["tokens_per_s"] > 0 and entry["step_time_s"] > 0 for entry in steps[1:])
+    evals = [entry for entry in history if "eval_loss" in entry]
+    assert evals and all(math.isclose(e["eval_perplexity"], math.exp(e["eval_loss"]), rel_tol=1e-6) for e in evals)
+    assert steps[-1]["loss"] < steps[0]["loss"]  # 8 steps at lr 3e-3 from a uniform start must lower the loss
+
+
+def test_causal_lm_stages_load_and_generate(tiny_run):
+    for stage in ("pretrain", "sft", "dpo"):
+        model = AutoModelForCausalLM.from_pretrained(tiny_run[stage])
+        tokenizer = AutoTokenizer.from_pretrained(tiny_run[stage])
+        assert type(model).__name__ == "ModernLLMForCausalLM" and model.config.attention_sinks
+        assert model.config.use_cache and model.generation_config.pad_token_id == tokenizer.pad_token_id
+        inputs = tokenizer("Once upon a time", return_tensors="pt")
+        output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        assert output.shape[1] <= inputs["input_ids"].shape[1] + 4
+
+
+def test_sft_stops_at_im_end(tiny_run):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run["sft"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_run["sft"])
+    assert tokenizer.eos_token == "<|im_end|>"
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == model.generation_config.eos_token_id[0]
+
+
+def test_sft_and_dpo_change_the_weights(tiny_run):
+    def weights(stage):
+        return AutoModelForCausalLM.from_pretrained(tiny_run[stage]).state_dict()
+
+    before, after_sft, after_dpo = weights("pretrain"), weights("sft"), weights("dpo")
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before[name], after_sft[name]) and not torch.equal(after_sft[name], after_dpo[name])
+
+
+def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
+    summary = _summary(tiny_run["verifier"])
+    assert summary["pairs"]["train"] > 0 and summary["samples_per_problem"] == 2
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_run["verifier"])
+    policy = AutoModelForCausalLM.from_pretrained(tiny_run["dpo"])
+    assert model.config.num_labels == 1 and model.config.pad_token_id is not None
+    # The trunk starts from the policy: 3 Adam steps at lr 1e-3 move a weight by at most ~3e-3, while a fresh
+    # initialisation (std 0.02) would differ by ~0.1 somewhere.
+    drift = (model.model.embed_tokens.weight - policy.model.embed_tokens.weight).abs().max()
+    assert drift < 0.01
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run["verifier"])
+    batch = tokenizer(["Question: 1+1?\nAnswer: 2\n#### 2", "Question: 1+1?\nAnswer: #### 3 and more text"],
+                      return_tensors="pt", padding=True)
+    with torch.no_grad():
+        scores = model(**batch).logits
+    assert scores.shape == (2, 1) and torch.isfinite(scores).all()
+    with open(os.path.join(os.path.dirname(tiny_run["verifier"]), "verifier", "samples-train.jsonl")) as handle:
+        records = [json.loads(line) for line in handle]
+    assert len(records) == 6 * 2  # max_train_samples problems (after the few-shot one), 2 samples each
+    assert all(isinstance(r["correct"], bool) for r in records)

@@ -1,0 +1,46 @@
+"""The verifier's pairs: correct vs incorrect solutions of the same problem, the reference counting as correct."""
+
+from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
+from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs
+
+ANSWER = "2 + 3 = <<2+3=5>>5\n#### 5"
+
+
+def _record(question, solution, correct):
+    return {"question": question, "answer": ANSWER, "solution": solution, "correct": correct}
+
+
+def test_pairs_put_correct_over_incorrect_within_a_problem():
+    records = [_record("A?", "so #### 5", True), _record("A?", "so #### 6", False), _record("B?", "#### 7", False)]
+    pairs = preference_pairs(records, max_pairs_per_problem=10, seed=0)
+    expected = {
+        (format_verifier_input("A?", ANSWER), format_verifier_input("A?", "so #### 6")),
+        (format_verifier_input("A?", "so #### 5"), format_verifier_input("A?", "so #### 6")),
+        (format_verifier_input("B?", ANSWER), format_verifier_input("B?", "#### 7")),
+    }
+    assert {(p["chosen"], p["rejected"]) for p in pairs} == expected
+
+
+def test_a_problem_solved_every_time_gives_no_pair_and_the_cap_holds():
+    solved = [_record("A?", "#### 5", True)] * 3
+    assert preference_pairs(solved, max_pairs_per_problem=10, seed=0) == []
+    wrong = [_record("B?", f"#### {n}", False) for n in range(6, 12)]
+    assert len(preference_pairs(wrong, max_pairs_per_problem=4, seed=0)) == 4
+
+
+def test_cached_samples_are_reused(tmp_path):
+    path = str(tmp_path / "samples.jsonl")
+    first = cached_samples(path, lambda: [_record("A?", "#### 5", True)])
+    again = cached_samples(path, lambda: (_ for _ in ()).throw(AssertionError("must not resample")))
+    assert first == again
+
+
+def test_pairs_are_tokenised_as_evaluation_scores_them():
+    from modeling_modern_llm.tokenizer import train_tokenizer
+    from modeling_modern_llm.training.verifier_data import tokenize_pairs
+
+    tokenizer = train_tokenizer(["Question: how many? Answer: 5 #### 5"] * 30, vocab_size=300, min_frequency=1)
+    pairs = preference_pairs([_record("A?", "#### 6", False)], max_pairs_per_problem=1, seed=0)
+    ids = tokenize_pairs(pairs, tokenizer)
+    assert ids["chosen_ids"][0] == tokenizer(pairs[0]["chosen"])["input_ids"]
+    assert ids["rejected_ids"][0][-1] != tokenizer.eos_token_id
