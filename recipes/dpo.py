@@ -20,7 +20,7 @@ from modeling_modern_llm.training import (
     DPOStageConfig,
     ModelArguments,
     ScriptArguments,
-    load_split,
+    load_train_and_eval,
     model_load_kwargs,
     save_final,
     setup_stage,
@@ -36,12 +36,7 @@ def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args
     set_seed(training_args.seed)
 
     # Data
-    train_dataset = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples,
-                               training_args.seed)
-    eval_dataset = None
-    if training_args.eval_strategy != "no":
-        eval_dataset = load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
-                                  training_args.seed)
+    train_dataset, eval_dataset = load_train_and_eval(script_args, training_args)
 
     # Policy and frozen reference, both from the SFT stage
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)

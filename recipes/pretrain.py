@@ -23,7 +23,7 @@ from modeling_modern_llm.training import (
     ScriptArguments,
     build_model_config,
     build_tokenizer,
-    load_split,
+    load_train_and_eval,
     save_final,
     setup_stage,
     stage_callbacks,
@@ -38,12 +38,7 @@ def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args
     set_seed(training_args.seed)
 
     # Data
-    train_dataset = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples,
-                               training_args.seed)
-    eval_dataset = None
-    if training_args.eval_strategy != "no":
-        eval_dataset = load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
-                                  training_args.seed)
+    train_dataset, eval_dataset = load_train_and_eval(script_args, training_args)
 
     # Tokenizer: trained on the pretraining corpus and kept with the checkpoints, unless one is named
     with training_args.main_process_first(desc="tokenizer"):

@@ -17,6 +17,7 @@ from .stage import (
     build_tokenizer,
     final_dir,
     load_split,
+    load_train_and_eval,
     model_load_kwargs,
     save_final,
     setup_stage,

@@ -94,6 +94,15 @@ def model_load_kwargs(model_args) -> dict:
     return kwargs
 
 
+def load_train_and_eval(script_args, training_args):
+    """The stage's train split and, unless evaluation is off, its eval split (None then)."""
+    train = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples, training_args.seed)
+    if training_args.eval_strategy == "no":
+        return train, None
+    return train, load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
+                             training_args.seed)
+
+
 def stage_callbacks(language_modelling: bool) -> list:
     return [NonFiniteLossCallback(), ThroughputCallback(), *([PerplexityCallback()] if language_modelling else [])]
 
