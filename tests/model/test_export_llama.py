@@ -9,33 +9,27 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
-from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
+from modeling_modern_llm import ModernLLMForCausalLM
 from modeling_modern_llm.export_llama import export_to_llama
 from modeling_modern_llm.tokenizer import train_tokenizer
+
+from .conftest import tiny_config as shared_tiny_config
 
 VOCAB_SIZE = 300  # 256 bytes + 4 special tokens + up to 40 merges
 
 
 def tiny_config(**overrides):
+    """The shared tiny config with every non-Llama feature off and a tokenizer-sized vocabulary."""
     settings = dict(
         vocab_size=VOCAB_SIZE,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,  # grouped-query attention
-        max_position_embeddings=64,
         rope_parameters={"rope_type": "default", "rope_theta": 5000.0},
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
         attention_sinks=False,
         qk_norm=False,
-        num_experts=0,
         bos_token_id=0,
         eos_token_id=0,
         pad_token_id=1,
     )
-    return ModernLLMConfig(**{**settings, **overrides})
+    return shared_tiny_config(**{**settings, **overrides})
 
 
 def save_tiny_model(folder, **overrides):
