@@ -12,6 +12,7 @@ setup(
     description="A small modern decoder-only LM taken through pretrain, SFT, DPO, a verifier and an honest evaluation.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["modeling_modern_llm", "modeling_modern_llm.*"]),
     include_package_data=True,

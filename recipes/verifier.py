@@ -9,7 +9,8 @@
    lm-eval GSM8K prompt (`num_fewshot` solved problems first); each is labelled by whether its final
    answer equals the reference. Samples are cached in `<output_dir>/samples-<split>.jsonl`, so a resumed
    run trains on the same pairs.
-2. Pairs (correct, incorrect) of the same problem, the reference solution counting as correct, train
+2. Pairs (correct, incorrect) of the same problem (the reference counts as correct only with
+   `include_reference`), train
    `ModernLLMForSequenceClassification(num_labels=1)` initialised from the policy with TRL's `RewardTrainer`
    (Bradley-Terry loss; the score is read at the last non-pad token, so `pad_token_id` is set). The pairs are
    tokenised as evaluation scores a solution, `tokenizer(format_verifier_input(question, solution))`.
@@ -17,6 +18,8 @@ Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
 """
 
 import gc
+import logging
+from functools import partial
 
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
 from trl import RewardTrainer, TrlParser
@@ -43,6 +46,8 @@ from modeling_modern_llm.training.verifier_data import (
     tokenize_pairs,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
     validate_args("verifier", script_args, training_args, model_args)
@@ -64,13 +69,23 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     with training_args.main_process_first(desc="sampling solutions"):
         for key, (split, rows) in problems.items():
             records[key] = cached_samples(f"{training_args.output_dir}/samples-{split}.jsonl",
-                                          lambda: sample_solutions(policy, tokenizer, rows, shots, training_args))
+                                          partial(sample_solutions, policy, tokenizer, rows, shots, training_args))
     del policy
     gc.collect()
     pairs = {key: Dataset.from_dict(tokenize_pairs(
-        preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed), tokenizer))
+        preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed, training_args.include_reference),
+        tokenizer))
         for key, recs in records.items()}
     policy_accuracy = {key: sum(r["correct"] for r in recs) / max(len(recs), 1) for key, recs in records.items()}
+    if len(pairs["train"]) == 0:
+        raise ValueError(
+            f"verifier: no (correct, incorrect) pair among {len(records['train'])} samples: the policy's sample accuracy is "
+            f"{policy_accuracy['train']:.1%}. Sample more (`samples_per_problem`, `max_train_samples`), or set "
+            f"`include_reference: true` to pair the reference solution with the policy's wrong ones.")
+    if "eval" in pairs and len(pairs["eval"]) == 0:
+        logger.warning("verifier: the evaluation problems gave no (correct, incorrect) pair; training without evaluation")
+        del pairs["eval"]
+        training_args.eval_strategy = "no"
 
     # Verifier, initialised from the policy; the score head is new
     tokenizer.padding_side = "right"

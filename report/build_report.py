@@ -234,11 +234,12 @@ def results_section(results_dir: Path, task_metrics: dict, figures: Figures) -> 
     else:
         lines += [
             markdown_table(
-                ("stage", "task", "metric", "value", "change vs previous stage"),
+                ("stage", "task", "prompt", "metric", "value", "change vs previous stage"),
                 [
                     (
                         r["stage"],
                         _code(r["task"]),
+                        _code(r["protocol"]),
                         r["metric"],
                         r["value"],
                         "—" if r["delta_vs_previous_stage"] is None else fmt_signed(r["delta_vs_previous_stage"]),

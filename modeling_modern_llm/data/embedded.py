@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-CORPUS_VERSION = 2  # bump whenever the generated rows change, so stale caches are not reused
+from modeling_modern_llm.tokenizer import IM_END_TOKEN, IM_START_TOKEN
+
+CORPUS_VERSION = 3  # bump whenever the generated rows change, so stale caches are not reused
 EMBEDDED_SPLITS = ("train", "validation", "test")
 _EVAL_PERCENT = {"validation": 10, "test": 10}  # of the key space; the rest is train
 
@@ -118,54 +120,99 @@ def _step(expression: str, value: int) -> str:
 
 
 def make_math_problem(rng: random.Random) -> MathProblem:
-    """A one- or two-step word problem with small numbers and a GSM8K-style worked solution."""
+    """A word problem of one to three steps with a GSM8K-style worked solution.
+
+    Operands stay within the tables (single digits, products of 2..5 in two-step problems, at most 9 taken
+    away), so every step is an arithmetic fact the pretraining text states (``arithmetic_facts``): a model
+    of a few million parameters can then get problems right, and wrong in checkable ways, which is what
+    the verifier needs to learn from.
+    """
     name, friend = rng.sample(NAMES, 2)
     thing = rng.choice(THINGS)
 
-    def small() -> int:  # mostly one digit, sometimes up to 20 (never 1: "1 apples")
-        return rng.randint(2, 9) if rng.random() < 0.7 else rng.randint(10, 20)
+    def digit() -> int:  # never 1: "1 apples"
+        return rng.randint(2, 9)
 
-    kind = rng.choice(("add", "add_pair", "sub", "mul", "add_sub", "mul_add", "mul_sub"))
+    other = rng.choice([n for n in NAMES if n not in (name, friend)])
+    kind = rng.choice(("add", "add_pair", "sub", "mul", "add_sub", "mul_add", "mul_sub", "add_add_sub", "mul_add_sub"))
     if kind == "add":
-        a, b = small(), small()
+        a, b = digit(), digit()
         question = f"{name} has {a} {thing}. {name} gets {b} more {thing}. How many {thing} does {name} have now?"
         steps, value = [f"{name} has {_step(f'{a}+{b}', a + b)} {thing} now."], a + b
     elif kind == "add_pair":
-        a, b = small(), small()
+        a, b = digit(), digit()
         question = f"{name} found {a} {thing} and {friend} found {b} {thing}. How many {thing} did they find together?"
         steps, value = [f"Together they found {_step(f'{a}+{b}', a + b)} {thing}."], a + b
     elif kind == "sub":
-        a = rng.randint(2, 20)
-        b = rng.randint(1, a)
+        a = rng.randint(4, 18)
+        b = rng.randint(2, min(9, a - 1))
         question = f"{name} had {a} {thing} and gave {b} of them to {friend}. How many {thing} does {name} have left?"
         steps, value = [f"{name} has {_step(f'{a}-{b}', a - b)} {thing} left."], a - b
     elif kind == "mul":
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        a, b = digit(), digit()
         question = f"{name} has {a} bags. Each bag holds {b} {thing}. How many {thing} are in the bags?"
         steps, value = [f"The bags hold {_step(f'{a}*{b}', a * b)} {thing}."], a * b
     elif kind == "add_sub":
-        a, b = small(), small()
-        c = rng.randint(1, a + b)
+        a, b = digit(), digit()
+        c = rng.randint(2, min(9, a + b - 1))
         question = (f"{name} has {a} {thing}. {name} buys {b} more and then gives {c} to {friend}. "
                     f"How many {thing} does {name} have now?")
         steps = [f"After buying, {name} has {_step(f'{a}+{b}', a + b)} {thing}.",
                  f"After giving some away, {name} has {_step(f'{a + b}-{c}', a + b - c)} {thing}."]
         value = a + b - c
     elif kind == "mul_add":
-        a, b, c = rng.randint(2, 6), rng.randint(2, 6), small()
+        a, b, c = rng.randint(2, 5), rng.randint(2, 5), digit()
         question = (f"{name} buys {a} boxes with {b} {thing} in each box. {friend} gives {name} {c} more {thing}. "
                     f"How many {thing} does {name} have?")
         steps = [f"The boxes hold {_step(f'{a}*{b}', a * b)} {thing}.",
                  f"With the gift, {name} has {_step(f'{a * b}+{c}', a * b + c)} {thing}."]
         value = a * b + c
+    elif kind == "add_add_sub":
+        a, b, c = digit(), digit(), digit()
+        d = rng.randint(2, 9)
+        question = (f"{name} has {a} {thing}. {name} gets {b} more, then finds {c} more and gives {d} to {friend}. "
+                    f"How many {thing} does {name} have now?")
+        steps = [f"After getting some, {name} has {_step(f'{a}+{b}', a + b)} {thing}.",
+                 f"After finding some, {name} has {_step(f'{a + b}+{c}', a + b + c)} {thing}.",
+                 f"After giving some away, {name} has {_step(f'{a + b + c}-{d}', a + b + c - d)} {thing}."]
+        value = a + b + c - d
+    elif kind == "mul_add_sub":
+        a, b, c, d = rng.randint(2, 5), rng.randint(2, 5), digit(), rng.randint(2, 9)
+        question = (f"{name} buys {a} boxes with {b} {thing} in each box. {friend} gives {name} {c} more {thing}, "
+                    f"and {name} gives {d} to {other}. How many {thing} does {name} have now?")
+        steps = [f"The boxes hold {_step(f'{a}*{b}', a * b)} {thing}.",
+                 f"With the gift, {name} has {_step(f'{a * b}+{c}', a * b + c)} {thing}.",
+                 f"After giving some away, {name} has {_step(f'{a * b + c}-{d}', a * b + c - d)} {thing}."]
+        value = a * b + c - d
     else:  # mul_sub
-        a, b = rng.randint(2, 6), rng.randint(2, 6)
-        c = rng.randint(1, a * b)
+        a, b = rng.randint(2, 5), rng.randint(2, 5)
+        c = rng.randint(2, min(9, a * b - 1))
         question = f"{name} has {a} packs of {b} {thing}. {name} uses {c} of them. How many {thing} are left?"
         steps = [f"{name} starts with {_step(f'{a}*{b}', a * b)} {thing}.",
                  f"After using some, {_step(f'{a * b}-{c}', a * b - c)} {thing} are left."]
         value = a * b - c
     return MathProblem(question, "\n".join([*steps, f"#### {value}"]), value)
+
+
+def arithmetic_facts(rng: random.Random) -> str:
+    """A line of an addition, subtraction or times table, the kind of page a web corpus holds.
+
+    Written ``a+b=c`` as inside the solutions' ``<<a+b=c>>`` annotations; it covers every step of
+    ``make_math_problem`` (sums up to 25+9, differences of up to 34-9, the 2..9 times tables).
+    """
+    kind = rng.choice(("add", "sub", "mul"))
+    if kind == "mul":
+        a = rng.randint(2, 9)
+        facts = [f"{a}*{b}={a * b}" for b in range(2, 10)]
+        return f"The {a} times table: " + ", ".join(facts) + "."
+    if kind == "add":
+        a = rng.randint(2, 25)
+        facts = [f"{a}+{b}={a + b}" for b in sorted(rng.sample(range(2, 10), 4))]
+        return "Adding: " + ", ".join(facts) + "."
+    a = rng.randint(4, 34)
+    subtrahends = range(2, min(a, 10))
+    facts = [f"{a}-{b}={a - b}" for b in sorted(rng.sample(subtrahends, min(4, len(subtrahends))))]
+    return "Taking away: " + ", ".join(facts) + "."
 
 
 def make_review(rng: random.Random) -> tuple[str, int]:
@@ -175,7 +222,8 @@ def make_review(rng: random.Random) -> tuple[str, int]:
     subject, other = rng.sample(REVIEW_SUBJECTS, 2)
     adjective, second = rng.sample(words, 2)
     intensity = rng.choice(INTENSIFIERS)
-    template = rng.randrange(7)
+    # Mostly direct statements; one in five needs more than word polarity (negation, contrast), as in SST.
+    template = rng.choices(range(7), weights=(3, 3, 1, 3, 1, 3, 1))[0]
     if template == 0:
         sentence = f"{subject} is {intensity}{adjective} ."
     elif template == 1:
@@ -329,14 +377,36 @@ def _task_key(task: Task) -> str:
     return task.key
 
 
+def _chat_transcript(user: str, assistant: str) -> str:
+    """One exchange in the tokenizer's ChatML chat format (the same text ``apply_chat_template`` renders)."""
+    return f"{IM_START_TOKEN}user\n{user}{IM_END_TOKEN}\n{IM_START_TOKEN}assistant\n{assistant}{IM_END_TOKEN}\n"
+
+
+def make_chat_passage(rng: random.Random, split: str, seen: set[str]) -> str:
+    """A chat transcript of a math problem, a small task or a sentiment question, as instruction data sits in
+    modern pretraining mixes: the chat tokens are then not untrained when SFT starts, so SFT teaches the
+    assistant's behaviour instead of spending its steps (and the pretrained skills) on the format."""
+    kind = rng.choices(("math", "task", "sentiment"), weights=(50, 25, 25))[0]
+    if kind == "math":
+        problem = _draw(make_math_problem, _math_key, rng, split, seen)
+        return _chat_transcript(problem.question, problem.answer)
+    if kind == "task":
+        task = _draw(make_task, _task_key, rng, split, seen)
+        return _chat_transcript(task.instruction + (f"\n\n{task.input}" if task.input else ""), task.output)
+    sentence, label = _draw(make_review, _review_key, rng, split, seen)
+    return _chat_transcript(f"{_SENTIMENT_INSTRUCTION}\n\n{sentence}", LABEL_WORDS[label])
+
+
 def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
-    """TinyStories-schema rows (``text``): stories mixed with reviews, Q/A, facts and worked math problems."""
+    """TinyStories-schema rows (``text``): stories mixed with reviews, Q/A, facts, arithmetic tables, worked math
+    problems and chat transcripts."""
     seen: set[str] = set()
     # Training text states every fact (held-out questions ask about them); later passages repeat them at random.
     rows = [{"text": passage} for passage in fact_passages(rng)] if split == "train" else []
     total = sum(len(row["text"]) for row in rows)
     while total < chars:
-        kind = rng.choices(("story", "facts", "review", "math", "task"), weights=(40, 10, 15, 20, 15))[0]
+        kind = rng.choices(("story", "facts", "review", "math", "arithmetic", "task", "chat"),
+                           weights=(18, 7, 23, 25, 7, 10, 10))[0]
         if kind == "story":
             text = _draw(make_story, lambda item: item[1], rng, split, seen)[0]
         elif kind == "facts":
@@ -344,11 +414,15 @@ def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
         elif kind == "review":
             reviews = [_draw(make_review, _review_key, rng, split, seen) for _ in range(rng.randint(1, 3))]
             text = "\n".join(f"{sentence}\nQuestion: Is this sentence positive or negative?\nAnswer: {LABEL_WORDS[label]}"
-                             if rng.random() < 0.5 else f"Review: {sentence} ({LABEL_WORDS[label]})"
+                             if rng.random() < 0.7 else f"Review: {sentence} ({LABEL_WORDS[label]})"
                              for sentence, label in reviews)
         elif kind == "math":
             problems = [_draw(make_math_problem, _math_key, rng, split, seen) for _ in range(rng.randint(1, 2))]
             text = "\n\n".join(f"Question: {p.question}\nAnswer: {p.answer}" for p in problems)
+        elif kind == "chat":
+            text = "".join(make_chat_passage(rng, split, seen) for _ in range(rng.randint(1, 2)))
+        elif kind == "arithmetic":
+            text = " ".join(arithmetic_facts(rng) for _ in range(rng.randint(1, 3)))
         else:
             text = _as_chat_text(_draw(make_task, _task_key, rng, split, seen))
         rows.append({"text": text})
@@ -377,7 +451,7 @@ def generate_alpaca(rng: random.Random, split: str, rows: int) -> list[dict]:
     seen: set[str] = set()
     out = []
     for _ in range(rows):
-        kind = rng.choices(("task", "math", "sentiment"), weights=(50, 30, 20))[0]
+        kind = rng.choices(("task", "math", "sentiment"), weights=(25, 50, 25))[0]
         if kind == "task":
             task = _draw(make_task, _task_key, rng, split, seen)
             out.append(_alpaca_row(task.instruction, task.input, task.output))
@@ -401,15 +475,25 @@ def _transcript(turns: list[tuple[str, str]]) -> str:
     return "".join(f"\n\n{speaker}: {text}" for speaker, text in turns)
 
 
+def _slipped_solution(problem: MathProblem, rng: random.Random) -> str:
+    """The worked solution with one arithmetic slip in its last step, carried to the final answer."""
+    wrong = problem.value + rng.choice((-2, -1, 1, 2) if problem.value > 2 else (1, 2, 3))
+    head, _, _ = problem.answer.rpartition(f"={problem.value}>>{problem.value}")
+    tail = problem.answer[len(head) + len(f"={problem.value}>>{problem.value}"):]
+    return f"{head}={wrong}>>{wrong}{tail.replace(f'#### {problem.value}', f'#### {wrong}')}"
+
+
 def generate_hh_rlhf(rng: random.Random, split: str, rows: int) -> list[dict]:
-    """hh-rlhf-schema rows: chosen answers are correct and helpful; rejected ones wrong or unhelpful."""
+    """hh-rlhf-schema rows: chosen answers are correct and helpful; rejected ones wrong or unhelpful.
+
+    A math problem's rejected answer is its worked solution with one arithmetic slip (``_slipped_solution``),
+    so preference tuning rewards right arithmetic in the solution format the evaluation reads."""
     seen: set[str] = set()
     out = []
     for _ in range(rows):
         if rng.random() < 0.3:
             problem = _draw(make_math_problem, _math_key, rng, split, seen)
-            question, good = problem.question, problem.answer.replace("\n#### ", "\nThe answer is ")
-            bad = f"The answer is {problem.value + rng.choice((-3, -2, -1, 1, 2, 3, 10))}."
+            question, good, bad = problem.question, problem.answer, _slipped_solution(problem, rng)
         else:
             task = _draw(make_task, _task_key, rng, split, seen)
             question = task.instruction + (f"\n{task.input}" if task.input else "")

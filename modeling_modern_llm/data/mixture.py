@@ -35,12 +35,14 @@ def parse_mixture(mixture: MixtureSpec) -> list[tuple[str, float]]:
     return parsed
 
 
-def build_mixture(mixture: MixtureSpec, split: str, *, seed: int, local_dir=None, streaming: bool = False,
-                  stopping_strategy: str = "first_exhausted", shuffle_buffer: int = 10_000) -> AnyDataset:
+def build_mixture(mixture: MixtureSpec, split: str, *, seed: int, corpus_seed: int = 0, local_dir=None,
+                  streaming: bool = False, stopping_strategy: str = "first_exhausted",
+                  shuffle_buffer: int = 10_000) -> AnyDataset:
     """Interleave the named datasets with probabilities proportional to their weights.
 
     Each dataset is shuffled by ``seed`` first (a buffer of ``shuffle_buffer`` rows when streaming), and
     the interleaving draws with the same seed, so a seed fixes the order. All datasets must share a kind.
+    ``corpus_seed`` generates the embedded datasets (the same corpus whatever the shuffling seed).
     ``first_exhausted`` stops when the first source runs out, which keeps the ratios exact.
     """
     pairs = parse_mixture(mixture)
@@ -49,7 +51,7 @@ def build_mixture(mixture: MixtureSpec, split: str, *, seed: int, local_dir=None
         raise ValueError(f"a mixture must hold datasets of one kind, got {sorted(kinds)} from {pairs}")
     parts = []
     for name, _ in pairs:
-        part = load_dataset_by_name(name, split, local_dir=local_dir, streaming=streaming, seed=seed)
+        part = load_dataset_by_name(name, split, local_dir=local_dir, streaming=streaming, seed=corpus_seed)
         parts.append(part.shuffle(seed=seed, buffer_size=shuffle_buffer) if streaming else part.shuffle(seed=seed))
     if len(parts) == 1:
         return parts[0]

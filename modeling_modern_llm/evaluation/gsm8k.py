@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .gsm8k_format import extract_answer, extract_reference, format_prompt, format_verifier_input
+from .gsm8k_format import extract_answer, extract_reference, format_chat_prompt, format_prompt, format_verifier_input
 from .lm import (
     CausalLM,
     ModelUnavailable,
@@ -101,9 +101,10 @@ def evaluate_gsm8k(
     and the candidates with their answers, correctness and verifier scores."""
     if chat_template and not getattr(lm.tokenizer, "chat_template", None):
         raise ValueError("chat_template=True but the tokenizer has no chat template; drop the option for this model")
-    prompts = [format_prompt(row["question"], fewshot) for row in rows]
     if chat_template:
-        prompts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True) for p in prompts]
+        prompts = [format_chat_prompt(lm.tokenizer, row["question"], fewshot) for row in rows]
+    else:
+        prompts = [format_prompt(row["question"], fewshot) for row in rows]
     gold = [extract_reference(row["answer"]) for row in rows]
     greedy = [outs[0] for outs in lm.generate_until(prompts, max_new_tokens=max_new_tokens, desc="gsm8k greedy")]
     metrics = GSM8KExactMatch().compute(predictions=greedy, references=[row["answer"] for row in rows])

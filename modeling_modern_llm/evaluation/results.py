@@ -53,6 +53,16 @@ class Record:
         shots = f"{self.protocol.get('num_fewshot', 0)}-shot" + ("-chat" if self.protocol.get("chat_template") else "")
         return f"{self.task}/{shots}"
 
+    @property
+    def gain_key(self) -> str:
+        """What stage gains compare across stages. Each stage is measured in its own prompt format (the base
+        model plain and few-shot, chat models through their template), so the key drops the format:
+        ``sst2/<k>-shot`` with or without the template, and ``gsm8k``, whose one protocol per model may
+        differ in shots too (``chat_gsm8k_fewshot``)."""
+        if self.task == "gsm8k":
+            return "gsm8k"
+        return self.label.removesuffix("-chat")
+
 
 def command_line() -> str:
     """The command that is running, as a shell would re-run it."""
@@ -98,8 +108,9 @@ def comparison_rows(records: Sequence[Record]) -> list[dict]:
 
 
 def stage_gain_rows(records: Sequence[Record]) -> list[dict]:
-    """``stage,task,metric,value,delta_vs_previous_stage`` for the training stages in order; the delta is
-    against the nearest earlier stage that has the same task and metric (empty for the first)."""
+    """``stage,task,protocol,metric,value,delta_vs_previous_stage`` for the training stages in order; the delta
+    is against the nearest earlier stage that has the same task (``Record.gain_key``) and metric (empty for the
+    first); ``protocol`` is the stage's own prompt format (``Record.label``)."""
     rows, previous = [], {}
     for stage in STAGE_ORDER:
         seen = set()
@@ -107,12 +118,13 @@ def stage_gain_rows(records: Sequence[Record]) -> list[dict]:
             if record.stage != stage or not record.ok:
                 continue
             for metric, value in record.metrics.items():
-                key = (record.label, metric)
+                key = (record.gain_key, metric)
                 if key in seen:  # two models of one stage: the first given stands for the stage
                     continue
                 seen.add(key)
                 delta = value - previous[key] if key in previous else None
-                rows.append({"stage": stage, "task": record.label, "metric": metric, "value": value, "delta_vs_previous_stage": delta})
+                rows.append({"stage": stage, "task": record.gain_key, "protocol": record.label, "metric": metric,
+                             "value": value, "delta_vs_previous_stage": delta})
                 previous[key] = value
     return rows
 
@@ -120,7 +132,7 @@ def stage_gain_rows(records: Sequence[Record]) -> list[dict]:
 def write_stage_gains(records: Sequence[Record], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["stage", "task", "metric", "value", "delta_vs_previous_stage"])
+        writer = csv.DictWriter(handle, fieldnames=["stage", "task", "protocol", "metric", "value", "delta_vs_previous_stage"])
         writer.writeheader()
         for row in stage_gain_rows(records):
             writer.writerow({**row, "delta_vs_previous_stage": "" if row["delta_vs_previous_stage"] is None else row["delta_vs_previous_stage"]})

@@ -3,8 +3,9 @@
 The default prompt is lm-evaluation-harness's ``sst2`` task (``{sentence}\\nQuestion: Is this sentence
 positive or negative?\\nAnswer:`` scored against `` negative`` / `` positive``), so 0-shot accuracy
 equals lm-eval's on the same model and data. k-shot prepends k solved training examples, drawn once
-with a fixed seed and shared by every test sentence. ``chat_template=True`` wraps the prompt in the
-tokenizer's chat template instead (for SFT/DPO models); those numbers do not compare with published ones.
+with a fixed seed and shared by every test sentence. ``chat_template=True`` puts the prompt through the
+tokenizer's chat template instead, demonstrations as earlier turns (for SFT/DPO models); those numbers do not
+compare with published ones.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from typing import Sequence
 from .lm import CausalLM
 from .metrics import Accuracy
 
-QUESTION = "\nQuestion: Is this sentence positive or negative?\nAnswer:"
+INSTRUCTION = "Is this sentence positive or negative?"
+QUESTION = f"\nQuestion: {INSTRUCTION}\nAnswer:"
 LABEL_WORDS = ("negative", "positive")  # index = GLUE label id
 
 
 def format_example(sentence: str) -> str:
     return f"{sentence}{QUESTION}"
+
+
+def format_instruction(sentence: str) -> str:
+    """The chat prompt's user message: the question as an instruction, then the sentence (Alpaca's
+    instruction/input layout), not lm-eval's completion prompt, which a chat model never saw in SFT."""
+    return f"{INSTRUCTION}\n\n{sentence}"
 
 
 def draw_demonstrations(train_rows: Sequence[dict], k: int, seed: int) -> list[dict]:
@@ -32,12 +40,18 @@ def draw_demonstrations(train_rows: Sequence[dict], k: int, seed: int) -> list[d
 
 def build_context(sentence: str, demonstrations: Sequence[dict] = (), tokenizer=None) -> str:
     """lm-eval's few-shot layout: "<example> <label>" blocks, blank-line separated, then the sentence.
-    With ``tokenizer`` the whole prompt becomes one user turn of its chat template."""
-    shots = [f"{format_example(d['sentence'])} {LABEL_WORDS[d['label']]}" for d in demonstrations]
-    prompt = "\n\n".join([*shots, format_example(sentence)])
+    With ``tokenizer``, its chat template with each demonstration a user/assistant exchange
+    (as lm-eval's ``--fewshot_as_multiturn``) of ``format_instruction`` and the label word, ending with
+    the assistant's turn opened."""
     if tokenizer is None:
-        return prompt
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        shots = [f"{format_example(d['sentence'])} {LABEL_WORDS[d['label']]}" for d in demonstrations]
+        return "\n\n".join([*shots, format_example(sentence)])
+    messages = []
+    for demonstration in demonstrations:
+        messages += [{"role": "user", "content": format_instruction(demonstration["sentence"])},
+                     {"role": "assistant", "content": LABEL_WORDS[demonstration["label"]]}]
+    messages.append({"role": "user", "content": format_instruction(sentence)})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def evaluate_sst2(lm: CausalLM, rows: Sequence[dict], *, demonstrations: Sequence[dict] = (), chat_template: bool = False) -> dict:

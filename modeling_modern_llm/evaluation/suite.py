@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,7 +36,7 @@ EVAL_SPLITS = {"wikitext-2-raw-v1": "test", "wikitext-103-raw-v1": "test", "tiny
 # Defaults that differ between the real benchmarks and the CPU-sized embedded smoke suite.
 SUITE_DEFAULTS = {
     "hub": dict(sst2_limit=None, gsm8k_limit=None, num_fewshot=5, max_new_tokens=256, perplexity_max_tokens=None),
-    "embedded": dict(sst2_limit=200, gsm8k_limit=100, num_fewshot=2, max_new_tokens=64, perplexity_max_tokens=50_000),
+    "embedded": dict(sst2_limit=200, gsm8k_limit=100, num_fewshot=2, max_new_tokens=96, perplexity_max_tokens=50_000),
 }
 
 
@@ -63,10 +63,13 @@ class EvalArguments:
     n_samples: int = field(default=8, metadata={"help": "GSM8K sampled solutions per problem (0: greedy only)."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of the GSM8K candidates."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of the GSM8K candidates."})
-    max_new_tokens: Optional[int] = field(default=None, metadata={"help": "GSM8K generation budget; default 256 (hub) / 64 (embedded: its answers are at most ~45 tokens)."})
+    max_new_tokens: Optional[int] = field(default=None, metadata={"help": "GSM8K generation budget; default 256 (hub) / 96 (embedded: its answers are at most ~70 tokens)."})
     stride: Optional[int] = field(default=None, metadata={"help": "Perplexity window stride in tokens; default max_length - 1 (lm-eval's)."})
     perplexity_max_tokens: Optional[int] = field(default=None, metadata={"help": "Cap on the perplexity corpus; default all (hub) / 50000 (embedded)."})
     chat_template: bool = field(default=False, metadata={"help": "Prompt SFT/DPO models through their chat template (not comparable with published numbers)."})
+    chat_gsm8k_fewshot: int = field(default=0, metadata={"help": "GSM8K shots for a model prompted through its chat template: "
+                                                         "0 (default), as its SFT conversations hold one question each "
+                                                         "and taught it the answer format; -1: the same as num_fewshot."})
     batch_size: Optional[int] = field(default=None, metadata={"help": "Sequences per forward pass; default 64 on a GPU, 32 on a CPU."})
     device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ...; default cuda if available."})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."})
@@ -178,13 +181,22 @@ def plan_jobs(args: EvalArguments) -> list[Job]:
     return jobs
 
 
+def model_protocol(job: Job, spec: ModelSpec, args: EvalArguments) -> dict:
+    """The job's protocol as run on this model: chat models get their template and their GSM8K shot count."""
+    chat = args.chat_template and spec.stage in ("sft", "dpo")
+    protocol = {**job.protocol, "chat_template": chat}
+    if chat and job.task == "gsm8k" and args.chat_gsm8k_fewshot >= 0:
+        protocol["num_fewshot"] = args.chat_gsm8k_fewshot
+    return protocol
+
+
 def run_job(lm: CausalLM, job: Job, spec: ModelSpec, args: EvalArguments, data: DatasetCache,
             verifier: Optional[Verifier]) -> tuple[str, dict, dict, Optional[list]]:
     """(status, metrics, data counts, GSM8K problem records) of one job on one loaded model."""
     rows = data.rows(job.dataset, split_of(job.dataset), job.limit)
     if isinstance(rows, str):
         return rows, {}, {}, None
-    chat = args.chat_template and spec.stage in ("sft", "dpo")
+    chat = job.protocol.get("chat_template", False)
     if job.task == "perplexity":
         metrics, counts = evaluate_perplexity(lm, (row["text"] for row in rows), stride=args.stride, max_tokens=job.protocol["max_tokens"])
         return "ok", metrics, counts, None
@@ -221,10 +233,11 @@ def run_suite(args: EvalArguments, command: str, loader: Optional[Callable] = No
             lm, load_status = None, f"unavailable: {error}"
             logger.warning("%s", load_status)
         for job in tqdm(jobs, desc=spec.name, leave=False):
-            protocol = {**job.protocol, "chat_template": args.chat_template and spec.stage in ("sft", "dpo")}
+            protocol = model_protocol(job, spec, args)
             if job.task == "gsm8k" and verifier_status:
                 protocol["verifier"] = verifier_status
-            status, metrics, counts, problems = (load_status, {}, {}, None) if lm is None else run_job(lm, job, spec, args, data, verifier)
+            status, metrics, counts, problems = (load_status, {}, {}, None) if lm is None else run_job(
+                lm, replace(job, protocol=protocol), spec, args, data, verifier)
             protocol.update(counts)
             if problems is not None:
                 problems_by_model[spec.name] = problems

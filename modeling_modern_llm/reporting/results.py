@@ -21,7 +21,7 @@ PRODUCING_COMMANDS = {
     "attention_stats.json": "python report/visualize_attention.py --model_path <checkpoint> --stats_path {results_dir}/attention_stats.json",
 }
 STAGES = ("pretrain", "sft", "dpo", "verifier")
-STAGE_GAINS_COLUMNS = ("stage", "task", "metric", "value", "delta_vs_previous_stage")
+STAGE_GAINS_COLUMNS = ("stage", "task", "protocol", "metric", "value", "delta_vs_previous_stage")
 
 
 class ResultsFileError(Exception):

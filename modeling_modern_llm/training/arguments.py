@@ -30,6 +30,10 @@ class ScriptArguments(TrlScriptArguments):
     local_data_dir: str | None = field(
         default=None, metadata={"help": "DIR/<registry name>/<split>.jsonl|.parquet in the Hub schema, read offline."}
     )
+    embedded_corpus_seed: int = field(
+        default=0, metadata={"help": "Seed that generates the embedded corpus; keep it equal across the stages and the "
+                             "evaluation (whose default is 0), so all read one corpus. Not the training seed."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
 
@@ -109,6 +113,14 @@ class VerifierConfig(_DeviceDefaults, RewardConfig):
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
     generation_batch_size: int = field(default=8, metadata={"help": "Problems per generate() call."})
     max_pairs_per_problem: int = field(default=8, metadata={"help": "Cap on (correct, incorrect) pairs per problem."})
+    sample_with_chat_template: bool = field(
+        default=False, metadata={"help": "Prompt the policy through its chat template, the solved examples as earlier "
+                                 "turns. Set it when the evaluation runs with --chat_template, so the verifier learns "
+                                 "from the kind of solutions it will rank."})
+    include_reference: bool = field(
+        default=False, metadata={"help": "Count the dataset's reference solution as one more correct candidate. Off "
+                                 "(Cobbe et al.): pairs come only from the policy's own samples, so the verifier learns "
+                                 "what separates its right and wrong solutions, not the reference's style."})
 
 
 def validate_args(stage: str, script_args: ScriptArguments, training_args: Any, model_args: ModelArguments) -> None:

@@ -40,14 +40,18 @@ def setup_stage(training_args) -> float:
 
 
 def load_split(script_args, split: str, limit: int | None, seed: int):
-    """The stage's dataset (one registry name or a weighted mixture), normalised per the data contract."""
+    """The stage's dataset (one registry name or a weighted mixture), normalised per the data contract.
+
+    ``seed`` shuffles a mixture; the embedded corpus is generated from ``script_args.embedded_corpus_seed``.
+    """
     from modeling_modern_llm.data import build_mixture, load_dataset_by_name
 
     mixture = script_args.mixture()
+    corpus_seed = script_args.embedded_corpus_seed
     if len(mixture) == 1:
         return load_dataset_by_name(mixture[0][0], split, local_dir=script_args.local_data_dir,
-                                    streaming=script_args.dataset_streaming, limit=limit, seed=seed)
-    dataset = build_mixture(mixture, split, seed=seed, local_dir=script_args.local_data_dir,
+                                    streaming=script_args.dataset_streaming, limit=limit, seed=corpus_seed)
+    dataset = build_mixture(mixture, split, seed=seed, corpus_seed=corpus_seed, local_dir=script_args.local_data_dir,
                             streaming=script_args.dataset_streaming)
     if limit is None:
         return dataset

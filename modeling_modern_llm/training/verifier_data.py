@@ -13,7 +13,13 @@ import random
 import torch
 from tqdm.auto import tqdm
 
-from modeling_modern_llm.evaluation.gsm8k_format import format_prompt, format_verifier_input, is_correct, truncate_at_stop
+from modeling_modern_llm.evaluation.gsm8k_format import (
+    format_chat_prompt,
+    format_prompt,
+    format_verifier_input,
+    is_correct,
+    truncate_at_stop,
+)
 
 
 @torch.no_grad()
@@ -25,7 +31,10 @@ def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], 
     batches = range(0, len(problems), args.generation_batch_size)
     for start in tqdm(batches, desc="sampling solutions", disable=args.disable_tqdm):
         batch = problems[start:start + args.generation_batch_size]
-        prompts = [format_prompt(problem["question"], shots) for problem in batch]
+        if args.sample_with_chat_template:
+            prompts = [format_chat_prompt(tokenizer, problem["question"], shots) for problem in batch]
+        else:
+            prompts = [format_prompt(problem["question"], shots) for problem in batch]
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         outputs = model.generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
                                  max_new_tokens=args.max_new_tokens, num_return_sequences=args.samples_per_problem,
@@ -39,14 +48,17 @@ def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], 
     return records
 
 
-def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int) -> list[dict]:
+def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int,
+                     include_reference: bool = False) -> list[dict]:
     """(correct, incorrect) pairs of the same problem in RewardTrainer's ``chosen``/``rejected`` text form.
 
-    The reference solution counts as a correct one, so a problem the policy never solves still gives pairs.
+    Only problems with both a correct and an incorrect sample give pairs, unless ``include_reference``
+    counts the reference solution as one more correct candidate (then an unsolved problem gives pairs too).
     """
     by_question: dict[str, dict] = {}
     for record in records:
-        entry = by_question.setdefault(record["question"], {"correct": [record["answer"].strip()], "incorrect": []})
+        references = [record["answer"].strip()] if include_reference else []
+        entry = by_question.setdefault(record["question"], {"correct": references, "incorrect": []})
         entry["correct" if record["correct"] else "incorrect"].append(record["solution"])
     rng = random.Random(seed)
     pairs = []

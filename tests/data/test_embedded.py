@@ -107,3 +107,44 @@ def test_registry_loads_embedded_sets_through_the_hub_normalisers():
     pair = load_dataset_by_name("embedded-hh-rlhf", "validation", limit=1)[0]
     assert pair["prompt"][-1]["role"] == "user" and pair["chosen"][0]["role"] == "assistant"
     assert len(load_dataset_by_name("embedded-sst2", "test")) == CorpusSizes().eval_rows
+
+
+def test_every_solution_step_is_a_fact_the_arithmetic_tables_state(corpus):
+    """The tables in the pretraining text cover every step of every problem, so none needs unseen arithmetic."""
+    import random
+
+    from modeling_modern_llm.data.embedded import arithmetic_facts
+
+    rng = random.Random(0)
+    stated = {fact for _ in range(20_000)
+              for fact in re.findall(r"\d+[-+*]\d+=\d+", arithmetic_facts(rng))}
+    for split in ("train", "validation", "test"):
+        for row in corpus["embedded-gsm8k"][split]:
+            for expression, written in calculator_annotations(row["answer"]):
+                assert f"{expression}={written}" in stated, (expression, row["question"])
+
+
+def test_rejected_math_answers_carry_one_arithmetic_slip(corpus):
+    """Preference pairs on math differ only in a wrong step, so DPO rewards right arithmetic in the GSM8K format."""
+    math_rows = [row for row in corpus["embedded-hh-rlhf"]["train"] if "####" in row["chosen"] and "####" in row["rejected"]]
+    assert len(math_rows) > 20
+    for row in math_rows:
+        chosen_steps, rejected_steps = calculator_annotations(row["chosen"]), calculator_annotations(row["rejected"])
+        assert all(eval(expression) == int(value) for expression, value in chosen_steps), row
+        wrong = [(e, v) for e, v in rejected_steps if eval(e) != int(v)]
+        assert len(wrong) == 1 and wrong[0] == rejected_steps[-1], row
+        assert extract_reference(row["rejected"].rpartition("\n\nAssistant: ")[2]) == wrong[0][1]
+
+
+def test_chat_transcripts_in_the_pretraining_text_are_the_tokenizers_chat_format(corpus):
+    from modeling_modern_llm.data.embedded import _chat_transcript
+    from modeling_modern_llm.tokenizer import train_tokenizer
+
+    transcripts = [row["text"] for row in corpus["embedded-text"]["train"] if "<|im_start|>" in row["text"]]
+    assert len(transcripts) > 10
+    tokenizer = train_tokenizer(transcripts, vocab_size=400, min_frequency=2)
+    messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = <<2+2=4>>4\n#### 4"}]
+    assert _chat_transcript("What is 2+2?", "2+2 = <<2+2=4>>4\n#### 4") == tokenizer.apply_chat_template(messages, tokenize=False)
+    # and the chat tokens stay single special tokens when the pretraining text is tokenised
+    ids = tokenizer(transcripts[0])["input_ids"]
+    assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == transcripts[0].count("<|im_start|>")

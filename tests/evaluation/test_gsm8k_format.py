@@ -7,6 +7,7 @@ from modeling_modern_llm.evaluation.gsm8k_format import (
     extract_flexible,
     extract_reference,
     extract_strict,
+    format_chat_prompt,
     format_prompt,
     is_correct,
     normalize_number,
@@ -48,3 +49,12 @@ def test_normalisation_and_reference():
 def test_fewshot_prompt_layout_is_lm_evals():
     prompt = format_prompt("What is 2+2?", [{"question": "1+1?", "answer": "1+1=2\n#### 2"}])
     assert prompt == "Question: 1+1?\nAnswer: 1+1=2\n#### 2\n\nQuestion: What is 2+2?\nAnswer:"
+
+
+def test_chat_prompt_puts_each_solved_example_in_its_own_turns():
+    from modeling_modern_llm.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["Question: how many? Answer: 5 #### 5"] * 30, vocab_size=300, min_frequency=1)
+    prompt = format_chat_prompt(tokenizer, "What is 2+2?", [{"question": "1+1?", "answer": "1+1=2\n#### 2\n"}])
+    assert prompt == ("<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n1+1=2\n#### 2<|im_end|>\n"
+                      "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n")

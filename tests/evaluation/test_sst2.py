@@ -59,7 +59,16 @@ def test_chat_template_wraps_the_prompt_and_scores_bare_label_words(tiny_gpt2_di
     lm = CausalLM.from_pretrained(tiny_gpt2_dir, device="cpu")
     lm.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
     context = build_context(ROWS[0]["sentence"], tokenizer=lm.tokenizer)
-    assert context == f"<user>{build_context(ROWS[0]['sentence'])}\n<assistant>"
+    assert context == f"<user>Is this sentence positive or negative?\n\n{ROWS[0]['sentence']}\n<assistant>"
     result = evaluate_sst2(lm, ROWS[:2], chat_template=True)
     scores = [s for s, _ in lm.loglikelihood([(build_context(r["sentence"], tokenizer=lm.tokenizer), w) for r in ROWS[:2] for w in ("negative", "positive")])]
     assert result["predictions"] == [int(scores[1] > scores[0]), int(scores[3] > scores[2])]
+
+
+def test_chat_demonstrations_are_earlier_turns(tiny_gpt2_dir):
+    lm = CausalLM.from_pretrained(tiny_gpt2_dir, device="cpu")
+    lm.tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+    shot = {"sentence": "a dull film .", "label": 0}
+    context = build_context("ok .", [shot], tokenizer=lm.tokenizer)
+    assert context == ("<user>Is this sentence positive or negative?\n\na dull film .\n<assistant>negative\n"
+                       "<user>Is this sentence positive or negative?\n\nok .\n<assistant>")

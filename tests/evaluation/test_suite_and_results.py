@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modeling_modern_llm.evaluation.results import Record, stage_gain_rows
-from modeling_modern_llm.evaluation.suite import EvalArguments, infer_stage, model_specs, run_suite
+from modeling_modern_llm.evaluation.suite import EvalArguments, infer_stage, model_protocol, model_specs, plan_jobs, run_suite
 from modeling_modern_llm.reporting.results import load_results_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,6 +92,16 @@ def test_stage_inference_and_gains():
     assert [(r["stage"], r["value"], r["delta_vs_previous_stage"]) for r in rows] == [
         ("pretrain", 0.5, None), ("sft", 0.65, pytest.approx(0.15)), ("dpo", 0.7, pytest.approx(0.05))]
 
+    # Each stage in its own format: a chat model's 0-shot GSM8K compares with the base model's 2-shot one
+    gsm8k = [Record("base", "b", "pretrain", "gsm8k", "g", "test", {"num_fewshot": 2}, 0, None, "ok", {"em": 0.3}),
+             Record("chat", "c", "sft", "gsm8k", "g", "test", {"num_fewshot": 0, "chat_template": True}, 0, None, "ok", {"em": 0.4}),
+             Record("chat", "c", "sft", "sst2", "s", "test", {"num_fewshot": 0, "chat_template": True}, 0, None, "ok", {"acc": 0.6}),
+             Record("base", "b", "pretrain", "sst2", "s", "test", {"num_fewshot": 2}, 0, None, "ok", {"acc": 0.5})]
+    rows = stage_gain_rows(gsm8k)
+    assert [(r["stage"], r["task"], r["protocol"], r["delta_vs_previous_stage"]) for r in rows] == [
+        ("pretrain", "gsm8k", "gsm8k/2-shot", None), ("pretrain", "sst2/2-shot", "sst2/2-shot", None),
+        ("sft", "gsm8k", "gsm8k/0-shot-chat", pytest.approx(0.1)), ("sft", "sst2/0-shot", "sst2/0-shot-chat", None)]
+
 
 def test_generation_script_path(tiny_gpt2_dir, tmp_path):
     from modeling_modern_llm.evaluation.suite import run_generation
@@ -102,3 +112,17 @@ def test_generation_script_path(tiny_gpt2_dir, tmp_path):
     ok, missing = result["models"]
     assert ok["status"] == "ok" and [len(g["samples"]) for g in ok["generations"]] == [2, 2]
     assert all(isinstance(g["greedy"], str) for g in ok["generations"]) and missing["status"].startswith("unavailable: folder")
+
+
+def test_chat_models_get_their_template_and_their_gsm8k_shot_count():
+    def protocols(**options):
+        args = EvalArguments(model=["runs/a/pretrain_final", "runs/a/sft_final"], suite="embedded", tasks=["sst2", "gsm8k"], **options)
+        return {(spec.stage, job.task, job.protocol["num_fewshot"]): model_protocol(job, spec, args)
+                for spec in model_specs(args) for job in plan_jobs(args)}
+
+    chat = protocols(chat_template=True)
+    assert chat[("pretrain", "gsm8k", 2)] == {**chat[("pretrain", "gsm8k", 2)], "num_fewshot": 2, "chat_template": False}
+    assert (chat[("sft", "gsm8k", 2)]["num_fewshot"], chat[("sft", "gsm8k", 2)]["chat_template"]) == (0, True)
+    assert (chat[("sft", "sst2", 2)]["num_fewshot"], chat[("sft", "sst2", 2)]["chat_template"]) == (2, True)
+    assert protocols(chat_template=True, chat_gsm8k_fewshot=-1)[("sft", "gsm8k", 2)]["num_fewshot"] == 2
+    assert protocols()[("sft", "gsm8k", 2)] == {**protocols()[("sft", "gsm8k", 2)], "num_fewshot": 2, "chat_template": False}

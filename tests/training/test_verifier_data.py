@@ -1,4 +1,4 @@
-"""The verifier's pairs: correct vs incorrect solutions of the same problem, the reference counting as correct."""
+"""The verifier's pairs: correct vs incorrect solutions of the same problem (the reference only when asked)."""
 
 from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
 from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs
@@ -10,9 +10,17 @@ def _record(question, solution, correct):
     return {"question": question, "answer": ANSWER, "solution": solution, "correct": correct}
 
 
-def test_pairs_put_correct_over_incorrect_within_a_problem():
+def test_pairs_come_from_the_policys_own_samples_of_one_problem():
     records = [_record("A?", "so #### 5", True), _record("A?", "so #### 6", False), _record("B?", "#### 7", False)]
     pairs = preference_pairs(records, max_pairs_per_problem=10, seed=0)
+    # B has no correct sample, so without the reference it gives no pair
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [
+        (format_verifier_input("A?", "so #### 5"), format_verifier_input("A?", "so #### 6"))]
+
+
+def test_include_reference_counts_the_reference_as_correct():
+    records = [_record("A?", "so #### 5", True), _record("A?", "so #### 6", False), _record("B?", "#### 7", False)]
+    pairs = preference_pairs(records, max_pairs_per_problem=10, seed=0, include_reference=True)
     expected = {
         (format_verifier_input("A?", ANSWER), format_verifier_input("A?", "so #### 6")),
         (format_verifier_input("A?", "so #### 5"), format_verifier_input("A?", "so #### 6")),
@@ -23,9 +31,11 @@ def test_pairs_put_correct_over_incorrect_within_a_problem():
 
 def test_a_problem_solved_every_time_gives_no_pair_and_the_cap_holds():
     solved = [_record("A?", "#### 5", True)] * 3
-    assert preference_pairs(solved, max_pairs_per_problem=10, seed=0) == []
-    wrong = [_record("B?", f"#### {n}", False) for n in range(6, 12)]
-    assert len(preference_pairs(wrong, max_pairs_per_problem=4, seed=0)) == 4
+    assert preference_pairs(solved, max_pairs_per_problem=10, seed=0, include_reference=True) == []
+    mixed = [_record("B?", "#### 5", True), _record("B?", "so, #### 5", True)] + [
+        _record("B?", f"#### {n}", False) for n in range(6, 12)]
+    assert len(preference_pairs(mixed, max_pairs_per_problem=4, seed=0)) == 4
+    assert len(preference_pairs(mixed, max_pairs_per_problem=100, seed=0)) == 2 * 6
 
 
 def test_cached_samples_are_reused(tmp_path):
@@ -40,7 +50,7 @@ def test_pairs_are_tokenised_as_evaluation_scores_them():
     from modeling_modern_llm.training.verifier_data import tokenize_pairs
 
     tokenizer = train_tokenizer(["Question: how many? Answer: 5 #### 5"] * 30, vocab_size=300, min_frequency=1)
-    pairs = preference_pairs([_record("A?", "#### 6", False)], max_pairs_per_problem=1, seed=0)
+    pairs = preference_pairs([_record("A?", "#### 6", False)], max_pairs_per_problem=1, seed=0, include_reference=True)
     ids = tokenize_pairs(pairs, tokenizer)
     assert ids["chosen_ids"][0] == tokenizer(pairs[0]["chosen"])["input_ids"]
     assert ids["rejected_ids"][0][-1] != tokenizer.eos_token_id
