@@ -72,20 +72,19 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
                                           partial(sample_solutions, policy, tokenizer, rows, shots, training_args))
     del policy
     gc.collect()
-    pairs = {key: Dataset.from_dict(tokenize_pairs(
-        preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed, training_args.include_reference),
-        tokenizer))
-        for key, recs in records.items()}
+    text_pairs = {key: preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed,
+                                        training_args.include_reference) for key, recs in records.items()}
     policy_accuracy = {key: sum(r["correct"] for r in recs) / max(len(recs), 1) for key, recs in records.items()}
-    if len(pairs["train"]) == 0:
+    if not text_pairs["train"]:
         raise ValueError(
             f"verifier: no (correct, incorrect) pair among {len(records['train'])} samples: the policy's sample accuracy is "
             f"{policy_accuracy['train']:.1%}. Sample more (`samples_per_problem`, `max_train_samples`), or set "
             f"`include_reference: true` to pair the reference solution with the policy's wrong ones.")
-    if "eval" in pairs and len(pairs["eval"]) == 0:
+    if "eval" in text_pairs and not text_pairs["eval"]:
         logger.warning("verifier: the evaluation problems gave no (correct, incorrect) pair; training without evaluation")
-        del pairs["eval"]
+        del text_pairs["eval"]
         training_args.eval_strategy = "no"
+    pairs = {key: Dataset.from_dict(tokenize_pairs(pair_list, tokenizer)) for key, pair_list in text_pairs.items()}
 
     # Verifier, initialised from the policy; the score head is new
     tokenizer.padding_side = "right"

@@ -102,3 +102,14 @@ def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
         records = [json.loads(line) for line in handle]
     assert len(records) == 6 * 2  # max_train_samples problems (after the few-shot one), 2 samples each
     assert all(isinstance(r["correct"], bool) for r in records)
+
+
+def test_verifier_without_any_correct_sample_says_how_to_get_pairs(tiny_run, tmp_path):
+    from training_helpers import run_recipe
+
+    # The tiny policy solves nothing, so without the reference there is no (correct, incorrect) pair
+    result = run_recipe("verifier", tmp_path / "verifier", "--model_name_or_path", tiny_run["dpo"],
+                        "--include_reference", "false", check=False)
+    assert result.returncode != 0
+    assert "no (correct, incorrect) pair" in result.stderr and "include_reference: true" in result.stderr
+    assert (tmp_path / "verifier" / "samples-train.jsonl").is_file()  # the samples are kept for the next try
