@@ -59,7 +59,8 @@ def test_sigkill_then_rerun_gives_the_same_final_loss(tmp_path, uninterrupted):
 def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, uninterrupted):
     output_dir = tmp_path / "pretrain"
     _kill_after_checkpoint(output_dir, 15)
-    newest = max((p for p in output_dir.iterdir() if p.name.startswith("checkpoint-")),
+    # The kill may land mid-save, leaving a newer folder without weights (a case of its own): truncate the newest complete one
+    newest = max((p for p in output_dir.iterdir() if p.name.startswith("checkpoint-") and (p / "model.safetensors").is_file()),
                  key=lambda p: int(p.name.split("-")[1]))
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
