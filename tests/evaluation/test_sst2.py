@@ -1,11 +1,17 @@
 """SST-2 by label-word log-likelihood: equal to a direct computation, on GPT-2 and on our model alike."""
 
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from modeling_modern_llm.evaluation.lm import CausalLM
-from modeling_modern_llm.evaluation.sst2 import build_context, draw_demonstrations, evaluate_sst2
+from modeling_modern_llm.evaluation.sst2 import (
+    build_context,
+    draw_demonstrations,
+    evaluate_sst2,
+)
 
 ROWS = [{"sentence": s, "label": l, "idx": i} for i, (s, l) in enumerate([
     ("a great movie , full of charm .", 1), ("a dull , tedious mess .", 0), ("the plot is gripping .", 1),
@@ -72,3 +78,13 @@ def test_chat_demonstrations_are_earlier_turns(tiny_gpt2_dir):
     context = build_context("ok .", [shot], tokenizer=lm.tokenizer)
     assert context == ("<user>Is this sentence positive or negative?\n\na dull film .\n<assistant>negative\n"
                        "<user>Is this sentence positive or negative?\n\nok .\n<assistant>")
+
+
+def test_chat_prompt_asks_what_the_embedded_sft_data_asks():
+    """The chat prompt must be the instruction the embedded SFT rows and chat transcripts use, word for word."""
+    from modeling_modern_llm.data.embedded import generate_alpaca
+    from modeling_modern_llm.evaluation.sst2 import INSTRUCTION, format_instruction
+
+    rows = [r for r in generate_alpaca(random.Random(0), "train", 200) if r["output"] in ("positive", "negative")]
+    assert rows and all(r["instruction"] == INSTRUCTION for r in rows)
+    assert format_instruction(rows[0]["input"]) == f"{rows[0]['instruction']}\n\n{rows[0]['input']}"
