@@ -7,8 +7,9 @@
 
 1. The policy (`model_name_or_path`) samples `samples_per_problem` solutions per training problem from the
    lm-eval GSM8K prompt (`num_fewshot` solved problems first); each is labelled by whether its final
-   answer equals the reference. Samples are cached in `<output_dir>/samples-<split>.jsonl`, so a resumed
-   run trains on the same pairs.
+   answer equals the reference. Samples are cached in `<output_dir>/samples-<split>-<fingerprint>.jsonl`
+   (policy, problems and sampling settings), so a resumed run trains on the same pairs and a changed config
+   samples afresh.
 2. Pairs (correct, incorrect) of the same problem (the reference counts as correct only with
    `include_reference`), train
    `ModernLLMForSequenceClassification(num_labels=1)` initialised from the policy with TRL's `RewardTrainer`
@@ -43,10 +44,12 @@ from modeling_modern_llm.training.verifier_data import (
     cached_samples,
     preference_pairs,
     sample_solutions,
+    samples_path,
     tokenize_pairs,
 )
 
 logger = logging.getLogger(__name__)
+TRAIN_PAIRS_SCORED = 256  # training pairs re-scored after training, to show memorisation
 
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
@@ -68,8 +71,8 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     records = {}
     with training_args.main_process_first(desc="sampling solutions"):
         for key, (split, rows) in problems.items():
-            records[key] = cached_samples(f"{training_args.output_dir}/samples-{split}.jsonl",
-                                          partial(sample_solutions, policy, tokenizer, rows, shots, training_args))
+            path = samples_path(training_args.output_dir, split, model_args.model_name_or_path, rows, shots, training_args)
+            records[key] = cached_samples(path, partial(sample_solutions, policy, tokenizer, rows, shots, training_args))
     del policy
     gc.collect()
     text_pairs = {key: preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed,
@@ -97,10 +100,18 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
                             callbacks=stage_callbacks(language_modelling=False))
     train_with_resume(trainer)
     metrics = trainer.evaluate() if "eval" in pairs else {}
+    # Pair accuracy on training pairs next to the held-out one: a verifier this small tends to memorise its
+    # problems (train accuracy near 1, held-out near chance), which the held-out number alone does not show.
+    seen = pairs["train"].shuffle(seed=training_args.seed).select(range(min(len(pairs["train"]), TRAIN_PAIRS_SCORED)))
+    seen_metrics = trainer.evaluate(eval_dataset=seen, metric_key_prefix="train_pairs")
+    # TRL 1.x's RewardTrainer.log names its accuracy "eval_accuracy" whatever the prefix
+    pair_accuracy = {"train": seen_metrics.get("train_pairs_accuracy", seen_metrics.get("eval_accuracy")),
+                     "eval": metrics.get("eval_accuracy")}
 
     # Save
     save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, extra_summary={
         "policy_sample_accuracy": policy_accuracy, "pairs": {key: len(ds) for key, ds in pairs.items()},
+        "pair_accuracy": pair_accuracy, "train_pairs_scored": len(seen),
         "samples_per_problem": training_args.samples_per_problem, "scoring_text": "tokenizer(format_verifier_input(question, solution))"})
 
 

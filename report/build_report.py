@@ -142,6 +142,13 @@ def training_section(run_dir: Path | None, summaries: dict, figures: Figures) ->
             f"config {_code(summary.get('config_path'))}.",
             f"  {made_by(summary['command'])}",
         ]
+        if summary.get("pair_accuracy"):  # the verifier: memorisation shows as train >> held-out
+            pairs, accuracy = summary.get("pairs", {}), summary["pair_accuracy"]
+            lines.append(
+                f"  Pair accuracy (correct solution scored above an incorrect one of the same problem): "
+                f"{fmt(accuracy.get('train'))} on {fmt(summary.get('train_pairs_scored'))} of its training pairs, "
+                f"{fmt(accuracy.get('eval'))} on {fmt(pairs.get('eval'))} held-out pairs."
+            )
     pipeline = run_dir / "pipeline_summary.json" if run_dir else None
     if pipeline and pipeline.is_file():
         data = read_json(pipeline)

@@ -6,6 +6,7 @@ so the verifier is trained on exactly what evaluation will ask it to score.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -77,6 +78,16 @@ def tokenize_pairs(pairs: list[dict], tokenizer) -> dict[str, list[list[int]]]:
     the score is read at the last real token, so both must end on the same one.
     """
     return {f"{side}_ids": tokenizer([pair[side] for pair in pairs])["input_ids"] for side in ("chosen", "rejected")}
+
+
+def samples_path(output_dir: str, split: str, policy: str, problems: list[dict], shots: list[dict], args) -> str:
+    """``<output_dir>/samples-<split>-<fingerprint>.jsonl``: the fingerprint covers the policy, the problems and every
+    sampling setting, so a resumed run finds its samples and a run with changed settings never reuses stale ones."""
+    settings = {"policy": policy, "questions": [p["question"] for p in problems], "shots": [s["question"] for s in shots],
+                **{name: getattr(args, name) for name in ("samples_per_problem", "temperature", "top_p", "max_new_tokens",
+                                                          "sample_with_chat_template", "seed")}}
+    fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    return os.path.join(output_dir, f"samples-{split}-{fingerprint}.jsonl")
 
 
 def cached_samples(path: str, make) -> list[dict]:

@@ -183,6 +183,9 @@ def _results_fixture(root: Path, checkpoint: Path) -> tuple[Path, Path]:
             "num_parameters": 31337,
             "eval_metrics": {},
         }
+        if stage == "verifier":
+            summary.update(pairs={"train": 739, "eval": 166}, pair_accuracy={"train": 0.8086, "eval": 0.494},
+                           train_pairs_scored=256)
         write_training_summary(str(final), summary)
         write_model_card(str(final), summary, json.loads((final / "config.json").read_text()), None, {})
         log = [{"step": s, "loss": round(loss + 3.0 / s, 4)} for s in (10, 20, 30, 40)]

@@ -144,6 +144,7 @@ def test_report_content(built):
     assert "The learned sink takes the most mass in layer" in text  # the fixture model has sinks on
     assert "`torch==" in text and "Evaluation seeds: 1234" in text
     assert "recipes/configs/cpu-demo/sft.yaml" in text
+    assert "0.8086 on 256 of its training pairs, 0.494 on 166 held-out pairs" in text
     card = (run / "sft_final" / "README.md").read_text()
     assert "## Evaluation results" in card and "| sst2 | embedded-sst2 | test | accuracy | 0.6419 |" in card
     assert "0.5137" in (run / "pretrain_final" / "README.md").read_text()

@@ -1,5 +1,6 @@
 """Each stage runs a few steps on the embedded data with a tiny ModernLLM and leaves a loadable final folder."""
 
+import glob
 import json
 import math
 import os
@@ -85,6 +86,9 @@ def test_sft_and_dpo_change_the_weights(tiny_run):
 def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     summary = _summary(tiny_run["verifier"])
     assert summary["pairs"]["train"] > 0 and summary["samples_per_problem"] == 2
+    # Training pairs are re-scored after training, under their own names (memorisation shows against eval_accuracy)
+    assert 0.0 <= summary["pair_accuracy"]["train"] <= 1.0 and summary["train_pairs_scored"] > 0
+    assert summary["pair_accuracy"]["eval"] is None  # the tiny config has no held-out pairs to score
     model = AutoModelForSequenceClassification.from_pretrained(tiny_run["verifier"])
     policy = AutoModelForCausalLM.from_pretrained(tiny_run["dpo"])
     assert model.config.num_labels == 1 and model.config.pad_token_id is not None
@@ -98,7 +102,8 @@ def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     with torch.no_grad():
         scores = model(**batch).logits
     assert scores.shape == (2, 1) and torch.isfinite(scores).all()
-    with open(os.path.join(os.path.dirname(tiny_run["verifier"]), "verifier", "samples-train.jsonl")) as handle:
+    [samples] = glob.glob(os.path.join(os.path.dirname(tiny_run["verifier"]), "verifier", "samples-train-*.jsonl"))
+    with open(samples) as handle:
         records = [json.loads(line) for line in handle]
     assert len(records) == 6 * 2  # max_train_samples problems (after the few-shot one), 2 samples each
     assert all(isinstance(r["correct"], bool) for r in records)
@@ -112,4 +117,4 @@ def test_verifier_without_any_correct_sample_says_how_to_get_pairs(tiny_run, tmp
                         "--include_reference", "false", check=False)
     assert result.returncode != 0
     assert "no (correct, incorrect) pair" in result.stderr and "include_reference: true" in result.stderr
-    assert (tmp_path / "verifier" / "samples-train.jsonl").is_file()  # the samples are kept for the next try
+    assert len(list((tmp_path / "verifier").glob("samples-train-*.jsonl"))) == 1  # the samples are kept for the next try

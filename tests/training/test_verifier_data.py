@@ -1,7 +1,9 @@
 """The verifier's pairs: correct vs incorrect solutions of the same problem (the reference only when asked)."""
 
 from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
-from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs
+from types import SimpleNamespace
+
+from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs, samples_path
 
 ANSWER = "2 + 3 = <<2+3=5>>5\n#### 5"
 
@@ -43,6 +45,26 @@ def test_cached_samples_are_reused(tmp_path):
     first = cached_samples(path, lambda: [_record("A?", "#### 5", True)])
     again = cached_samples(path, lambda: (_ for _ in ()).throw(AssertionError("must not resample")))
     assert first == again
+
+
+def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
+    args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
+                           sample_with_chat_template=True, seed=42, learning_rate=5e-4)
+    problems, shots = [{"question": "A?"}, {"question": "B?"}], []
+    base = samples_path("out", "train", "runs/dpo_final", problems, shots, args)
+    assert base.startswith("out/samples-train-") and base.endswith(".jsonl")
+    assert samples_path("out", "train", "runs/dpo_final", problems, shots, args) == base  # a resume finds its samples
+    assert samples_path("out", "train", "runs/dpo_final", problems, shots,
+                        SimpleNamespace(**{**vars(args), "learning_rate": 1e-3})) == base  # training settings do not matter
+    changed = [samples_path("out", "train", "runs/sft_final", problems, shots, args),
+               samples_path("out", "train", "runs/dpo_final", problems[:1], shots, args),
+               samples_path("out", "train", "runs/dpo_final", problems, [{"question": "C?"}], args),
+               samples_path("out", "validation", "runs/dpo_final", problems, shots, args)]
+    for name, value in (("samples_per_problem", 4), ("temperature", 1.0), ("top_p", 0.9), ("max_new_tokens", 32),
+                        ("sample_with_chat_template", False), ("seed", 0)):
+        changed.append(samples_path("out", "train", "runs/dpo_final", problems, shots,
+                                    SimpleNamespace(**{**vars(args), name: value})))
+    assert base not in changed and len(set(changed)) == len(changed)
 
 
 def test_pairs_are_tokenised_as_evaluation_scores_them():
