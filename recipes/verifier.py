@@ -8,7 +8,7 @@
 1. The policy (`model_name_or_path`) samples `samples_per_problem` solutions per training problem from the
    lm-eval GSM8K prompt (`num_fewshot` solved problems first); each is labelled by whether its final
    answer equals the reference. Samples are cached in `<output_dir>/samples-<split>-<fingerprint>.jsonl`
-   (policy, problems and sampling settings), so a resumed run trains on the same pairs and a changed config
+   (policy and its weights, problems, sampling settings), so a resumed run trains on the same pairs and a changed config
    samples afresh.
 2. Pairs (correct, incorrect) of the same problem (the reference counts as correct only with
    `include_reference`), train

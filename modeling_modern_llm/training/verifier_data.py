@@ -80,10 +80,20 @@ def tokenize_pairs(pairs: list[dict], tokenizer) -> dict[str, list[list[int]]]:
     return {f"{side}_ids": tokenizer([pair[side] for pair in pairs])["input_ids"] for side in ("chosen", "rejected")}
 
 
+def _policy_identity(policy: str) -> list:
+    """A local policy's weight files with their sizes and modification times (a retrained policy differs); a Hub id as is."""
+    if not os.path.isdir(policy):
+        return [policy]
+    weights = sorted(name for name in os.listdir(policy) if name.endswith((".safetensors", ".bin")))
+    return [policy] + [[name, os.stat(os.path.join(policy, name)).st_size, os.stat(os.path.join(policy, name)).st_mtime_ns]
+                       for name in weights]
+
+
 def samples_path(output_dir: str, split: str, policy: str, problems: list[dict], shots: list[dict], args) -> str:
-    """``<output_dir>/samples-<split>-<fingerprint>.jsonl``: the fingerprint covers the policy, the problems and every
-    sampling setting, so a resumed run finds its samples and a run with changed settings never reuses stale ones."""
-    settings = {"policy": policy, "questions": [p["question"] for p in problems], "shots": [s["question"] for s in shots],
+    """``<output_dir>/samples-<split>-<fingerprint>.jsonl``: the fingerprint covers the policy (its weights, if local),
+    the problems and every sampling setting, so a resumed run finds its samples and a run with another policy or
+    changed settings never reuses stale ones."""
+    settings = {"policy": _policy_identity(policy), "questions": [p["question"] for p in problems], "shots": [s["question"] for s in shots],
                 **{name: getattr(args, name) for name in ("samples_per_problem", "temperature", "top_p", "max_new_tokens",
                                                           "sample_with_chat_template", "seed")}}
     fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]

@@ -67,6 +67,21 @@ def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
     assert base not in changed and len(set(changed)) == len(changed)
 
 
+def test_samples_path_changes_when_a_local_policy_is_retrained(tmp_path):
+    import os
+
+    args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
+                           sample_with_chat_template=True, seed=42)
+    policy = tmp_path / "dpo_final"
+    policy.mkdir()
+    (policy / "model.safetensors").write_bytes(b"first weights")
+    before = samples_path("out", "train", str(policy), [{"question": "A?"}], [], args)
+    assert samples_path("out", "train", str(policy), [{"question": "A?"}], [], args) == before
+    (policy / "model.safetensors").write_bytes(b"retrained weights")
+    os.utime(policy / "model.safetensors", ns=(1, 1))
+    assert samples_path("out", "train", str(policy), [{"question": "A?"}], [], args) != before
+
+
 def test_pairs_are_tokenised_as_evaluation_scores_them():
     from modeling_modern_llm.tokenizer import train_tokenizer
     from modeling_modern_llm.training.verifier_data import tokenize_pairs
