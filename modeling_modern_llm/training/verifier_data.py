@@ -85,8 +85,8 @@ def _policy_identity(policy: str) -> list:
     if not os.path.isdir(policy):
         return [policy]
     weights = sorted(name for name in os.listdir(policy) if name.endswith((".safetensors", ".bin")))
-    return [policy] + [[name, os.stat(os.path.join(policy, name)).st_size, os.stat(os.path.join(policy, name)).st_mtime_ns]
-                       for name in weights]
+    stats = [os.stat(os.path.join(policy, name)) for name in weights]
+    return [policy] + [[name, stat.st_size, stat.st_mtime_ns] for name, stat in zip(weights, stats)]
 
 
 def samples_path(output_dir: str, split: str, policy: str, problems: list[dict], shots: list[dict], args) -> str:

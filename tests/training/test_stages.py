@@ -86,7 +86,7 @@ def test_sft_and_dpo_change_the_weights(tiny_run):
 def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     summary = _summary(tiny_run["verifier"])
     assert summary["pairs"]["train"] > 0 and summary["samples_per_problem"] == 2
-    # Training pairs are re-scored after training, under their own names (memorisation shows against eval_accuracy)
+    # Training pairs are re-scored after training, so memorisation shows as train accuracy far above held-out
     assert 0.0 <= summary["pair_accuracy"]["train"] <= 1.0 and summary["train_pairs_scored"] > 0
     assert summary["pair_accuracy"]["eval"] is None  # the tiny config has no held-out pairs to score
     model = AutoModelForSequenceClassification.from_pretrained(tiny_run["verifier"])

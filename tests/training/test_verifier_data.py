@@ -1,8 +1,9 @@
 """The verifier's pairs: correct vs incorrect solutions of the same problem (the reference only when asked)."""
 
-from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
+import os
 from types import SimpleNamespace
 
+from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
 from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs, samples_path
 
 ANSWER = "2 + 3 = <<2+3=5>>5\n#### 5"
@@ -68,8 +69,6 @@ def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
 
 
 def test_samples_path_changes_when_a_local_policy_is_retrained(tmp_path):
-    import os
-
     args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
                            sample_with_chat_template=True, seed=42)
     policy = tmp_path / "dpo_final"
