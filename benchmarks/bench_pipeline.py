@@ -1,10 +1,13 @@
-"""Wall time and training MFU of a finished pipeline run on this CPU, and the gpu-full time estimate from FLOP counts.
+"""Wall time, throughput, MFU and peak memory of a finished pipeline run, stage by stage, and the gpu-full estimate.
 
     python benchmarks/bench_pipeline.py --run_dir experiments/runs/demo
+    python benchmarks/bench_pipeline.py --rehearse gpu-full      # time `pipeline.py --rehearse` of a scale here
+    bash benchmarks/gpu_check.sh                                 # on one GPU: the gpu-smoke pipeline, then this table
 
-1. Stage by stage: wall time (from pipeline_summary.json) and its share of the whole, tokens/s and the
-   training MFU = 6 x parameters x tokens/s over this machine's fp32 matmul peak, measured here in the same
-   run (a 2048 x 2048 matmul, the largest this CPU runs at full speed).
+1. Stage by stage: wall time (from pipeline_summary.json) and its share of the whole, tokens/s, the training
+   MFU = 6 x parameters x tokens/s over the peak of the hardware the stage ran on (a GPU's dense bf16 peak from its
+   datasheet; on a CPU the fp32 matmul peak measured here in the same run, a 2048 x 2048 matmul, the largest this
+   CPU runs at full speed), and the peak GPU memory the stage allocated.
 2. The gpu-full estimate: parameters from recipes/configs/gpu-full/pretrain.yaml's model (built on the meta
    device), tokens per stage from the gpu-full YAMLs, FLOPs = (6 N + 6 L d T) per trained token (the second
    term is causal attention), 8 N for DPO (policy forward+backward plus the reference forward), and an
@@ -16,6 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -24,6 +30,7 @@ import yaml
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 
 H100_BF16_PEAK = 989e12  # dense, SXM, per NVIDIA's datasheet
+GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}  # dense, datasheets
 ASSUMED_MFU = {"nominal": 0.30, "pessimistic": 0.15}
 STAGES = ("pretrain", "sft", "dpo", "verifier")
 
@@ -40,24 +47,45 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best
 
 
-def cpu_report(run_dir: str) -> None:
+def hardware_peak(hardware: str, cpu_peak: float) -> float | None:
+    """The dense bf16 peak of the GPU a stage ran on (by name), or the measured CPU matmul peak."""
+    if hardware.startswith("cpu"):
+        return cpu_peak
+    return next((peak for name, peak in GPU_BF16_PEAKS.items() if name in hardware), None)
+
+
+def run_report(run_dir: str) -> None:
     with open(os.path.join(run_dir, "pipeline_summary.json")) as handle:
         steps = json.load(handle)["steps"]
-    peak = matmul_peak()
+    cpu_peak = matmul_peak()
     total = sum(step.get("wall_time_s", 0) for step in steps.values())
-    print(f"fp32 matmul peak on this CPU ({torch.get_num_threads()} threads): {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'step':<11}{'wall s':>8}{'share':>8}{'tokens/s':>10}{'params':>11}{'MFU':>8}")
+    print(f"fp32 matmul peak on this CPU ({torch.get_num_threads()} threads): {cpu_peak / 1e9:.0f} GFLOP/s")
+    print(f"{'step':<11}{'wall s':>8}{'share':>8}{'tokens/s':>10}{'params':>11}{'MFU':>8}{'peak GiB':>10}  hardware")
     for name, step in steps.items():
         wall = step.get("wall_time_s", 0)
-        speed, params, mfu = "", "", ""
+        speed = params = mfu = memory = hardware = ""
         summary_path = os.path.join(run_dir, f"{name}_final", "training_summary.json")
         if name in STAGES and os.path.isfile(summary_path):
             with open(summary_path) as handle:
                 summary = json.load(handle)
-            tokens_per_s, n = summary["tokens_per_s"] or 0.0, summary["num_parameters"]
-            speed, params, mfu = f"{tokens_per_s:.0f}", f"{n / 1e6:.2f}M", f"{6 * n * tokens_per_s / peak:.1%}"
-        print(f"{name:<11}{wall:>8.0f}{wall / max(total, 1e-9):>8.0%}{speed:>10}{params:>11}{mfu:>8}  {step['status']}")
+            tokens_per_s, n, hardware = summary["tokens_per_s"] or 0.0, summary["num_parameters"], summary["hardware"]
+            peak = hardware_peak(hardware, cpu_peak)
+            speed, params = f"{tokens_per_s:.0f}", f"{n / 1e6:.2f}M"
+            mfu = f"{6 * n * tokens_per_s / peak:.1%}" if peak else "n/a"
+            memory = f"{summary['peak_memory_gib']:.1f}" if summary.get("peak_memory_gib") is not None else "-"
+        print(f"{name:<11}{wall:>8.0f}{wall / max(total, 1e-9):>8.0%}{speed:>10}{params:>11}{mfu:>8}{memory:>10}  "
+              f"{hardware} {step['status']}")
     print(f"{'total':<11}{total:>8.0f}  ({total / 60:.1f} min)")
+
+
+def rehearse(scale: str, runs_dir: str) -> str:
+    """Run `pipeline.py --rehearse` of a scale into ``runs_dir``; returns the rehearsal's run folder."""
+    config = f"recipes/configs/{scale}/pipeline.yaml"
+    subprocess.run([sys.executable, "recipes/pipeline.py", "--config", config, "--rehearse", "--runs_dir", runs_dir],
+                   check=True)
+    with open(config) as handle:
+        run_name = yaml.safe_load(handle)["run_name"]
+    return os.path.join(runs_dir, f"{run_name}-rehearsal")
 
 
 def _load(path: str) -> dict:
@@ -107,11 +135,18 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", default="experiments/runs/demo")
+    parser.add_argument("--rehearse", metavar="SCALE", help="first run `pipeline.py --rehearse` of this scale "
+                        "(e.g. gpu-full) in a temporary folder, then report it (target: at most 10 minutes)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the matmul peak (the run's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.rehearse:
+        with tempfile.TemporaryDirectory() as runs_dir:
+            run_report(rehearse(args.rehearse, runs_dir))
+        print("target: a rehearsal of gpu-full in at most 10 minutes on 2 CPU cores (aim: 5)")
+        return
     if os.path.isfile(os.path.join(args.run_dir, "pipeline_summary.json")):
-        cpu_report(args.run_dir)
+        run_report(args.run_dir)
     else:
         print(f"{args.run_dir}/pipeline_summary.json not found: run the cpu-demo pipeline first "
               "(python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml).")

@@ -12,7 +12,7 @@ Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
 """
 
 from transformers import AutoModelForCausalLM, set_seed
-from trl import DPOTrainer, TrlParser
+from trl import DPOTrainer
 
 import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
 from modeling_modern_llm.tokenizer import load_tokenizer
@@ -25,13 +25,14 @@ from modeling_modern_llm.training import (
     save_final,
     setup_stage,
     stage_callbacks,
+    stage_main,
     train_with_resume,
-    validate_args,
+    validate_stage,
 )
 
 
 def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args: ModelArguments):
-    validate_args("dpo", script_args, training_args, model_args)
+    validate_stage("dpo", script_args, training_args, model_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -59,4 +60,4 @@ def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args
 
 
 if __name__ == "__main__":
-    main(*TrlParser((ScriptArguments, DPOStageConfig, ModelArguments)).parse_args_and_config())
+    stage_main("dpo", main)

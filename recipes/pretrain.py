@@ -14,7 +14,7 @@ unless `tokenizer_name_or_path` names one. Writes `<output_dir>/checkpoint-*` an
 """
 
 from transformers import set_seed
-from trl import SFTTrainer, TrlParser
+from trl import SFTTrainer
 
 from modeling_modern_llm import ModernLLMForCausalLM
 from modeling_modern_llm.training import (
@@ -27,13 +27,14 @@ from modeling_modern_llm.training import (
     save_final,
     setup_stage,
     stage_callbacks,
+    stage_main,
     train_with_resume,
-    validate_args,
+    validate_stage,
 )
 
 
 def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args: ModelArguments):
-    validate_args("pretrain", script_args, training_args, model_args)
+    validate_stage("pretrain", script_args, training_args, model_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -60,4 +61,4 @@ def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args
 
 
 if __name__ == "__main__":
-    main(*TrlParser((ScriptArguments, PretrainConfig, ModelArguments)).parse_args_and_config())
+    stage_main("pretrain", main)

@@ -11,7 +11,7 @@ makes the model stop at the end of its turn. Writes `<output_dir>/checkpoint-*` 
 """
 
 from transformers import AutoModelForCausalLM, set_seed
-from trl import SFTTrainer, TrlParser
+from trl import SFTTrainer
 
 import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
 from modeling_modern_llm.tokenizer import load_tokenizer
@@ -24,13 +24,14 @@ from modeling_modern_llm.training import (
     save_final,
     setup_stage,
     stage_callbacks,
+    stage_main,
     train_with_resume,
-    validate_args,
+    validate_stage,
 )
 
 
 def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args: ModelArguments):
-    validate_args("sft", script_args, training_args, model_args)
+    validate_stage("sft", script_args, training_args, model_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -52,4 +53,4 @@ def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args
 
 
 if __name__ == "__main__":
-    main(*TrlParser((ScriptArguments, SFTStageConfig, ModelArguments)).parse_args_and_config())
+    stage_main("sft", main)

@@ -7,9 +7,9 @@
 
 1. The policy (`model_name_or_path`) samples `samples_per_problem` solutions per training problem from the
    lm-eval GSM8K prompt (`num_fewshot` solved problems first); each is labelled by whether its final
-   answer equals the reference. Samples are cached in `<output_dir>/samples-<split>-<fingerprint>.jsonl`
-   (policy and its weights, problems, sampling settings), so a resumed run trains on the same pairs and a changed config
-   samples afresh.
+   answer equals the reference; under several processes each samples its share of the problems. Samples are cached
+   in `<output_dir>/samples-<split>-<fingerprint>.jsonl` (policy and its weights, problems, sampling settings), so a
+   resumed run trains on the same pairs and a changed config samples afresh.
 2. Pairs (correct, incorrect) of the same problem (the reference counts as correct only with
    `include_reference`), train
    `ModernLLMForSequenceClassification(num_labels=1)` initialised from the policy with TRL's `RewardTrainer`
@@ -22,11 +22,12 @@ import gc
 import logging
 from functools import partial
 
+from accelerate import PartialState
+from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, set_seed
-from trl import RewardTrainer, TrlParser
+from trl import RewardTrainer
 
 import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
-from datasets import Dataset
 from modeling_modern_llm.tokenizer import load_tokenizer
 from modeling_modern_llm.training import (
     ModelArguments,
@@ -37,8 +38,9 @@ from modeling_modern_llm.training import (
     save_final,
     setup_stage,
     stage_callbacks,
+    stage_main,
     train_with_resume,
-    validate_args,
+    validate_stage,
 )
 from modeling_modern_llm.training.verifier_data import (
     cached_samples,
@@ -53,13 +55,13 @@ TRAIN_PAIRS_SCORED = 256  # training pairs re-scored after training, to show mem
 
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
-    validate_args("verifier", script_args, training_args, model_args)
+    validate_stage("verifier", script_args, training_args, model_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
     load_kwargs = model_load_kwargs(model_args)
 
-    # Sample and label the policy's solutions (rank 0 first, then cached: resumes and other ranks reuse them)
+    # Sample and label the policy's solutions (each process its share; cached, so a resumed run reuses them)
     train_rows = list(load_split(script_args, script_args.dataset_train_split, None, training_args.seed))
     shots = train_rows[:training_args.num_fewshot]
     problems = {"train": (script_args.dataset_train_split,
@@ -68,11 +70,13 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
         problems["eval"] = (script_args.dataset_test_split, list(load_split(
             script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed)))
     policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs).to(training_args.device)
+    state = PartialState()  # each process samples its share of the problems; the shards are joined in order
     records = {}
-    with training_args.main_process_first(desc="sampling solutions"):
-        for key, (split, rows) in problems.items():
-            path = samples_path(training_args.output_dir, split, model_args.model_name_or_path, rows, shots, training_args)
-            records[key] = cached_samples(path, partial(sample_solutions, policy, tokenizer, rows, shots, training_args))
+    for key, (split, rows) in problems.items():
+        path = samples_path(training_args.output_dir, split, model_args.model_name_or_path, rows, shots, training_args)
+        records[key] = cached_samples(path, rows, partial(sample_solutions, policy, tokenizer, shots=shots,
+                                                          args=training_args),
+                                      state.process_index, state.num_processes, state.wait_for_everyone)
     del policy
     gc.collect()
     text_pairs = {key: preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed,
@@ -116,4 +120,4 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
 
 
 if __name__ == "__main__":
-    main(*TrlParser((ScriptArguments, VerifierConfig, ModelArguments)).parse_args_and_config())
+    stage_main("verifier", main)

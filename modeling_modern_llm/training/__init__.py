@@ -1,4 +1,5 @@
-"""What the training recipes share: argument dataclasses, callbacks, checkpoint checks and resume, the final save."""
+"""What the training recipes share: argument dataclasses, checks before anything loads, callbacks, checkpoint checks
+and resume, the final save, and the rehearsal of a run on a small machine."""
 
 from .arguments import (
     DPOStageConfig,
@@ -7,12 +8,25 @@ from .arguments import (
     ScriptArguments,
     SFTStageConfig,
     VerifierConfig,
-    validate_args,
 )
-from .callbacks import NonFiniteLossCallback, NonFiniteLossError, PerplexityCallback, ThroughputCallback
-from .checkpoints import checkpoint_problem, final_model_problem, last_valid_checkpoint, safetensors_problem
+from .callbacks import (
+    GracefulStopCallback,
+    NonFiniteLossCallback,
+    NonFiniteLossError,
+    PerplexityCallback,
+    ThroughputCallback,
+)
+from .checkpoints import (
+    checkpoint_layout,
+    checkpoint_problem,
+    final_model_problem,
+    last_valid_checkpoint,
+    safetensors_problem,
+    torch_file_problem,
+)
 from .model_card import write_model_card, write_training_summary
 from .stage import (
+    STOPPED_EXIT_CODE,
     build_model_config,
     build_tokenizer,
     final_dir,
@@ -24,6 +38,14 @@ from .stage import (
     stage_callbacks,
     train_with_resume,
 )
+from .validation import (
+    STAGE_ARGUMENTS,
+    AccelerateSetup,
+    parse_stage_args,
+    stage_main,
+    stage_problems,
+    validate_stage,
+)
 
 __all__ = [
     "DPOStageConfig",
@@ -32,17 +54,20 @@ __all__ = [
     "ScriptArguments",
     "SFTStageConfig",
     "VerifierConfig",
-    "validate_args",
+    "GracefulStopCallback",
     "NonFiniteLossCallback",
     "NonFiniteLossError",
     "PerplexityCallback",
     "ThroughputCallback",
+    "checkpoint_layout",
     "checkpoint_problem",
     "final_model_problem",
     "last_valid_checkpoint",
     "safetensors_problem",
+    "torch_file_problem",
     "write_model_card",
     "write_training_summary",
+    "STOPPED_EXIT_CODE",
     "build_model_config",
     "build_tokenizer",
     "final_dir",
@@ -53,4 +78,10 @@ __all__ = [
     "setup_stage",
     "stage_callbacks",
     "train_with_resume",
+    "STAGE_ARGUMENTS",
+    "AccelerateSetup",
+    "parse_stage_args",
+    "stage_main",
+    "stage_problems",
+    "validate_stage",
 ]

@@ -3,15 +3,13 @@
 Every recipe parses ``(ScriptArguments, <Stage>Config, ModelArguments)`` with ``TrlParser``, so a YAML under
 ``recipes/configs/<scale>/<stage>.yaml`` sets the defaults and the command line overrides them. TrlParser
 already rejects a YAML key no dataclass knows ("Unknown arguments from config file: [...]");
-``validate_args`` adds the checks that need the stage (a missing dataset or starting model) and runs before
-anything is loaded.
+``validation.validate_stage`` checks the combination before anything is loaded.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
@@ -36,6 +34,9 @@ class ScriptArguments(TrlScriptArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation rows."})
+    overwrite_final: bool = field(
+        default=False, metadata={"help": "Replace a finished <output_dir>_final (only once the new one is complete). "
+                                 "Without it, a stage whose final folder is finished refuses to start."})
 
     def mixture(self) -> list[tuple[str, float]]:
         """The (name, weight) pairs to load; one dataset_name counts as a mixture of one."""
@@ -121,18 +122,3 @@ class VerifierConfig(_DeviceDefaults, RewardConfig):
         default=False, metadata={"help": "Count the dataset's reference solution as one more correct candidate. Off "
                                  "(Cobbe et al.): pairs come only from the policy's own samples, so the verifier learns "
                                  "what separates its right and wrong solutions, not the reference's style."})
-
-
-def validate_args(stage: str, script_args: ScriptArguments, training_args: Any, model_args: ModelArguments) -> None:
-    """Fail before any loading or training when a field the stage needs is missing or wrong, naming it."""
-    if not script_args.mixture():
-        raise ValueError(f"{stage}: set `dataset_name` or `dataset_mixture` (registry names, see modeling_modern_llm.data).")
-    if stage == "pretrain":
-        if not model_args.model_config:
-            raise ValueError("pretrain: `model_config` (the ModernLLMConfig fields of the new model) is missing.")
-        if not training_args.max_length:
-            raise ValueError("pretrain: `max_length` (the packed block size) is missing.")
-    elif not model_args.model_name_or_path:
-        raise ValueError(f"{stage}: `model_name_or_path` (the previous stage's *_final folder) is missing.")
-    if training_args.save_strategy == "steps" and training_args.save_steps <= 0:
-        raise ValueError("`save_steps` must be positive so an interrupted stage can resume.")

@@ -1,16 +1,63 @@
-"""Trainer callbacks of the recipes: stop on a non-finite loss, log throughput, log eval perplexity.
+"""Trainer callbacks of the recipes: stop cleanly on a signal, stop on a non-finite loss, log throughput and perplexity.
 
-Both add their numbers to the logs the integrations see and to ``trainer_state.json``'s ``log_history``
-(Trainer appends a copy of the logs to it before calling ``on_log``).
+The logging ones add their numbers to the logs the integrations see and to ``trainer_state.json``'s
+``log_history`` (Trainer appends a copy of the logs to it before calling ``on_log``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import signal
 import time
 
 import torch
+import torch.distributed as dist
 from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# Rehearsals interrupt every stage once at this step (a real SIGTERM, through the same path as SLURM's).
+STOP_AT_STEP_ENV = "MODERN_LLM_STOP_AT_STEP"
+
+
+class GracefulStopCallback(TrainerCallback):
+    """On SIGTERM or SIGUSR1 (SLURM's notice before the time limit, the pipeline stopping a stage): save a checkpoint
+    at the end of the current step and stop, so a requeued run loses nothing.
+
+    Every process gets the signal, but not at the same step: under several processes the decision is all-reduced
+    each step, so all ranks save the same checkpoint (a rank saving alone would hang the collective save).
+    ``stopped`` tells the recipe that training ended early and the final model must not be written.
+    """
+
+    def __init__(self):
+        self.requested: int | None = None  # the signal received
+        self.stopped = False
+        stop_at = os.environ.get(STOP_AT_STEP_ENV)
+        self.stop_at_step = int(stop_at) if stop_at else None
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        self.requested = signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop_at_step is not None and state.global_step >= self.stop_at_step:
+            self.stop_at_step = None
+            os.kill(os.getpid(), signal.SIGTERM)
+        requested = self.requested is not None
+        if args.world_size > 1 and dist.is_available() and dist.is_initialized():
+            flag = torch.tensor(float(requested), device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            requested = bool(flag.item())
+        if requested and not self.stopped:
+            logger.warning("Stop requested (signal): saving checkpoint-%d and stopping; rerun to resume.",
+                           state.global_step)
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
 
 
 class NonFiniteLossError(RuntimeError):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import yaml
+
+from ..cli import atomic_write_json
 
 STAGE_PURPOSE = {
     "pretrain": "a base language model pretrained from scratch on plain text (causal LM loss on packed sequences)",
@@ -17,8 +18,7 @@ STAGE_PURPOSE = {
 
 
 def write_training_summary(folder: str, summary: dict) -> None:
-    with open(os.path.join(folder, "training_summary.json"), "w") as handle:
-        json.dump(summary, handle, indent=2)
+    atomic_write_json(os.path.join(folder, "training_summary.json"), summary)
 
 
 def write_model_card(folder: str, summary: dict, model_config: dict, base_model: str | None, eval_metrics: dict) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
+import errno
 import itertools
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -13,15 +14,21 @@ import datasets
 import torch
 import transformers
 
-from .callbacks import NonFiniteLossCallback, NonFiniteLossError, PerplexityCallback, ThroughputCallback
-from .checkpoints import last_valid_checkpoint
+from ..cli import InputFileError, UsageError
+from .callbacks import (
+    GracefulStopCallback,
+    NonFiniteLossCallback,
+    NonFiniteLossError,
+    PerplexityCallback,
+    ThroughputCallback,
+)
+from .checkpoints import checkpoint_problem, last_valid_checkpoint
 from .model_card import write_model_card, write_training_summary
 
 logger = logging.getLogger(__name__)
-
-# Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
-REQUIRED_MODEL_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                         "num_key_value_heads", "max_position_embeddings")
+STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: the stage saved a checkpoint and stopped; rerunning resumes it
+# What the pipeline tells each stage process about how it was launched (recorded in training_summary.json).
+LAUNCHER_ENV, ACCELERATE_CONFIG_ENV, REHEARSAL_ENV = "MODERN_LLM_LAUNCHER", "MODERN_LLM_ACCELERATE_CONFIG", "MODERN_LLM_REHEARSAL"
 
 
 def setup_stage(training_args) -> float:
@@ -71,19 +78,13 @@ def build_tokenizer(model_args, texts, save_dir: str):
 
 
 def build_model_config(model_args, tokenizer):
-    """A ModernLLMConfig from the YAML's ``model_config``; unknown or missing fields fail here, by name."""
+    """A ModernLLMConfig from the YAML's ``model_config`` (checked by `validate_stage` before anything loaded)."""
     from modeling_modern_llm import ModernLLMConfig
 
     fields = dict(model_args.model_config)
-    known = set(inspect.signature(ModernLLMConfig.__init__).parameters) | set(ModernLLMConfig().to_dict())
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(f"model_config: unknown field(s) {unknown}; ModernLLMConfig has no such field.")
-    missing = [name for name in REQUIRED_MODEL_FIELDS if name not in fields]
-    if missing:
-        raise ValueError(f"model_config: missing field(s) {missing}.")
     if fields.setdefault("vocab_size", len(tokenizer)) < len(tokenizer):
-        raise ValueError(f"model_config: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)} tokens.")
+        raise UsageError(f"model_config: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)} tokens; "
+                         "remove vocab_size (it then comes from the tokenizer)")
     if model_args.attn_implementation:
         fields["attn_implementation"] = model_args.attn_implementation
     return ModernLLMConfig(**fields, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
@@ -108,24 +109,77 @@ def load_train_and_eval(script_args, training_args):
 
 
 def stage_callbacks(language_modelling: bool) -> list:
-    return [NonFiniteLossCallback(), ThroughputCallback(), *([PerplexityCallback()] if language_modelling else [])]
+    # The graceful stop asks for a save before the non-finite guard looks, so a NaN run still never saves.
+    return [GracefulStopCallback(), NonFiniteLossCallback(), ThroughputCallback(),
+            *([PerplexityCallback()] if language_modelling else [])]
+
+
+def _callback(trainer, kind):
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
+
+
+def resume_checkpoint(trainer) -> str | None:
+    """The checkpoint to resume from: ``resume_from_checkpoint`` when it names one, a fresh start when it is
+    ``false``, else the newest valid one in ``output_dir`` (the main process first sets broken ones aside, then the
+    other ranks look, so no rank scans a folder while it is being renamed)."""
+    args = trainer.args
+    named = args.resume_from_checkpoint
+    if isinstance(named, str) and named.lower() == "false":
+        logger.info("resume_from_checkpoint is false: training from step 0 (existing checkpoints are left in place)")
+        return None
+    if isinstance(named, str) and named.lower() != "true":
+        problem = checkpoint_problem(named) if os.path.isdir(named) else "it does not exist"
+        if problem:
+            raise InputFileError(f"resume_from_checkpoint {named}: cannot resume from it ({problem})")
+        return named
+    with args.main_process_first(desc="finding the last valid checkpoint"):
+        return last_valid_checkpoint(args.output_dir, move_aside=trainer.is_world_process_zero())
+
+
+def _disk_full(error: BaseException, folder: str) -> bool:
+    """Whether an exception raised while saving means the disk is full (torch's zip writer hides ENOSPC)."""
+    chain = [error]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    if any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) for e in chain):
+        return True
+    writer_failed = any("file write failed" in str(e) or "unexpected pos" in str(e) for e in chain)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing) or "."
+    return writer_failed and shutil.disk_usage(existing).free < 64 * 2**20
 
 
 def train_with_resume(trainer):
-    """Train, resuming from the last *valid* checkpoint (optimizer, scheduler, RNG and data position)."""
+    """Train, resuming from the last *valid* checkpoint (optimizer, scheduler, RNG and data position).
+
+    A SIGTERM/SIGUSR1 saves a checkpoint and exits with `STOPPED_EXIT_CODE`; a full disk is one line naming the
+    folder (the half-written checkpoint is set aside at the next run, which resumes from the one before).
+    """
     args = trainer.args
-    checkpoint = last_valid_checkpoint(args.output_dir, move_aside=trainer.is_world_process_zero())
-    if args.world_size > 1:
-        trainer.accelerator.wait_for_everyone()  # every rank sees the same folders once rank 0 moved broken ones
+    checkpoint = resume_checkpoint(trainer)
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    guard = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, NonFiniteLossCallback))
+    trainer.resumed_from = checkpoint
+    try:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    except (OSError, RuntimeError) as error:
+        if _disk_full(error, args.output_dir):
+            kept = last_valid_checkpoint(args.output_dir, move_aside=False)
+            raise InputFileError(
+                f"disk full while writing {args.output_dir}: free space there (or choose another output_dir) and "
+                f"rerun the same command; it resumes from {kept or 'step 0'}") from None
+        raise
+    guard = _callback(trainer, NonFiniteLossCallback)
     if guard.failure:
         kept = last_valid_checkpoint(args.output_dir, move_aside=False)
         raise NonFiniteLossError(
             f"Training stopped: {guard.failure}. Nothing was saved after it; the last good checkpoint is "
             f"{kept or '(none yet)'}. Lower learning_rate, raise warmup, or check the data, then rerun to resume.")
+    if _callback(trainer, GracefulStopCallback).stopped:
+        logger.warning("Stopped at step %d on a signal; checkpoint-%d is saved. Rerun the same command to resume.",
+                       trainer.state.global_step, trainer.state.global_step)
+        raise SystemExit(STOPPED_EXIT_CODE)
     return result
 
 
@@ -144,10 +198,62 @@ def _command() -> str:
     return " ".join(["python", *sys.argv])
 
 
+def how_it_ran(trainer) -> dict:
+    """What actually ran (not what was asked): precision, the dtype the optimizer trains, kernel, batching, engine."""
+    args, accelerator = trainer.args, trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    trainable = next((p for p in model.parameters() if p.requires_grad), None)
+    return {
+        "mixed_precision": str(accelerator.mixed_precision),
+        "param_dtype": str(trainable.dtype).removeprefix("torch.") if trainable is not None else None,
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "packing": getattr(args, "packing", None),
+        "packing_strategy": getattr(args, "packing_strategy", None) if getattr(args, "packing", False) else None,
+        "padding_free": bool(getattr(trainer, "padding_free", False)),
+        "torch_compile": bool(args.torch_compile),
+        "gradient_checkpointing": bool(args.gradient_checkpointing),
+        "world_size": args.world_size,
+        "distributed_type": str(accelerator.distributed_type.value),
+        "accelerate_config": os.environ.get(ACCELERATE_CONFIG_ENV),
+        "launcher": os.environ.get(LAUNCHER_ENV),
+        "python": sys.executable,
+        "rehearsal": os.environ.get(REHEARSAL_ENV) == "1",
+        "resumed_from": getattr(trainer, "resumed_from", None),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+    }
+
+
+def _save_weights(trainer, folder: str) -> None:
+    """The full model into ``folder`` whatever the engine: FSDP with sharded checkpoints gathers it here (Trainer's
+    ``save_model`` would write no weights then), DeepSpeed and DDP go through ``save_model``."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if trainer.is_fsdp_enabled and plugin is not None and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)  # a collective: every rank takes part
+        if trainer.is_world_process_zero():
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(folder, state_dict=state_dict)
+        return
+    trainer.save_model(folder)
+
+
+def _replace_folder(staging: str, folder: str) -> None:
+    """Put a complete ``staging`` folder in place of ``folder``; the old one is removed only once the new one is in."""
+    previous = folder + ".previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if os.path.isdir(folder):
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
                eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
-    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``."""
+    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
+
+    Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
+    interruption never leaves a final folder that looks finished, nor destroys an earlier one.
+    """
     args, model, folder = trainer.args, trainer.model, final_dir(trainer.args)
+    staging = folder + ".partial"
     eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
                     if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
     if getattr(model, "generation_config", None) is not None:
@@ -155,10 +261,13 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
         model.generation_config.eos_token_id = list(dict.fromkeys(t for t in eos if t is not None))
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = True
-    trainer.save_model(folder)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    _save_weights(trainer, staging)
     if not trainer.is_world_process_zero():
         return folder
-    tokenizer.save_pretrained(folder)
+    tokenizer.save_pretrained(staging)
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     speeds = [entry["tokens_per_s"] for entry in history if "tokens_per_s" in entry]
@@ -176,12 +285,18 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
         "per_device_batch_size": args.per_device_train_batch_size,
         "learning_rate": args.learning_rate,
         "hardware": _hardware(),
-        "world_size": args.world_size,
         "num_parameters": sum(p.numel() for p in trainer.accelerator.unwrap_model(model).parameters()),
+        **how_it_ran(trainer),
         "eval_metrics": eval_metrics,
         **(extra_summary or {}),
     }
-    write_training_summary(folder, summary)
-    write_model_card(folder, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
+    write_training_summary(staging, summary)
+    write_model_card(staging, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
+    _replace_folder(staging, folder)
     logger.info("Saved the %s model to %s", stage, folder)
     return folder
+
+
+__all__ = ["STOPPED_EXIT_CODE", "build_model_config", "build_tokenizer", "final_dir", "how_it_ran",
+           "load_split", "load_train_and_eval", "model_load_kwargs", "resume_checkpoint", "save_final", "setup_stage",
+           "stage_callbacks", "train_with_resume"]

@@ -14,6 +14,7 @@ import random
 import torch
 from tqdm.auto import tqdm
 
+from modeling_modern_llm.cli import atomic_write_text
 from modeling_modern_llm.evaluation.gsm8k_format import (
     format_chat_prompt,
     format_prompt,
@@ -100,14 +101,33 @@ def samples_path(output_dir: str, split: str, policy: str, problems: list[dict],
     return os.path.join(output_dir, f"samples-{split}-{fingerprint}.jsonl")
 
 
-def cached_samples(path: str, make) -> list[dict]:
-    """The sampled records at ``path``, or ``make()``'s written there first: a resumed run trains on the same pairs."""
-    if os.path.isfile(path):
-        with open(path) as handle:
-            return [json.loads(line) for line in handle]
-    records = make()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as handle:
-        handle.writelines(json.dumps(record) + "\n" for record in records)
-    os.replace(path + ".tmp", path)
-    return records
+def _read_jsonl(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _write_jsonl(path: str, records: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
+
+
+def cached_samples(path: str, problems: list[dict], sample, process_index: int = 0, num_processes: int = 1,
+                   wait_for_everyone=lambda: None) -> list[dict]:
+    """The sampled records of ``problems`` at ``path``, sampled first when absent: a resumed run trains on the same pairs.
+
+    Under several processes each samples its contiguous share of the problems into its own shard file (a rank that
+    sampled everything would keep the others waiting at a barrier past its timeout); the main process then joins the
+    shards in order. Finished shards are reused when a run is interrupted while sampling.
+    """
+    if not os.path.isfile(path):
+        share = -(-len(problems) // num_processes)
+        shard = f"{path}.shard{process_index}-of-{num_processes}"
+        if not os.path.isfile(shard):
+            _write_jsonl(shard, sample(problems[process_index * share:(process_index + 1) * share]))
+        wait_for_everyone()
+        if process_index == 0:
+            shards = [f"{path}.shard{index}-of-{num_processes}" for index in range(num_processes)]
+            _write_jsonl(path, [record for name in shards for record in _read_jsonl(name)])
+            for name in shards:
+                os.remove(name)
+        wait_for_everyone()
+    return _read_jsonl(path)

@@ -6,7 +6,6 @@ import os
 import sys
 
 import pytest
-
 from training_helpers import REPO
 
 spec = importlib.util.spec_from_file_location("recipes_pipeline", os.path.join(REPO, "recipes", "pipeline.py"))
@@ -34,10 +33,21 @@ def test_stage_commands_chain_the_final_folders(tmp_path):
         launcher="accelerate launch --config_file accelerate_configs/single_gpu.yaml", verifier_policy="sft",
         stage_args={"dpo": "--beta 0.2"})
     dpo = pipeline.stage_command(args, "dpo", "runs/r")
-    assert dpo[:4] == ["accelerate", "launch", "--config_file", "accelerate_configs/single_gpu.yaml"]
+    # accelerate runs under this interpreter, so an unactivated virtual environment still works
+    assert dpo[:5] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                       "accelerate_configs/single_gpu.yaml"]
     assert dpo[dpo.index("--model_name_or_path") + 1] == "runs/r/sft_final" and dpo[-2:] == ["--beta", "0.2"]
     verifier = pipeline.stage_command(args, "verifier", "runs/r")
     assert verifier[verifier.index("--model_name_or_path") + 1] == "runs/r/sft_final"
     assert "--model_name_or_path" not in pipeline.stage_command(args, "pretrain", "runs/r")
     with pytest.raises(ValueError, match="verifier_policy"):
         pipeline.PipelineArguments(run_name="r", stage_configs=args.stage_configs, verifier_policy="verifier")
+
+
+@pytest.mark.parametrize("launcher", [None, "python", "python3 -X faulthandler"])
+def test_stages_run_with_the_interpreter_running_the_pipeline(launcher):
+    """`python` from PATH may be another environment's (an unactivated venv): every stage uses sys.executable."""
+    args = pipeline.PipelineArguments(
+        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        launcher=launcher)
+    assert pipeline.stage_command(args, "sft", "runs/r")[0] == sys.executable

@@ -43,9 +43,30 @@ def test_a_problem_solved_every_time_gives_no_pair_and_the_cap_holds():
 
 def test_cached_samples_are_reused(tmp_path):
     path = str(tmp_path / "samples.jsonl")
-    first = cached_samples(path, lambda: [_record("A?", "#### 5", True)])
-    again = cached_samples(path, lambda: (_ for _ in ()).throw(AssertionError("must not resample")))
+    problems = [{"question": "A?"}]
+    first = cached_samples(path, problems, lambda rows: [_record(row["question"], "#### 5", True) for row in rows])
+    again = cached_samples(path, problems, lambda rows: (_ for _ in ()).throw(AssertionError("must not resample")))
     assert first == again
+
+
+def test_each_process_samples_its_share_and_the_shards_join_in_order(tmp_path):
+    """Rank 0 of two samples only its contiguous share and, past the barrier, joins it with rank 1's shard in order."""
+    path = str(tmp_path / "samples.jsonl")
+    problems = [{"question": f"Q{index}?"} for index in range(5)]
+    sampled = []
+
+    def sample(rows):
+        sampled.append([row["question"] for row in rows])
+        return [_record(row["question"], "#### 5", True) for row in rows]
+
+    shard_of_rank_1 = f"{path}.shard1-of-2"
+    barrier_calls = []
+    with open(shard_of_rank_1, "w") as handle:  # what rank 1 writes before the barrier
+        handle.writelines(f'{{"question": "Q{i}?", "answer": "x", "solution": "s", "correct": true}}\n' for i in (3, 4))
+    records = cached_samples(path, problems, sample, 0, 2, lambda: barrier_calls.append(1))
+    assert sampled == [["Q0?", "Q1?", "Q2?"]]
+    assert [r["question"] for r in records] == [f"Q{i}?" for i in range(5)]
+    assert len(barrier_calls) == 2 and not os.path.exists(shard_of_rank_1)
 
 
 def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():

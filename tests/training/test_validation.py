@@ -1,0 +1,228 @@
+"""A bad configuration fails in seconds, before any model, tokenizer or dataset loads: one line naming the field and
+the fix. Each case of the H100 path's traps (docs/TRAINING.md, "Before you submit") has a test; the shipped GPU configs
+must pass under every accelerate config they are meant for."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from training_helpers import CONFIGS, REPO
+
+from modeling_modern_llm.training import (
+    AccelerateSetup,
+    parse_stage_args,
+    stage_problems,
+)
+
+GPU_SCALES = ("gpu-smoke", "gpu-full")
+STAGES = ("pretrain", "sft", "dpo", "verifier")
+
+
+def _args(stage, tmp_path, *overrides, scale="gpu-full"):
+    config = os.path.join(REPO, "recipes", "configs", scale, f"{stage}.yaml")
+    return parse_stage_args(stage, ["--config", config, "--output_dir", str(tmp_path / stage), *overrides],
+                            for_validation=True)
+
+
+def _problems(stage, tmp_path, *overrides, accelerate=None, scale="gpu-full", **kwargs):
+    script, training, model = _args(stage, tmp_path, *overrides, scale=scale)
+    architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0,
+                    **kwargs.pop("architecture", {})}
+    return stage_problems(stage, script, training, model, architecture=architecture, accelerate=accelerate,
+                          check_inputs=False, **kwargs)
+
+
+def _accelerate(name):
+    return AccelerateSetup.from_file(os.path.join(REPO, "accelerate_configs", f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("scale", GPU_SCALES)
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("engine", ["single_gpu", "multi_gpu", "fsdp"])
+def test_shipped_gpu_configs_pass_under_their_engines(scale, stage, engine, tmp_path):
+    assert _problems(stage, tmp_path, scale=scale, accelerate=_accelerate(engine)) == []
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_shipped_gpu_configs_train_sinks_in_bf16_autocast_over_fp32_weights(stage, tmp_path):
+    script, training, model = _args(stage, tmp_path)
+    assert training.bf16 and model.dtype in (None, "auto", "float32")
+    assert model.attn_implementation == "sdpa" and training.ddp_find_unused_parameters is False
+
+
+def test_pure_bf16_weights_are_refused(tmp_path):
+    (problem,) = _problems("dpo", tmp_path, "--dtype", "bfloat16")
+    assert problem.startswith("`dtype: bfloat16`") and "remove `dtype`" in problem and "bf16: true" in problem
+
+
+def test_a_kernel_that_drops_the_sinks_is_refused(tmp_path):
+    problems = _problems("sft", tmp_path, "--attn_implementation", "flash_attention_2")
+    assert any(p.startswith("`attn_implementation: flash_attention_2`") and "sdpa" in p for p in problems)
+    # Without sinks the same kernel is the model's business, not a sink problem.
+    assert not any("sink" in p for p in _problems("sft", tmp_path, "--attn_implementation", "flash_attention_2",
+                                                  architecture={"attention_sinks": False}))
+
+
+def test_padding_free_on_sdpa_is_refused_with_the_mask_size(tmp_path):
+    (problem,) = _problems("pretrain", tmp_path, "--packing_strategy", "bfd_split")
+    assert "(64x1024)^2 mask" in problem and "packing_strategy: wrapped" in problem
+
+
+def test_padding_free_without_packing_is_refused_as_trl_would(tmp_path):
+    (problem,) = _problems("sft", tmp_path, "--padding_free", "true")
+    assert "`padding_free: true` without packing" in problem and "padding_free: false" in problem
+
+
+def test_zero3_must_gather_the_weights_and_know_the_moe_block(tmp_path):
+    zero3 = _accelerate("zero3")
+    assert zero3.zero3_save_16bit_model and zero3.zero_stage == 3
+    lost = AccelerateSetup(source="z.yaml", distributed_type="DEEPSPEED", zero_stage=3, mixed_precision="bf16")
+    problems = _problems("sft", tmp_path, accelerate=lost, architecture={"num_experts": 4})
+    assert any("zero3_save_16bit_model: true" in p for p in problems)
+    assert any("deepspeed_moe_layer_cls_names: ModernLLMSparseMoeBlock" in p for p in problems)
+
+
+def test_fsdp_must_wrap_the_decoder_layer(tmp_path):
+    wrong = AccelerateSetup(source="f.yaml", distributed_type="FSDP", mixed_precision="bf16",
+                            fsdp_layer_classes=("LlamaDecoderLayer",))
+    (problem,) = _problems("pretrain", tmp_path, accelerate=wrong)
+    assert "ModernLLMDecoderLayer" in problem
+
+
+def test_mixed_precision_of_the_launcher_and_the_stage_must_agree(tmp_path):
+    (problem,) = _problems("sft", tmp_path, "--bf16", "false", accelerate=_accelerate("single_gpu"))
+    assert "mixed_precision: bf16" in problem and "make them agree" in problem
+
+
+def test_ddp_must_say_whether_to_search_for_unused_parameters(tmp_path):
+    script, training, model = _args("sft", tmp_path)
+    training.ddp_find_unused_parameters = None
+    problems = stage_problems("sft", script, training, model, architecture={}, accelerate=_accelerate("multi_gpu"),
+                              check_inputs=False)
+    assert problems == [p for p in problems if "ddp_find_unused_parameters" in p] and problems
+
+
+@pytest.mark.parametrize("override, field", [
+    (("--max_steps", "0"), "max_steps"), (("--learning_rate", "nan"), "learning_rate"),
+    (("--per_device_train_batch_size", "-1"), "per_device_train_batch_size"), (("--save_steps", "0"), "save_steps"),
+    (("--beta", "0"), "beta"), (("--max_eval_samples", "0"), "max_eval_samples"),
+])
+def test_numbers_out_of_range_are_named(override, field, tmp_path):
+    problems = _problems("dpo", tmp_path, *override)
+    assert len(problems) == 1 and problems[0].startswith(f"`{field}`"), problems
+
+
+@pytest.mark.parametrize("override, words", [
+    (("--temperature", "0"), "`temperature`"), (("--top_p", "1.5"), "`top_p`"),
+    (("--samples_per_problem", "1", "--include_reference", "false"), "`samples_per_problem`"),
+])
+def test_sampling_settings_out_of_range_are_named(override, words, tmp_path):
+    problems = _problems("verifier", tmp_path, *override)
+    assert len(problems) == 1 and words in problems[0], problems
+
+
+def test_a_model_config_the_model_refuses_fails_before_the_tokenizer_is_trained(tmp_path):
+    fields = {"hidden_size": 100, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 3,
+              "num_key_value_heads": 3, "max_position_embeddings": 1024}
+    (problem,) = _problems("pretrain", tmp_path, "--model_config", json.dumps(fields))
+    assert "`hidden_size` (100) must be divisible by `num_attention_heads` (3)" in problem
+
+
+def test_data_problems_name_the_dataset_split_and_file(tmp_path):
+    assert any("'gsm9k' is not in the registry" in p for p in _problems("verifier", tmp_path, "--dataset_name", "gsm9k"))
+    assert any("no split 'test'" in p and "eval_strategy" in p
+               for p in _problems("sft", tmp_path, "--eval_strategy", "steps", "--eval_steps", "10"))
+    local = tmp_path / "local"
+    (local / "gsm8k").mkdir(parents=True)
+    (local / "gsm8k" / "train.jsonl").write_text("{}\n")
+    problems = _problems("verifier", tmp_path, "--local_data_dir", str(local))
+    assert len(problems) == 1 and "test.jsonl" in problems[0]
+
+
+def test_outputs_a_finished_final_is_kept_unless_overwrite_final(tmp_path):
+    final = tmp_path / "sft_final"
+    final.mkdir()
+    for name, text in (("config.json", '{"model_type": "modern_llm"}'), ("training_summary.json", '{"stage": "sft"}'),
+                       ("tokenizer_config.json", "{}"), ("README.md", "x")):
+        (final / name).write_text(text)
+    save_file({"w": torch.ones(2)}, str(final / "model.safetensors"))
+    (problem,) = _problems("sft", tmp_path)
+    assert "already holds a finished model" in problem and "--overwrite_final true" in problem
+    assert _problems("sft", tmp_path, "--overwrite_final", "true") == []
+    assert _problems("sft", tmp_path, finished_ok=True) == []
+
+
+def test_a_named_checkpoint_must_be_resumable(tmp_path):
+    (problem,) = _problems("sft", tmp_path, "--resume_from_checkpoint", str(tmp_path / "checkpoint-7"))
+    assert "resume_from_checkpoint" in problem and "does not exist" in problem
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    (problem,) = _problems("sft", tmp_path, "--output_dir", str(blocker))
+    assert "is a file, not a folder" in problem
+
+
+def test_a_read_only_output_dir_is_refused(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("root writes anywhere: the permission case cannot be produced here")
+        assert any("not writable" in p for p in _problems("sft", tmp_path, "--output_dir", str(locked / "sft")))
+    finally:
+        locked.chmod(0o700)
+
+
+def _pipeline(*args, timeout=120):
+    start = time.time()
+    result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=timeout)
+    return result, time.time() - start
+
+
+@pytest.mark.parametrize("scale", ["cpu-demo", *GPU_SCALES])
+def test_every_shipped_pipeline_validates(scale):
+    result, _ = _pipeline("--config", f"recipes/configs/{scale}/pipeline.yaml", "--validate_only", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validated 4 stage config(s)" in result.stderr
+
+
+def test_a_broken_run_fails_in_seconds_listing_every_stage_problem_once(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        "run_name: bad\nlauncher: accelerate launch --config_file accelerate_configs/single_gpu.yaml\nstage_configs:\n"
+        + "".join(f"  {s}: recipes/configs/gpu-full/{s}.yaml\n" for s in STAGES)
+        + "stage_args:\n  sft: --padding_free true\n  dpo: --dtype bfloat16\n  verifier: --bf16 false\n")
+    result, seconds = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("sft:", "dpo:", "verifier:"))]
+    assert len(lines) == 3, result.stderr
+    assert "3 problem(s)" in result.stderr and seconds < 60
+    assert not (tmp_path / "runs").exists()  # nothing was created, let alone trained
+
+
+def test_malformed_yaml_is_one_line_with_its_line_number(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("run_name: x\nstage_configs: {pretrain: a.yaml\n")
+    result, _ = _pipeline("--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not valid YAML at line" in result.stderr
+
+
+def test_a_recipe_checks_itself_before_loading(tmp_path):
+    start = time.time()
+    result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "sft.py"), "--config",
+                             os.path.join(CONFIGS, "sft.yaml"), "--output_dir", str(tmp_path / "sft"),
+                             "--model_name_or_path", str(tmp_path / "nowhere"), "--learning_rate", "nan"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "learning_rate" in result.stderr and "nowhere does not exist" in result.stderr
+    assert time.time() - start < 60 and not (tmp_path / "sft").exists()
