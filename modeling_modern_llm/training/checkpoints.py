@@ -80,7 +80,7 @@ def torch_file_problem(path: str) -> str | None:
     return None
 
 
-def _weights_problem(folder: str) -> str | None:
+def weights_problem(folder: str) -> str | None:
     """Checks every weight shard a folder's index lists, or the single model.safetensors."""
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.isfile(index):
@@ -89,6 +89,9 @@ def _weights_problem(folder: str) -> str | None:
                 shards = sorted(set(json.load(handle)["weight_map"].values()))
         except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
             return "model.safetensors.index.json is corrupt"
+    elif not os.path.isfile(os.path.join(folder, "model.safetensors")) and os.path.isfile(
+            os.path.join(folder, "pytorch_model.bin")):
+        return torch_file_problem(os.path.join(folder, "pytorch_model.bin"))  # an older Hub model's weights
     else:
         shards = ["model.safetensors"]
     return next((p for p in (safetensors_problem(os.path.join(folder, s)) for s in shards) if p), None)
@@ -172,7 +175,7 @@ def checkpoint_problem(folder: str) -> str | None:
         problem = (torch_file_problem(os.path.join(folder, "pytorch_model_fsdp.bin"))
                    or torch_file_problem(os.path.join(folder, "optimizer.bin")))
     else:
-        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or _weights_problem(folder)
+        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights_problem(folder)
     if problem:
         return problem
     # DeepSpeed keeps the scheduler in its own state when it owns it; every other engine writes scheduler.pt.
@@ -205,7 +208,7 @@ def final_model_problem(folder: str, stage: str | None = None) -> str | None:
         return f"config.json is a {model_type!r} model, not {MODEL_TYPE!r}"
     if stage is not None and summary_stage != stage:
         return f"training_summary.json is of stage {summary_stage!r}, not {stage!r}"
-    return _weights_problem(folder)
+    return weights_problem(folder)
 
 
 def last_valid_checkpoint(output_dir: str, move_aside: bool = True) -> str | None:

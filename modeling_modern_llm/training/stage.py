@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -150,6 +151,21 @@ def _disk_full(error: BaseException, folder: str) -> bool:
     return writer_failed and shutil.disk_usage(existing).free < 64 * 2**20
 
 
+@contextlib.contextmanager
+def disk_full_is_one_line(output_dir: str):
+    """A full disk while training or saving becomes one line naming the folder and how the rerun resumes; the
+    half-written checkpoint is set aside by the next run's check."""
+    try:
+        yield
+    except Exception as error:  # safetensors, torch and the OS each raise their own type for ENOSPC
+        if not _disk_full(error, output_dir):
+            raise
+        kept = last_valid_checkpoint(output_dir, move_aside=False)
+        raise InputFileError(
+            f"disk full while writing {output_dir}: free space there (or choose another output_dir) and rerun the "
+            f"same command; it resumes from {kept or 'step 0'}") from None
+
+
 def train_with_resume(trainer):
     """Train, resuming from the last *valid* checkpoint (optimizer, scheduler, RNG and data position).
 
@@ -161,15 +177,8 @@ def train_with_resume(trainer):
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
     trainer.resumed_from = checkpoint
-    try:
+    with disk_full_is_one_line(args.output_dir):
         result = trainer.train(resume_from_checkpoint=checkpoint)
-    except (OSError, RuntimeError) as error:
-        if _disk_full(error, args.output_dir):
-            kept = last_valid_checkpoint(args.output_dir, move_aside=False)
-            raise InputFileError(
-                f"disk full while writing {args.output_dir}: free space there (or choose another output_dir) and "
-                f"rerun the same command; it resumes from {kept or 'step 0'}") from None
-        raise
     guard = _callback(trainer, NonFiniteLossCallback)
     if guard.failure:
         kept = last_valid_checkpoint(args.output_dir, move_aside=False)
@@ -264,10 +273,12 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    _save_weights(trainer, staging)
+    with disk_full_is_one_line(args.output_dir):
+        _save_weights(trainer, staging)
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(staging)
     if not trainer.is_world_process_zero():
         return folder
-    tokenizer.save_pretrained(staging)
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     speeds = [entry["tokens_per_s"] for entry in history if "tokens_per_s" in entry]

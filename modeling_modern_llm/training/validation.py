@@ -43,7 +43,7 @@ from .arguments import (
     SFTStageConfig,
     VerifierConfig,
 )
-from .checkpoints import checkpoint_problem, final_model_problem
+from .checkpoints import checkpoint_problem, final_model_problem, weights_problem
 
 STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig}
 # Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
@@ -349,14 +349,23 @@ def _looks_local(path: str) -> bool:
 
 
 def _model_folder_problems(path: str, stage: str) -> list[str]:
+    """A starting model folder must hold a readable config, tokenizer and whole weights (checked without loading)."""
     if not os.path.isdir(path):
         return [f"`model_name_or_path` {path} does not exist (run the previous stage first, or name a model folder)"]
     missing = [name for name in ("config.json", "tokenizer_config.json") if not os.path.isfile(os.path.join(path, name))]
     if missing:
         return [f"`model_name_or_path` {path} is not a saved model with its tokenizer (missing {', '.join(missing)})"]
-    problem = final_model_problem(path) if os.path.isfile(os.path.join(path, "training_summary.json")) else None
-    if problem and "model_type" not in problem:
-        return [f"`model_name_or_path` {path} is not a usable model: {problem}"]
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+        file = os.path.join(path, name)
+        try:
+            if os.path.isfile(file):
+                with open(file, encoding="utf-8") as handle:
+                    json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return [f"`model_name_or_path` {path}: {name} is corrupt (not JSON); save the model again or restore it"]
+    problem = weights_problem(path)
+    if problem:
+        return [f"`model_name_or_path` {path}: {problem}; rerun the stage that wrote it (its checkpoints resume it)"]
     return []
 
 

@@ -41,7 +41,7 @@ def test_multinode_script_goes_through_accelerate():
         assert needed in text, needed
 
 
-def _job(tmp_path, restart_count):
+def _job(tmp_path, restart_count, **extra_env):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "scontrol").write_text(FAKE_SCONTROL)
@@ -50,7 +50,7 @@ def _job(tmp_path, restart_count):
            "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": str(restart_count), "SLURM_SUBMIT_DIR": REPO,
            "SLURM_CPUS_PER_TASK": "2", "RUN_NAME": "slurm", "CONFIG": "tests/training/configs/slurm_pipeline.yaml",
            "PIPELINE_ARGS": f"--runs_dir {tmp_path / 'runs'}", "LOG_DIR": str(tmp_path / "logs"), "PYTHON": "python",
-           "SCRATCH": ""}
+           "SCRATCH": "", **extra_env}
     env.pop("SCRATCH")  # unset on many clusters: the script must not abort under `set -u`
     return subprocess.Popen(["bash", os.path.join(REPO, SCRIPTS[0])], cwd=tmp_path, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -63,7 +63,7 @@ def _steps(folder):
 @pytest.mark.slow
 def test_usr1_requeues_and_the_requeued_job_resumes(tmp_path):
     stage_dir = tmp_path / "runs" / "slurm" / "pretrain"
-    job = _job(tmp_path, restart_count=0)
+    job = _job(tmp_path, restart_count=0, REHEARSE="1")  # rehearses first, then starts the real run
     deadline = time.time() + 300
     while not (stage_dir / "checkpoint-10" / "trainer_state.json").exists():
         assert job.poll() is None, job.stdout.read()[-3000:]
@@ -74,6 +74,8 @@ def test_usr1_requeues_and_the_requeued_job_resumes(tmp_path):
     assert job.returncode == 0, output[-3000:]
     assert (tmp_path / "scontrol.log").read_text().split("\n")[0] == "requeue 4242"
     assert "time limit near" in output and not (stage_dir.parent / "pretrain_final").exists()
+    assert (tmp_path / "runs" / "slurm-rehearsal" / "pretrain_final" / "training_summary.json").is_file()
+    assert (tmp_path / "logs" / "slurm-rehearsal.log").is_file()
     stopped_at = _steps(stage_dir)[-1]  # saved at the step the signal arrived: no work lost, not even save_steps
     assert 10 <= stopped_at < 200
     with open(stage_dir / f"checkpoint-{stopped_at}" / "trainer_state.json") as handle:
@@ -88,3 +90,13 @@ def test_usr1_requeues_and_the_requeued_job_resumes(tmp_path):
     assert summary["steps"] == 200 and summary["resumed_from"].endswith(f"checkpoint-{stopped_at}")
     with open(stage_dir.parent / "pipeline_summary.json") as handle:
         assert json.load(handle)["steps"]["pretrain"]["status"] == "ok"
+
+
+def test_a_failed_rehearsal_keeps_the_real_run_from_starting(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("run_name: slurm\nstages: [pretrain]\nstage_configs: {pretrain: tests/training/configs/pretrain.yaml}\n"
+                      "stage_args: {pretrain: --max_steps 0}\n")
+    job = _job(tmp_path, restart_count=0, REHEARSE="1", CONFIG=str(broken))
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 1 and "rehearsal failed: the real run was not started" in output
+    assert "`max_steps` must be positive" in output and not (tmp_path / "runs" / "slurm").exists()

@@ -157,6 +157,32 @@ def test_outputs_a_finished_final_is_kept_unless_overwrite_final(tmp_path):
     assert _problems("sft", tmp_path, finished_ok=True) == []
 
 
+def _model_folder(folder):
+    folder.mkdir()
+    save_file({"w": torch.ones(64)}, str(folder / "model.safetensors"))
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json"):
+        (folder / name).write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
+     "model.safetensors is truncated"),
+    (lambda f: os.remove(f / "config.json"), "missing config.json"),
+    (lambda f: (f / "tokenizer.json").write_bytes(b"\x80garbage"), "tokenizer.json is corrupt"),
+    (lambda f: None, None),
+])
+def test_a_starting_model_folder_is_checked_without_loading_it(damage, words, tmp_path):
+    folder = _model_folder(tmp_path / "sft_final")
+    damage(folder)
+    script, training, model = _args("dpo", tmp_path, "--model_name_or_path", str(folder))
+    problems = stage_problems("dpo", script, training, model, architecture={"attention_sinks": True})
+    if words is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and words in problems[0] and problems[0].startswith("`model_name_or_path`")
+
+
 def test_a_named_checkpoint_must_be_resumable(tmp_path):
     (problem,) = _problems("sft", tmp_path, "--resume_from_checkpoint", str(tmp_path / "checkpoint-7"))
     assert "resume_from_checkpoint" in problem and "does not exist" in problem
