@@ -8,13 +8,15 @@ one line that names the field and the fix, and an exit status, instead of a trac
 
 `run_command(main)` runs a command's `main` and turns these (and the parser's YAML errors) into that line on stderr;
 any other exception keeps its traceback, because it is a bug to report. The `atomic_*` writers write to a temporary
-file in the same folder and rename it into place, so a crash or a full disk leaves the old file whole.
+file in the same folder and rename it into place, so a crash or a full disk leaves the old file whole;
+`replace_folder` does the same for a folder, and `check_new_output` refuses to replace finished work unasked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -74,5 +76,24 @@ def atomic_write_json(path: str, data: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
 
 
-__all__ = ["InputError", "InputFileError", "UsageError", "atomic_write_json", "atomic_write_text", "command_name",
-           "run_command"]
+def replace_folder(staging: str, folder: str) -> None:
+    """Put a complete ``staging`` folder in place of ``folder``; the old one is removed only once the new one is in
+    (a crash in between leaves it as ``<folder>.previous``)."""
+    previous = folder.rstrip("/") + ".previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if os.path.isdir(folder):
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def check_new_output(path: str, overwrite: bool, flag: str = "--overwrite") -> None:
+    """A command's output that already holds something is replaced only when asked (`flag`)."""
+    if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
+        if not overwrite:
+            raise UsageError(f"{path} already exists and is not empty; pass {flag} to replace it (it is replaced only "
+                             "once the new content is complete), or choose another path")
+
+
+__all__ = ["InputError", "InputFileError", "UsageError", "atomic_write_json", "atomic_write_text", "check_new_output",
+           "command_name", "replace_folder", "run_command"]

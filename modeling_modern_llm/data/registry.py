@@ -19,6 +19,7 @@ import datasets
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+from ..cli import InputFileError
 from .embedded import EMBEDDED_SPLITS, embedded_corpus_dir
 from .normalizers import FEATURES, batched_normalizer
 
@@ -27,8 +28,9 @@ logger = logging.getLogger(__name__)
 AnyDataset = datasets.Dataset | datasets.IterableDataset
 
 
-class DatasetUnavailableError(RuntimeError):
-    """A dataset cannot be loaded here; ``reason`` says why and ``fix`` what to do about it."""
+class DatasetUnavailableError(InputFileError, RuntimeError):
+    """A dataset cannot be loaded here; ``reason`` says why and ``fix`` what to do about it (a command prints it as
+    one line, exit status 1)."""
 
     def __init__(self, name: str, reason: str, fix: str):
         super().__init__(f"dataset '{name}' is unavailable: {reason}. Fix: {fix}")
@@ -143,10 +145,33 @@ def local_split_file(local_dir: str | os.PathLike, name: str, split: str) -> Pat
                                   f"write the '{split}' split there in the Hub schema (fields: {', '.join(REGISTRY[name].fields)})")
 
 
-def load_file(path: Path, split: str, streaming: bool) -> AnyDataset:
-    """A jsonl or parquet file through ``datasets``' own json/parquet builders."""
+def _root_cause(error: BaseException) -> str:
+    """The innermost message of an exception chain, on one line ("An error occurred while generating" says little)."""
+    while error.__cause__ or error.__context__:
+        error = error.__cause__ or error.__context__
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def load_file(path: Path, split: str, streaming: bool, name: str | None = None) -> AnyDataset:
+    """A jsonl or parquet file through ``datasets``' own json/parquet builders; an empty, non-UTF-8 or malformed file
+    is a DatasetUnavailableError naming the file (``datasets`` would say StopIteration or UnicodeDecodeError)."""
+    name = name or path.parent.name
+    fix = f"write the '{split}' split as one JSON object per line (UTF-8) or as parquet, in the Hub schema"
+    if path.stat().st_size == 0:
+        raise DatasetUnavailableError(name, f"{path} is empty", fix)
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start < len(head) - 4:  # not just a character cut by the 1 MiB window
+                raise DatasetUnavailableError(name, f"{path} is not UTF-8 (byte {error.start})", fix) from None
     builder = "parquet" if path.suffix == ".parquet" else "json"
-    return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, streaming=streaming)
+    try:
+        return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, streaming=streaming)
+    except Exception as error:  # noqa: BLE001 (the builders raise many types for one cause: a malformed file)
+        raise DatasetUnavailableError(name, f"{path} cannot be read ({_root_cause(error)})", fix) from None
 
 
 def load_raw(spec: DatasetSpec, split: str, *, local_dir=None, streaming: bool = False, seed: int = 0) -> tuple[AnyDataset, str]:
@@ -158,7 +183,7 @@ def load_raw(spec: DatasetSpec, split: str, *, local_dir=None, streaming: bool =
         return load_file(path, split, streaming), str(path)
     if local_dir is not None:
         path = local_split_file(local_dir, spec.name, split)
-        return load_file(path, split, streaming), str(path)
+        return load_file(path, split, streaming, spec.name), str(path)
     source = spec.hub_id + (f" ({spec.config})" if spec.config else "")
     # Streaming reads remote files; offline, the Arrow copy that prefetch prepared is read instead.
     stream_from_hub = streaming and not hub_offline()
@@ -175,7 +200,11 @@ def check_fields(raw: AnyDataset, spec: DatasetSpec, source: str) -> list[str]:
     """The raw columns; DatasetUnavailableError naming the dataset, the source and the field its normaliser lacks."""
     columns = raw.column_names
     if columns is None:  # a streamed json file: features are known only once a row is read
-        columns = list(next(iter(raw), {}).keys())
+        try:
+            columns = list(next(iter(raw), {}).keys())
+        except Exception as error:  # noqa: BLE001 (the json builder fails lazily when streaming)
+            raise DatasetUnavailableError(spec.name, f"{source} cannot be read ({_root_cause(error)})",
+                                          "write one JSON object per line (UTF-8), in the Hub schema") from None
     missing = [field for field in spec.fields if field not in columns]
     if missing:
         raise DatasetUnavailableError(spec.name, f"{source} lacks field '{missing[0]}' (has: {', '.join(columns)})",

@@ -15,7 +15,7 @@ import datasets
 import torch
 import transformers
 
-from ..cli import InputFileError, UsageError
+from ..cli import InputFileError, UsageError, replace_folder
 from .callbacks import (
     GracefulStopCallback,
     NonFiniteLossCallback,
@@ -244,16 +244,6 @@ def _save_weights(trainer, folder: str) -> None:
     trainer.save_model(folder)
 
 
-def _replace_folder(staging: str, folder: str) -> None:
-    """Put a complete ``staging`` folder in place of ``folder``; the old one is removed only once the new one is in."""
-    previous = folder + ".previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    if os.path.isdir(folder):
-        os.replace(folder, previous)
-    os.replace(staging, folder)
-    shutil.rmtree(previous, ignore_errors=True)
-
-
 def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
                eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
     """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
@@ -303,7 +293,7 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
     }
     write_training_summary(staging, summary)
     write_model_card(staging, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
-    _replace_folder(staging, folder)
+    replace_folder(staging, folder)
     logger.info("Saved the %s model to %s", stage, folder)
     return folder
 

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
 from modeling_modern_llm import ModernLLMForCausalLM
+from modeling_modern_llm.cli import InputFileError
 from modeling_modern_llm.export_llama import export_to_llama
 from modeling_modern_llm.tokenizer import train_tokenizer
 
@@ -145,8 +146,32 @@ def test_refuses_a_folder_that_is_not_a_modern_llm(tmp_path, exported):
     _, llama_folder, _ = exported
     with pytest.raises(ValueError, match="'llama' model"):
         export_to_llama(llama_folder, str(tmp_path / "dst"))
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(InputFileError, match="no config.json"):
         export_to_llama(str(tmp_path / "missing"), str(tmp_path / "dst"))
+
+
+def test_a_non_empty_destination_is_replaced_only_with_overwrite(tmp_path):
+    save_tiny_model(tmp_path / "src")
+    finished = tmp_path / "dst"
+    finished.mkdir()
+    (finished / "results.json").write_text("finished work")
+    refused = run_cli(str(tmp_path / "src"), str(finished))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "pass --overwrite" in refused.stderr.strip().splitlines()[-1]
+    assert sorted(os.listdir(finished)) == ["results.json"]  # untouched, byte for byte below
+    assert (finished / "results.json").read_text() == "finished work"
+    export_to_llama(str(tmp_path / "src"), str(finished), overwrite=True)
+    assert "results.json" not in os.listdir(finished) and (finished / "config.json").is_file()
+    assert not (tmp_path / "dst.partial").exists()
+
+
+def test_a_truncated_source_is_one_line_before_loading(tmp_path):
+    save_tiny_model(tmp_path / "src")
+    weights = tmp_path / "src" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = run_cli(str(tmp_path / "src"), str(tmp_path / "dst"))
+    assert result.returncode == 1 and "model.safetensors is truncated" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "dst").exists()
 
 
 def run_cli(*args):
@@ -166,7 +191,7 @@ def test_cli(tmp_path):
 
     save_tiny_model(tmp_path / "sinks", attention_sinks=True)
     refused = run_cli(str(tmp_path / "sinks"), str(tmp_path / "sinks_dst"))
-    assert refused.returncode == 1 and "attention_sinks=True" in refused.stderr
+    assert refused.returncode == 1 and "attention_sinks=True" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_a_mapping_error_is_caught_before_anything_is_written(tmp_path, monkeypatch):
