@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from .cli import InputFileError, UsageError, check_new_output, run_command
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 IM_START_TOKEN = "<|im_start|>"
@@ -147,6 +149,7 @@ class TokenizerTrainingArguments:
     text_file: list[str] | None = field(
         default=None, metadata={"help": "Plain text file(s) to train on, read line by line."}
     )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a tokenizer already in --output_dir."})
 
 
 def _dataset_texts(name: str, local_dir: str | None, limit: int | None) -> Iterator[str]:
@@ -154,7 +157,7 @@ def _dataset_texts(name: str, local_dir: str | None, limit: int | None) -> Itera
 
     dataset = load_dataset_by_name(name, "train", local_dir=local_dir, limit=limit)
     if "text" not in dataset.column_names:
-        raise ValueError(
+        raise UsageError(
             f"Dataset {name!r} has columns {dataset.column_names}, not a `text` column: "
             "train the tokenizer on a text dataset (kind `text` in modeling_modern_llm.data.REGISTRY)."
         )
@@ -165,9 +168,13 @@ def _dataset_texts(name: str, local_dir: str | None, limit: int | None) -> Itera
 def _file_texts(paths: list[str]) -> Iterator[str]:
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"--text_file {path!r} does not exist.")
+            raise InputFileError(f"--text_file {path} does not exist")
         with open(path, encoding="utf-8") as handle:
-            yield from handle
+            try:
+                yield from handle
+            except UnicodeDecodeError as error:
+                raise InputFileError(f"--text_file {path} is not UTF-8 (byte {error.start} of a line); convert it "
+                                     "(e.g. iconv -t utf-8)") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,6 +182,22 @@ def main(argv: list[str] | None = None) -> None:
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     if args.dataset is None and not args.text_file:
         parser.error("give the training text: --dataset NAME and/or --text_file FILE [FILE ...]")
+    run_command(_train_from_args, args)
+
+
+def _train_from_args(args: TokenizerTrainingArguments) -> None:
+    if args.dataset is not None:
+        from modeling_modern_llm.data import get_spec
+
+        try:
+            get_spec(args.dataset)
+        except ValueError as error:
+            raise UsageError(f"--dataset: {error}") from None
+    for path in args.text_file or []:
+        if not os.path.isfile(path):
+            raise InputFileError(f"--text_file {path} does not exist")
+    if args.output_dir:
+        check_new_output(os.path.join(args.output_dir, "tokenizer.json"), args.overwrite, "--overwrite")
 
     def texts() -> Iterator[str]:
         if args.dataset is not None:
@@ -182,7 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.text_file:
             yield from _file_texts(args.text_file)
 
-    tokenizer = train_tokenizer(texts(), args.vocab_size, args.min_frequency, save_dir=args.output_dir)
+    try:
+        tokenizer = train_tokenizer(texts(), args.vocab_size, args.min_frequency, save_dir=args.output_dir)
+    except InputFileError:
+        raise
+    except ValueError as error:  # train_tokenizer's own checks of its arguments (vocab_size, min_frequency, no text)
+        raise UsageError(str(error)) from None
     print(f"Saved a {len(tokenizer)}-token byte-level BPE tokenizer to {args.output_dir}")
 
 

@@ -252,7 +252,34 @@ def test_cli_without_text_fails_with_a_hint(tmp_path):
     assert result.returncode != 0
     assert "--dataset NAME and/or --text_file" in result.stderr
     missing = run_cli("--output_dir", str(tmp_path / "tok"), "--text_file", str(tmp_path / "nope.txt"))
-    assert missing.returncode != 0 and "does not exist" in missing.stderr
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("make_args, status, words", [
+    (lambda d: ["--text_file", str(_written(d / "latin.txt", b"caf\xe9\n" * 50))], 1, "is not UTF-8"),
+    (lambda d: ["--dataset", "wikitext-3"], 2, "unknown dataset 'wikitext-3'"),
+    (lambda d: ["--dataset", "embedded-alpaca"], 2, "not a `text` column"),
+    (lambda d: ["--text_file", str(_written(d / "ok.txt", b"words\n" * 50)), "--vocab_size", "100"], 2, "too small"),
+])
+def test_cli_bad_input_is_one_line(make_args, status, words, tmp_path):
+    result = run_cli("--output_dir", str(tmp_path / "tok"), *make_args(tmp_path))
+    assert result.returncode == status and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert words in result.stderr.strip().splitlines()[-1]
+
+
+def test_cli_keeps_an_existing_tokenizer_unless_overwrite(tmp_path, corpus):
+    text_file = _written(tmp_path / "corpus.txt", "\n".join(corpus).encode())
+    first = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file))
+    assert first.returncode == 0
+    before = (tmp_path / "tok" / "tokenizer.json").read_bytes()
+    again = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", "300", "--text_file", str(text_file))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert (tmp_path / "tok" / "tokenizer.json").read_bytes() == before
+
+
+def _written(path, data: bytes):
+    path.write_bytes(data)
+    return path
 
 
 def test_cli_on_a_registry_dataset(tmp_path):
