@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
+from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES
 from modeling_modern_llm.training import final_model_problem
 
 logger = logging.getLogger("pipeline")
-STAGES = ("pretrain", "sft", "dpo", "verifier")
+STAGES = STAGE_NAMES  # the one stage table: modeling_modern_llm/stages.py
 RECIPES = os.path.relpath(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -121,11 +122,12 @@ def main(args: PipelineArguments) -> None:
     if args.skip_eval:
         return
     finals = {stage: os.path.join(run_dir, f"{stage}_final") for stage in STAGES}
-    evaluation = [sys.executable, args.eval_script, "--model", finals["pretrain"], finals["sft"], finals["dpo"],
-                  "--stages", "pretrain", "sft", "dpo", "--verifier", finals["verifier"],
-                  "--output_dir", args.results_dir, *shlex.split(args.eval_args)]
+    # --overwrite: the pipeline owns its results_dir; the evaluation swaps the complete new results in at the end
+    evaluation = [sys.executable, args.eval_script, "--model", *(finals[stage] for stage in POLICY_STAGES),
+                  "--stages", *POLICY_STAGES, "--verifier", finals["verifier"],
+                  "--output_dir", args.results_dir, "--overwrite", *shlex.split(args.eval_args)]
     report = [sys.executable, args.report_script, "--results_dir", args.results_dir, "--run_dir", run_dir,
-              "--output", args.report_output]
+              "--output", args.report_output, "--update_model_cards"]
     for name, command, script in (("evaluation", evaluation, args.eval_script), ("report", report, args.report_script)):
         missing = f"{script} is missing" if not os.path.isfile(script) else None
         if name == "report" and summary["steps"]["evaluation"]["status"] != "ok":
