@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from lm_eval.api.instance import Instance
-from lm_eval.models.huggingface import HFLM
+from modeling_modern_llm.evaluation.harness_lm import HarnessLM as HFLM
 from transformers import HfArgumentParser
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM

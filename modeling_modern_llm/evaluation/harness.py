@@ -1,7 +1,7 @@
 """The evaluation command: lm-evaluation-harness runs every task on every model; this module only chooses, checks and files.
 
 For each model (our stage checkpoints, GPT-2 and DistilGPT-2, any Hub causal LM) it runs `lm_eval.simple_evaluate`
-with lm-eval's HF model class (`HFLM`) on the requested tasks (ours in eval/tasks/, lm-eval's own, a user's through
+with lm-eval's HF model class (`HFLM`, see `harness_lm`) on the requested tasks (ours in eval/tasks/, lm-eval's own, a user's through
 `--include_path`), always logging samples, and writes lm-eval's `results_<time>.json` and `samples_<task>_<time>.jsonl`
 into `<output_dir>/<model>/`, as `lm_eval --output_path --log_samples` lays them out. Then the verifier (if any)
 scores every sampled GSM8K solution in batches (`<model>/verifier_scores_<task>.json`), `run_index.json` records
@@ -237,11 +237,15 @@ class TaskLoader:
         return self.manager.load([config])["tasks"].values()
 
     def check_fewshot(self, task) -> None:
-        shots = task.get_config("num_fewshot") or 0
-        shots = self.args.num_fewshot if self.args.num_fewshot is not None and shots != 0 else shots
+        shots = _shots(task.get_config("num_fewshot"), self.args.num_fewshot)
         if shots and shots > len(task.fewshot_docs()):
             raise UsageError(f"--num_fewshot {shots}: task {task.task_name} has {len(task.fewshot_docs())} few-shot "
                              "documents; choose fewer")
+
+
+def _shots(configured: int | None, override: int | None) -> int:
+    """The shots lm-eval will use: `--num_fewshot` overrides a task's own number unless the task fixes it at 0."""
+    return override if override is not None and configured != 0 else configured or 0
 
 
 def _registry_twin(config: dict, num_fewshot: int | None) -> dict:
@@ -254,7 +258,7 @@ def _registry_twin(config: dict, num_fewshot: int | None) -> dict:
     if spec is None:
         raise InputFileError(f"task {config['task']}: its dataset {config.get('dataset_path')} has no registry entry, "
                              "so --local_dir cannot serve it")
-    shots = num_fewshot if num_fewshot is not None and config.get("num_fewshot") != 0 else config.get("num_fewshot")
+    shots = _shots(config.get("num_fewshot"), num_fewshot)
     keys = ["validation_split", "test_split"] + (["training_split", "fewshot_split"] if shots else [])
     splits = list(dict.fromkeys(config[key] for key in keys if config.get(key)))
     return {"custom_dataset": registry_splits, "dataset_kwargs": {"registry_name": spec.name, "splits": splits}}
@@ -301,14 +305,15 @@ def run_model(spec: ModelSpec, tasks: list, loader: TaskLoader, args: Evaluation
     """Score one model with lm-eval and write its files under `staging/<name>/`; returns its run-index entry."""
     from lm_eval import simple_evaluate
     from lm_eval.loggers import EvaluationTracker
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.utils import sanitize_model_name
+
+    from .harness_lm import HarnessLM
 
     dtype, device, batch_size = _dtype_and_device(args)
     entry = {"name": spec.name, "path": spec.path, "stage": spec.stage, "dir": sanitize_model_name(spec.name),
              "chat_template": spec.chat, "tasks": [], "status": "ok"}
     try:
-        lm = HFLM(pretrained=spec.path, trust_remote_code=args.trust_remote_code, device=device, dtype=dtype,
+        lm = HarnessLM(pretrained=spec.path, trust_remote_code=args.trust_remote_code, device=device, dtype=dtype,
                   batch_size=batch_size)
     except Exception as error:  # no network, no cached copy, a broken checkpoint: the other models still run
         entry["status"] = describe_load_error(spec.path, error)
@@ -421,7 +426,9 @@ def main(include_paths: list[str], argv: list[str] | None = None, **preset) -> i
     """The command line of eval/evaluate_tasks.py and its presets (`preset`: their defaults, e.g. tasks=[...])."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(EvaluationArguments)
+    parser = HfArgumentParser(EvaluationArguments, description=(
+        "Score models on lm-evaluation-harness tasks (docs/EVALUATION.md). A rehearsal of the whole path runs in seconds "
+        "with --limit 4 --n_samples 2 --max_gen_toks 16."))
     parser.set_defaults(**preset)
     argv = sys.argv[1:] if argv is None else argv
     (args,) = parser.parse_args_into_dataclasses(args=argv)

@@ -160,3 +160,23 @@ def test_nothing_scorable_exits_1_and_keeps_the_old_results(evaluated, capsys, e
         evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(evaluated), "--overwrite")
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
     assert before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+
+
+def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny_run):
+    """HarnessLM stops every sequence where it stops; the texts equal lm-eval's own HFLM's (same seed, one batch)."""
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from modeling_modern_llm.evaluation.harness_lm import HarnessLM
+
+    options = {"until": ["e", "a"], "do_sample": True, "temperature": 1.0, "max_gen_toks": 24}
+    prompts = [f"Question: what is {i} + {i}?\nAnswer:" for i in range(8)]
+    texts = {}
+    for model_class in (HFLM, HarnessLM):
+        lm = model_class(pretrained=str(tiny_run / "pretrain_final"), device="cpu", dtype="float32", batch_size=8)
+        torch.manual_seed(0)
+        requests = [Instance(request_type="generate_until", doc={}, arguments=(p, options), idx=0) for p in prompts]
+        texts[model_class] = lm.generate_until(requests, disable_tqdm=True)
+    assert texts[HFLM] == texts[HarnessLM]
+    assert len({len(text) for text in texts[HarnessLM]}) > 1  # the sequences stopped at different steps
