@@ -28,11 +28,11 @@ import torch
 import yaml
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
+from modeling_modern_llm.stages import STAGE_NAMES
 
 H100_BF16_PEAK = 989e12  # dense, SXM, per NVIDIA's datasheet
 GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}  # dense, datasheets
 ASSUMED_MFU = {"nominal": 0.30, "pessimistic": 0.15}
-STAGES = ("pretrain", "sft", "dpo", "verifier")
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> float:
@@ -65,7 +65,7 @@ def run_report(run_dir: str) -> None:
         wall = step.get("wall_time_s", 0)
         speed = params = mfu = memory = hardware = ""
         summary_path = os.path.join(run_dir, f"{name}_final", "training_summary.json")
-        if name in STAGES and os.path.isfile(summary_path):
+        if name in STAGE_NAMES and os.path.isfile(summary_path):
             with open(summary_path) as handle:
                 summary = json.load(handle)
             tokens_per_s, n, hardware = summary["tokens_per_s"] or 0.0, summary["num_parameters"], summary["hardware"]

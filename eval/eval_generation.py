@@ -1,15 +1,15 @@
-"""Greedy and sampled completions of a few prompts by each model, for reading (generations.json).
+"""Greedy and sampled completions of a few prompts by each model, for reading: eval/evaluate_tasks.py with the
+`generation` and `generation_sampled` tasks (eval/tasks/generation.yaml lists the prompts).
 
-    python eval/eval_generation.py --model experiments/runs/<run>/sft_final gpt2 --output_dir experiments/results
+    python eval/eval_generation.py --model experiments/runs/<run>/sft_final gpt2 --output_dir experiments/generations
 
-Takes the options of eval/evaluate_tasks.py (--model, --local_dir, --output_dir, --limit, --num_fewshot,
---seed, --embedded, ...) and runs only this task through the same library code, writing
-generations.json in --output_dir.
+The completions are lm-eval's logged samples, <output_dir>/<model>/samples_generation*_<time>.jsonl (`resps`); every
+option of eval/evaluate_tasks.py applies (--chat_template prompts SFT/DPO models through their template).
 """
 
 import sys
 
-from modeling_modern_llm.evaluation.suite import main
+from evaluate_tasks import TASKS, main, run_command
 
 if __name__ == "__main__":
-    sys.exit(main(tasks=["generation"], full_results=False))
+    sys.exit(run_command(main, [TASKS], tasks=["generation", "generation_sampled"]))

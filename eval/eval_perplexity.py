@@ -1,15 +1,15 @@
-"""Perplexity (token, word, byte; bits per byte) of models on WikiText-2 and TinyStories, or the embedded text.
+"""Perplexity (word, byte; bits per byte) on WikiText-2 and TinyStories: eval/evaluate_tasks.py with those tasks chosen.
 
     python eval/eval_perplexity.py --model experiments/runs/<run>/sft_final gpt2 --output_dir experiments/results
 
-Takes the options of eval/evaluate_tasks.py (--model, --local_dir, --output_dir, --limit, --num_fewshot,
---seed, --embedded, ...) and runs only this task through the same library code, writing
-perplexity_metrics.json (task_metrics.json's schema) in --output_dir.
+Runs lm-eval's `wikitext` and our `tinystories` (add --embedded for `embedded_text`); every option of
+eval/evaluate_tasks.py applies.
 """
 
 import sys
 
-from modeling_modern_llm.evaluation.suite import main
+from evaluate_tasks import TASKS, main, run_command
 
 if __name__ == "__main__":
-    sys.exit(main(tasks=["perplexity"], full_results=False))
+    embedded = "--embedded" in sys.argv
+    sys.exit(run_command(main, [TASKS], tasks=["embedded_text"] if embedded else ["wikitext", "tinystories"]))

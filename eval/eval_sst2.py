@@ -1,15 +1,15 @@
-"""SST-2 accuracy, 0-shot and k-shot, by label-word log-likelihood (lm-eval's prompt).
+"""SST-2 accuracy, 0-shot and k-shot: eval/evaluate_tasks.py with the SST-2 tasks chosen.
 
-    python eval/eval_sst2.py --model experiments/runs/<run>/sft_final gpt2 --output_dir experiments/results
+    python eval/eval_sst2.py --model experiments/runs/<run>/sft_final --local_dir DIR --num_fewshot 5 --output_dir OUT
 
-Takes the options of eval/evaluate_tasks.py (--model, --local_dir, --output_dir, --limit, --num_fewshot,
---seed, --embedded, ...) and runs only this task through the same library code, writing
-sst2_metrics.json (task_metrics.json's schema) in --output_dir.
+Runs lm-eval's `sst2` (add --embedded for the embedded corpus's `embedded_sst2` and `embedded_sst2_fewshot`); every
+option of eval/evaluate_tasks.py applies (`--local_dir DIR` reads DIR/sst2/{validation,train}.jsonl offline).
 """
 
 import sys
 
-from modeling_modern_llm.evaluation.suite import main
+from evaluate_tasks import TASKS, main, run_command
 
 if __name__ == "__main__":
-    sys.exit(main(tasks=["sst2"], full_results=False))
+    embedded = "--embedded" in sys.argv
+    sys.exit(run_command(main, [TASKS], tasks=["embedded_sst2", "embedded_sst2_fewshot"] if embedded else ["sst2"]))

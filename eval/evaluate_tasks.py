@@ -1,18 +1,24 @@
-"""Score any list of models (our stage checkpoints, Hub causal LMs) on perplexity, SST-2 and GSM8K.
+"""Score models on lm-evaluation-harness tasks: our stage checkpoints, GPT-2 and DistilGPT-2 through the same code.
 
     python eval/evaluate_tasks.py --model experiments/runs/<run>/pretrain_final experiments/runs/<run>/sft_final \
-        experiments/runs/<run>/dpo_final --verifier experiments/runs/<run>/verifier_final --embedded \
-        --include-baselines --output_dir experiments/results --limit 100 --n_samples 8
+        experiments/runs/<run>/dpo_final --verifier experiments/runs/<run>/verifier_final --include-baselines \
+        --embedded --chat_template --limit 100 --n_samples 8 --output_dir experiments/results
+    python eval/evaluate_tasks.py --model experiments/runs/<run>/sft_final --tasks hellaswag arc_easy --output_dir out
 
-Writes task_metrics.json, baseline_comparison.json, stage_gains.csv and gsm8k_analysis.json (+ .md) to
---output_dir (docs/DESIGN.md). Models or datasets that cannot be loaded (e.g. no network) are recorded
-as "unavailable: <reason>"; the exit code is non-zero only if nothing at all could be scored.
-`python eval/evaluate_tasks.py --help` lists every option; docs/EVALUATION.md explains the protocols.
+Any lm-eval task or group runs (`--tasks`); ours are the YAMLs in eval/tasks/, a user's come with `--include_path`.
+Writes lm-eval's results and samples per model, the verifier's scores, run_index.json and the views
+(task_metrics.json, baseline_comparison.json, stage_gains.csv, gsm8k_analysis.json) into --output_dir, replacing
+finished results only with --overwrite. Rehearsals shrink it with --limit 4 --n_samples 2 --max_gen_toks 16.
+`--help` lists every option; docs/EVALUATION.md explains the tasks and what is computed after the harness.
 """
 
 import sys
+from pathlib import Path
 
-from modeling_modern_llm.evaluation.suite import main
+from modeling_modern_llm.cli import run_command
+from modeling_modern_llm.evaluation.harness import main
+
+TASKS = str(Path(__file__).resolve().parent / "tasks")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, [TASKS]))

@@ -29,28 +29,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .cli import InputFileError, UsageError, check_new_output, run_command
+from .task_formats import CHAT_TEMPLATE, IM_END_TOKEN, IM_START_TOKEN  # ChatML, shared with the data and the evaluation
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
-IM_START_TOKEN = "<|im_start|>"
-IM_END_TOKEN = "<|im_end|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START_TOKEN, IM_END_TOKEN]
-
-# ChatML. The assistant's content and its closing <|im_end|> sit inside {% generation %} so that
-# `return_assistant_tokens_mask` (TRL's assistant_only_loss) covers exactly what the model must produce;
-# the newline after <|im_end|> is never generated (generation stops at <|im_end|>), so it stays outside.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
-    "{{- '\\n' }}"
-    "{%- else %}"
-    "{{- message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
 
 
 def _count_texts(texts: Iterable[str], counter: list[int]) -> Iterator[str]:

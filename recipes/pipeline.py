@@ -33,6 +33,7 @@ from trl import TrlParser
 from modeling_modern_llm.cli import UsageError, atomic_write_json, run_command
 from modeling_modern_llm.data import REGISTRY
 from modeling_modern_llm.data.registry import hub_offline, hub_reachable
+from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, get_stage
 from modeling_modern_llm.training import (
     STOPPED_EXIT_CODE,
     AccelerateSetup,
@@ -41,24 +42,12 @@ from modeling_modern_llm.training import (
     stage_problems,
 )
 from modeling_modern_llm.training.callbacks import STOP_AT_STEP_ENV
-from modeling_modern_llm.training.rehearsal import (
-    STOP_STEP,
-    stage_overrides,
-    write_standins,
-)
-from modeling_modern_llm.training.stage import (
-    ACCELERATE_CONFIG_ENV,
-    LAUNCHER_ENV,
-    REHEARSAL_ENV,
-)
-from modeling_modern_llm.training.validation import (
-    accelerate_config_of,
-    architecture_of,
-    read_config,
-)
+from modeling_modern_llm.training.rehearsal import STOP_STEP, stage_overrides, write_standins
+from modeling_modern_llm.training.stage import ACCELERATE_CONFIG_ENV, LAUNCHER_ENV, REHEARSAL_ENV
+from modeling_modern_llm.training.validation import accelerate_config_of, architecture_of, read_config
 
 logger = logging.getLogger("pipeline")
-STAGES = ("pretrain", "sft", "dpo", "verifier")
+STAGES = STAGE_NAMES  # the one stage table: modeling_modern_llm/stages.py
 RECIPES = os.path.relpath(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -88,7 +77,7 @@ class PipelineArguments:
     rehearse: bool = field(default=False, metadata={
         "help": "Run the whole pipeline shrunk, on this machine, into <runs_dir>/<run_name>-rehearsal/ (minutes on "
                 "a CPU): every stage interrupted once and resumed, then the evaluation and the report."})
-    rehearse_eval_args: str = field(default="--limit 4 --n_samples 2", metadata={
+    rehearse_eval_args: str = field(default="--limit 4 --n_samples 2 --max_gen_toks 16", metadata={
         "help": "Evaluation flags appended in a rehearsal (tiny limits)."})
     stop_timeout_s: float = field(default=300.0, metadata={
         "help": "On SIGTERM, how long a stage may take to save its checkpoint before it is killed."})
@@ -103,8 +92,8 @@ class PipelineArguments:
         for stage in self.stages:
             if not os.path.isfile(self.stage_configs[stage]):
                 raise UsageError(f"stage_configs.{stage}: {self.stage_configs[stage]} does not exist")
-        if self.verifier_policy not in STAGES[:3]:
-            raise UsageError(f"verifier_policy: {self.verifier_policy!r} is not one of pretrain, sft, dpo")
+        if self.verifier_policy not in POLICY_STAGES:
+            raise UsageError(f"verifier_policy: {self.verifier_policy!r} is not one of {', '.join(POLICY_STAGES)}")
         if self.rehearse:
             self.run_name += "-rehearsal"  # never mixed with a real run's outputs
             rehearsal_dir = os.path.join(self.runs_dir, self.run_name)
@@ -124,7 +113,7 @@ def launcher_command(launcher: str | None) -> list[str]:
 
 
 def stage_command(args: PipelineArguments, stage: str, run_dir: str, launcher: list[str] | None = None) -> list[str]:
-    previous = {"sft": "pretrain", "dpo": "sft", "verifier": args.verifier_policy}.get(stage)
+    previous = args.verifier_policy if stage == "verifier" else get_stage(stage).previous
     recipe_args = ["--config", args.stage_configs[stage], "--output_dir", os.path.join(run_dir, stage),
                    "--run_name", f"{args.run_name}-{stage}"]
     if previous:
@@ -300,11 +289,12 @@ def main(args: PipelineArguments) -> None:
     eval_args = args.eval_args + (f" {args.rehearse_eval_args}" if args.rehearse else "")
     if args.local_data_dir:
         eval_args += f" --local_dir {args.local_data_dir}"
-    evaluation = [sys.executable, args.eval_script, "--model", finals["pretrain"], finals["sft"], finals["dpo"],
-                  "--stages", "pretrain", "sft", "dpo", "--verifier", finals["verifier"],
-                  "--output_dir", args.results_dir, *shlex.split(eval_args)]
+    # --overwrite: the pipeline owns its results_dir; the evaluation swaps the complete new results in at the end
+    evaluation = [sys.executable, args.eval_script, "--model", *(finals[stage] for stage in POLICY_STAGES),
+                  "--stages", *POLICY_STAGES, "--verifier", finals["verifier"],
+                  "--output_dir", args.results_dir, "--overwrite", *shlex.split(eval_args)]
     report = [sys.executable, args.report_script, "--results_dir", args.results_dir, "--run_dir", run_dir,
-              "--output", args.report_output]
+              "--output", args.report_output, "--update_model_cards"]
     for name, command, script in (("evaluation", evaluation, args.eval_script), ("report", report, args.report_script)):
         missing = f"{script} is missing" if not os.path.isfile(script) else None
         if name == "report" and summary["steps"]["evaluation"]["status"] != "ok":

@@ -13,8 +13,9 @@ with the reason and the fix, if anything fails.
 import argparse
 import sys
 
-from modeling_modern_llm.data.prefetch import evaluation_targets, prefetch, read_config_targets
+from modeling_modern_llm.data.prefetch import prefetch, read_config_targets
 from modeling_modern_llm.data.verify import format_table
+from modeling_modern_llm.evaluation.harness import evaluation_targets
 
 
 def main(argv=None) -> int:

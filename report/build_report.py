@@ -1,419 +1,259 @@
-"""Build report/final_report.md (and its figures) from the results files and the run directory.
+"""Build report/final_report.md (and its figures) from an evaluation's results and the training run.
 
     python report/build_report.py --results_dir experiments/results --run_dir experiments/runs/<run> \
-        --output report/final_report.md
+        --output report/final_report.md [--update_model_cards]
 
-Reads the evaluation's files (task_metrics.json, baseline_comparison.json, stage_gains.csv,
-gsm8k_analysis.json) and the run's training_summary.json / trainer logs / configs; draws the figures
-(plots.py, and visualize_attention.py on the last causal checkpoint, whose numbers go to
-<results_dir>/attention_stats.json) unless --skip_figures; refreshes the "Evaluation results" section
-of each evaluated checkpoint's model card. Every number is formatted from those files; the report is
-never edited by hand.
+Reads the evaluation only through modeling_modern_llm.evaluation.results (lm-eval's results and samples, the
+verifier's scores, the run index) and the run's training_summary.json files and trainer logs; draws the figures
+(plots.py, and visualize_attention.py on the run's last causal LM) unless --skip_figures. Every number is one the
+results module computed or a run file holds, with its standard error and n where it is a measurement; every table
+and figure names the command that made it. --update_model_cards also writes each evaluated checkpoint's headline
+row into its model card. The report is never edited by hand.
+
+Rule of the report/ folder: everything that turns result files into the report (scripts and their helpers) lives
+here; the library (modeling_modern_llm/) computes and never draws or writes a report.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, when run as a file
 
-from plots import command_line as plots_command  # noqa: E402
-from plots import FIGURE_NAMES, make_plots  # noqa: E402
-from visualize_attention import command_line as attention_command  # noqa: E402
-from visualize_attention import visualize_attention  # noqa: E402
+import plots  # noqa: E402
+import run_files  # noqa: E402
+import visualize_attention  # noqa: E402
 
-from modeling_modern_llm.reporting import (  # noqa: E402
-    ResultsFileError,
-    count_parameters,
-    final_checkpoints,
-    fmt,
-    fmt_percent,
-    fmt_signed,
-    load_results_file,
-    load_training_summaries,
-    markdown_table,
-    read_json,
-    update_model_card_results,
-)
-from modeling_modern_llm.reporting.observations import attention_observations, stage_observations  # noqa: E402
+from modeling_modern_llm.cli import atomic_write_text, run_command  # noqa: E402
+from modeling_modern_llm.evaluation import results  # noqa: E402
+from modeling_modern_llm.stages import POLICY_STAGES, get_stage  # noqa: E402
 
-PERPLEXITY_METRICS = ("token_perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte")
-ARCHITECTURE_FIELDS = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "vocab_size",
-    "max_position_embeddings",
-    "rope_theta",
-    "tie_word_embeddings",
-    "attention_sinks",
-    "qk_norm",
-    "num_experts",
-    "num_experts_per_tok",
-)
+SINK_THRESHOLD = 0.3  # mean attention on token 0 above which it counts as an attention sink
+FLAT_ENTROPY_BITS = 0.1  # |last - first layer entropy| below this counts as flat
+TRAINING_FIELDS = (  # (training_summary.json field, column); a column shows when any stage recorded it
+    ("steps", "steps"), ("train_tokens", "tokens"), ("wall_time_s", "wall time (s)"), ("final_loss", "final loss"),
+    ("hardware", "hardware"), ("world_size", "world size"), ("mixed_precision", "mixed precision"),
+    ("param_dtype", "param dtype"), ("attn_implementation", "attention"), ("packing_strategy", "packing"),
+    ("padding_free", "padding-free"), ("accelerate_config", "accelerate config"), ("rehearsal", "rehearsal"))
+ARCHITECTURE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
+                       "max_position_embeddings", "attention_sinks", "qk_norm", "num_experts")
+
+
+def fmt(value) -> str:
+    """A run-file value as printed: ints exact, floats to 4 significant decimals, booleans yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return "n/a" if value is None else str(value)
+
+
+def table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+                              for row in rows])
+
+
+def code(text) -> str:
+    return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
 
 
 def made_by(*commands: str) -> str:
-    unique = [c for c in dict.fromkeys(commands) if c]
-    return "Made by: " + "; ".join(f"`{c}`" for c in unique) if unique else "Made by: (no command recorded in the file)"
+    return "Made by: " + "; ".join(code(c) for c in dict.fromkeys(commands) if c)
 
 
-def _optional(results_dir: Path, filename: str):
-    """A results file, or the sentence saying it is missing and which command writes it."""
-    try:
-        return load_results_file(results_dir, filename), None
-    except ResultsFileError as error:
-        return None, f"Not produced: {error}."
+def cell(value: dict | None, column: str) -> str:
+    return results.format_value(value, percent=column != "bits per byte")
 
 
-def _code(text) -> str:
-    return f"`{str(text).replace('`', chr(39))}`"
+def points(fraction: float) -> str:
+    return f"{100 * fraction:+.1f}"
 
 
-def _quote(text, width: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return _code(text if len(text) <= width else text[: width - 1] + "…")
+def headline_section(run: results.EvaluationRun, rows: list[dict]) -> list[str]:
+    columns = [c for c in results.COLUMNS if any(r["cells"][c] for r in rows)] or list(results.COLUMNS[:2])
+    body = [[row["display_name"], *([cell(row["cells"][c], c) for c in columns] if row["status"] == "ok"
+                                    else [row["status"]] + [""] * (len(columns) - 1))] for row in rows]
+    sources = {results.task_key(r["cells"][c]["task"]): c for c in reversed(columns) for r in rows if r["cells"][c]}
+    lines = ["## Headline", "", table(["model", *(f"{c} ({'lower' if c == 'bits per byte' else 'higher'} is better)"
+                                                 if c in ("bits per byte", "SST-2") else c for c in columns)], body), ""]
+    lines.append("Each cell: value ± standard error (n); percentages are accuracy or exact match. Tasks: " + ", ".join(
+        f"{code(task)} ({column if column in ('bits per byte', 'SST-2', 'GSM8K greedy') else 'best-of-N'})"
+        for task, column in reversed(sources.items())) + "; chat models ran their `_chat` variants.")
+    if any(task.startswith("embedded") for task in sources):
+        lines.append("Embedded tasks score the generated corpus: a smoke test of the pipeline, not comparable with "
+                     "published benchmark numbers.")
+    for task, reason in run.index.get("unavailable_tasks", {}).items():
+        lines.append(f"Task {code(task)}: {reason}.")
+    return lines + ["", made_by(run.command), ""]
 
 
-@dataclass
-class Figures:
-    """Where the figures are (linked relative to the report), their captions and the command that draws them."""
+def stage_gains_section(run: results.EvaluationRun, rows: list[dict]) -> list[str]:
+    every = results.stage_gains(run, rows)
+    stages = [s for s in POLICY_STAGES if any(g["stage"] == s for g in every)]
+    gains, steps = [g for g in every if g["delta_vs_previous_stage"] is not None], stages[1:]
+    if not steps:
+        return ["## Stage gains", "", "Fewer than two training stages were evaluated.", ""]
+    header = ["measure", *(f"{get_stage(a).display_name} → {get_stage(b).display_name}" for a, b in zip(stages, steps))]
+    body = []
+    for measure in dict.fromkeys(g["measure"] for g in gains):
+        scale, digits = (1, 3) if measure == "bits per byte" else (100, 1)
+        by_stage = {g["stage"]: g for g in gains if g["measure"] == measure}
+        body.append([measure, *("—" if (g := by_stage.get(s)) is None else f"{scale * g['delta_vs_previous_stage']:+.{digits}f}"
+                                + ("" if g["delta_stderr"] is None else f" ± {scale * g['delta_stderr']:.{digits}f}")
+                                for s in steps)])
+    return ["## Stage gains", "", table(header, body), "",
+            "Change from one stage to the next (points; bits per byte: lower is better) ± the standard error of the "
+            "difference as if the two measurements were independent (they share their documents: it errs wide). Each "
+            "stage is measured in its own prompt format (chat models through their template, `_chat` tasks); the "
+            "values are in the headline table.", "", made_by(run.command), ""]
 
-    directory: Path
-    report: Path
-    captions: dict[str, str]
-    command: str
 
-    def image(self, name: str) -> str:
-        path = self.directory / name
-        if not path.is_file():
-            return f"- Figure `{name}` is not in `{self.directory}`."
-        return f"![{name}]({os.path.relpath(path, self.report.parent)})"
+def verifier_section(analysis: dict | None, figures: dict, figure_command: str) -> list[str]:
+    lines = ["## Verifier impact", ""]
+    if analysis is None:
+        return lines + ["Not produced: the evaluation ran no sampled GSM8K task (`--n_samples` > 0).", ""]
+    lines.append(f"{get_stage(analysis['stage']).display_name if analysis['stage'] in POLICY_STAGES else analysis['model']} "
+                 f"({code(analysis['model'])}) on {code(analysis['task'])}: {analysis['n_problems']} problems, "
+                 f"N = {analysis['n_samples']} samples each.")
+    if analysis["comparisons"]:
+        name = results.SELECTOR_COLUMNS.get
+        body = [[name(c["treatment"]), name(c["baseline"]), points(c["difference"]), f"[{points(c['low'])}, {points(c['high'])}]",
+                 c["n"]] for c in analysis["comparisons"]]
+        first = analysis["comparisons"][0]
+        lines += ["", table(["selector", "against", "exact match difference (points)",
+                             f"{100 * first['confidence']:.0f}% paired bootstrap interval", "n"], body), "",
+                  f"{first['iterations']} resamples of the problems, seed {first['seed']}."]
+    if "verifier_best_of_n" not in analysis["selectors"]:
+        lines.append("No verifier scored the samples (`--verifier`), so there is no verifier selector.")
+    lines += ["", made_by(analysis["command"]), ""]
+    return lines + figure_block("gsm8k_em_vs_n.png", figures, figure_command)
 
-    def block(self, name: str) -> list[str]:
-        return [self.image(name), "", f"*{self.captions[name]}*", "", made_by(self.command), ""]
+
+def errors_section(analysis: dict | None) -> list[str]:
+    if analysis is None:
+        return []
+    wrong = sum(analysis["taxonomy"].values())
+    lines = ["## Errors", "", f"The {wrong} wrong answers of `{analysis['taxonomy_of']}`: " + ", ".join(
+        f"{kind} {count}" for kind, count in analysis["taxonomy"].items()) + " (extraction: no number; arithmetic: a "
+        "written step recomputes differently; reasoning: every step computes, the answer is still wrong).", ""]
+    for title, key in (("Verifier's top pick, wrong", "false_positives"), ("Correct, ranked low by the verifier", "false_negatives")):
+        for example in analysis[key]:
+            lines.append(f"- {title} (rank {example['rank']} of {example['n_candidates']}, score "
+                         f"{example['verifier_score']:.3f}, answer {code(example['answer'])}, reference "
+                         f"{code(example['reference'])}): {code(example['question'])} → {code(example['text'][:300])}")
+    return lines + ["", made_by(analysis["command"]), ""]
 
 
-def architecture_section(causal_checkpoints: dict[str, Path], summaries: dict) -> list[str]:
-    """The last causal LM of the run: its config and parameter count."""
-    lines = ["## Architecture", ""]
-    if not causal_checkpoints:
-        return lines + [
-            "- unavailable: no `<stage>_final/config.json` in the run directory (train with `python recipes/pipeline.py`).",
-            "",
-        ]
-    stage, folder = list(causal_checkpoints.items())[-1]
-    config = read_json(folder / "config.json")
+def figure_block(name: str, figures: dict, command: str) -> list[str]:
+    caption = figures.get(name, "not drawn in this build (--skip_figures)")
+    if caption.startswith("not drawn"):
+        return [f"Figure `{name}`: {caption}.", ""]
+    return [f"![{name}](figures/{name})", "", f"*{caption}*", "", made_by(command), ""]
+
+
+def interpretability_section(stats: dict | None, command: str) -> list[str]:
+    lines = ["## Interpretability", ""]
+    if stats is None:
+        return lines + [f"Not produced: no causal checkpoint to analyse, or --skip_figures. Run `{command}`.", ""]
+    layers = stats["layers"]
+    top = max(layers, key=lambda entry: entry["first_token_mass"])
+    first, last = layers[0], layers[-1]
+    change = last["entropy_bits"] - first["entropy_bits"]
+    trend = "stays flat" if abs(change) < FLAT_ENTROPY_BITS else "rises" if change > 0 else "falls"
     lines += [
-        f"- Checkpoint: `{folder}` (stage `{stage}`, `model_type` `{config.get('model_type')}`, "
-        f"`{', '.join(config.get('architectures') or [])}`)",
-        f"- Parameters: {fmt(count_parameters(folder))} (counted from the safetensors headers; tied weights once)",
-    ]
-    lines += [f"- {key}: {fmt(config[key])}" for key in ARCHITECTURE_FIELDS if key in config]
-    return lines + [
-        "",
-        made_by(summaries.get(stage, {}).get("command", "")) + f" (the saved `{folder / 'config.json'}`)",
-        "",
-    ]
+        f"Model {code(stats['model_path'])}, {len(stats['examples'])} short examples; averages over every query position "
+        "but the first (which sees only itself), examples and heads; entropy in bits over the softmax, the learned "
+        "sink's column included.",
+        f"- Layer {top['layer']} attends most to the first token: {100 * top['first_token_mass']:.1f}%, "
+        f"{'above' if top['first_token_mass'] > SINK_THRESHOLD else 'below'} the {100 * SINK_THRESHOLD:.0f}% at which "
+        "we call the first token an attention sink.",
+        "- The learned sinks take " + ", ".join(f"{100 * e['sink_mass']:.1f}%" for e in layers) + " of the attention by layer."
+        if stats["attention_sinks"] else "- The model has no learned sinks (`attention_sinks` off).",
+        f"- Attention entropy {trend} with depth: {first['entropy_bits']:.3f} bits in layer {first['layer']}, "
+        f"{last['entropy_bits']:.3f} in layer {last['layer']} (flat: within {FLAT_ENTROPY_BITS} bits).", ""]
+    for figure in stats["figures"]:
+        lines += [f"![{Path(figure).name}](figures/{Path(figure).name})", ""]
+    return lines + ["*Attention maps (tokens on both axes, one panel per head) and, per layer, sink mass and entropy "
+                    "(line: mean over heads; dots: heads).*", "", made_by(stats["command"]), ""]
 
 
-def training_section(run_dir: Path | None, summaries: dict, figures: Figures) -> list[str]:
-    lines = ["## Training", ""]
+def reproducibility_section(run: results.EvaluationRun, summaries: dict, checkpoints: dict, run_dir: Path | None,
+                            report_command: str, figures: dict, figure_command: str) -> list[str]:
+    lines = ["## Reproducibility", "", f"- This report: {code(report_command)}", f"- Evaluation: {code(run.command)} "
+             f"(seed {run.index['seed']}, corpus seed {run.index['corpus_seed']}, limit {run.index['limit']})",
+             "- Packages: " + ", ".join(f"{name} {code(version)}" for name, version in run.index["environment"].items())]
     if not summaries:
-        lines += [f"- unavailable: no `<stage>_final/training_summary.json` under `{run_dir}`.", ""]
-    for stage, summary in summaries.items():
-        datasets = ", ".join(
-            _code(d) if isinstance(d, str) else _code(json.dumps(d)) for d in summary.get("datasets", [])
-        )
-        lines += [
-            f"- **{stage}**: datasets {datasets or 'n/a'} (per-dataset sizes are not recorded in training_summary.json); "
-            f"{fmt(summary.get('train_tokens'))} training tokens in {fmt(summary['steps'])} steps; per-device batch "
-            f"{fmt(summary.get('per_device_batch_size'))}, world size {fmt(summary.get('world_size'))}, learning rate "
-            f"{fmt(summary.get('learning_rate'))}; final loss {fmt(summary.get('final_loss'))}; measured wall time "
-            f"{fmt(summary['wall_time_s'])} s at {fmt(summary.get('tokens_per_s'))} tokens/s on {_code(summary.get('hardware'))}; "
-            f"config {_code(summary.get('config_path'))}.",
-            f"  {made_by(summary['command'])}",
-        ]
-        if summary.get("pair_accuracy"):  # the verifier: memorisation shows as train >> held-out
-            pairs, accuracy = summary.get("pairs", {}), summary["pair_accuracy"]
-            lines.append(
-                f"  Pair accuracy (correct solution scored above an incorrect one of the same problem): "
-                f"{fmt(accuracy.get('train'))} on {fmt(summary.get('train_pairs_scored'))} of its training pairs, "
-                f"{fmt(accuracy.get('eval'))} on {fmt(pairs.get('eval'))} held-out pairs."
-            )
+        return lines + [f"- Training: no `<stage>_final/training_summary.json` under {code(run_dir)}.", ""]
+    fields = [(key, title) for key, title in TRAINING_FIELDS if any(key in s for s in summaries.values())]
+    lines += ["", table(["stage", "config", "datasets", *(title for _, title in fields)],
+                        [[stage, code(s.get("config_path")), ", ".join(map(code, s.get("datasets", []))),
+                          *(fmt(s.get(key)) for key, _ in fields)] for stage, s in summaries.items()]), "",
+              made_by(*(s["command"] for s in summaries.values())) + " (each stage's `training_summary.json`)", ""]
+    if verifier := summaries.get("verifier", {}).get("pair_accuracy"):
+        lines.append(f"- Verifier pair accuracy (a correct solution scored above a wrong one of the same problem): "
+                     f"{fmt(verifier.get('train'))} on its training pairs, {fmt(verifier.get('eval'))} held out.")
+    causal = [stage for stage in checkpoints if stage in POLICY_STAGES]
+    if causal:
+        folder = checkpoints[causal[-1]]
+        config = run_files.read_json(folder / "config.json")
+        lines.append(f"- Architecture ({code(folder)}, {run_files.count_parameters(folder)} parameters): " + ", ".join(
+            f"{key} {fmt(config[key])}" for key in ARCHITECTURE_FIELDS if key in config))
     pipeline = run_dir / "pipeline_summary.json" if run_dir else None
     if pipeline and pipeline.is_file():
-        data = read_json(pipeline)
-        lines.append(
-            f"- Whole pipeline: {fmt(data.get('total_wall_time_s'))} s of measured wall time over its steps. {made_by(data.get('command', ''))}"
-        )
-    lines.append("")
-    return lines + figures.block("training_loss.png")
+        data = run_files.read_json(pipeline)
+        lines.append(f"- Pipeline: {code(data.get('command'))}, {fmt(data.get('total_wall_time_s'))} s of measured wall time.")
+    return lines + [""] + figure_block("training_loss.png", figures, figure_command)
 
 
-def _perplexity_cells(record: dict, names: tuple[str, ...]) -> list:
-    if record["status"] != "ok":
-        return [record["status"]] + ["—"] * (len(names) - 1)
-    return [record["metrics"].get(name) for name in names]
+def model_card_section(row: dict, run: results.EvaluationRun, source: Path) -> str:
+    columns = [c for c in results.COLUMNS if row["cells"][c]]
+    body = [[c, cell(row["cells"][c], c), code(row["cells"][c]["task"])] for c in columns]
+    return (f"{run_files.CARD_SECTION}\n\nFrom the evaluation in `{source}` ({code(run.command)}).\n\n"
+            f"{table(['measure', 'value ± standard error (n)', 'task'], body)}\n\n")
 
 
-def results_section(results_dir: Path, task_metrics: dict, figures: Figures) -> list[str]:
-    records = task_metrics["records"]
-    lines = ["## Results", "", "### Perplexity", ""]
-    ppl = [r for r in records if r["task"] == "perplexity"]
-    lines += [
-        markdown_table(
-            ("model", "stage", "dataset", "split", *PERPLEXITY_METRICS),
-            [
-                (
-                    _code(r["model"]),
-                    r["stage"],
-                    _code(r["dataset"]),
-                    r.get("split"),
-                    *_perplexity_cells(r, PERPLEXITY_METRICS),
-                )
-                for r in ppl
-            ],
-        ),
-        "",
-        made_by(*(r.get("command") or task_metrics["command"] for r in ppl)),
-        "",
-    ]
-    lines += figures.block("perplexity_bpb.png")
-
-    lines += ["### Tasks", ""]
-    tasks = [r for r in records if r["task"] != "perplexity"]
-    rows = [
-        (
-            _code(r["model"]),
-            r["stage"],
-            r["task"],
-            _code(r["dataset"]),
-            _code(", ".join(f"{k}={v}" for k, v in sorted(r.get("protocol", {}).items()))),
-            "; ".join(f"{name} {fmt(value)}" for name, value in sorted(r["metrics"].items()))
-            if r["status"] == "ok"
-            else r["status"],
-        )
-        for r in tasks
-    ]
-    lines += [
-        markdown_table(("model", "stage", "task", "dataset", "protocol", "metrics"), rows),
-        "",
-        made_by(*(r.get("command") or task_metrics["command"] for r in tasks)),
-        "",
-    ]
-    notes = sorted({r["note"] for r in records if r.get("note")})
-    lines += [f"- Note: {note}" for note in notes] + ([""] if notes else [])
-
-    comparison, missing = _optional(results_dir, "baseline_comparison.json")
-    lines += ["### Baselines side by side", ""]
-    if missing:
-        lines += [missing, ""]
-    else:
-        models = list(dict.fromkeys(row["model"] for row in comparison["rows"]))
-        keys = list(dict.fromkeys((row["task"], row["metric"]) for row in comparison["rows"] if row.get("metric")))
-        values = {(row["model"], row["task"], row["metric"]): row["value"] for row in comparison["rows"]}
-        unavailable = {row["model"]: row["status"] for row in comparison["rows"] if row.get("status")}
-        table = [
-            (
-                _code(task),
-                metric,
-                *(values.get((m, task, metric), "unavailable" if m in unavailable else "—") for m in models),
-            )
-            for task, metric in keys
-        ]
-        lines += [markdown_table(("task", "metric", *(f"`{m}`" for m in models)), table), ""]
-        lines += [f"- `{model}`: {status}" for model, status in unavailable.items()]
-        lines += ["", made_by(comparison["command"]), ""]
-
-    gains, missing = _optional(results_dir, "stage_gains.csv")
-    lines += ["### Stage gains", ""]
-    if missing:
-        lines += [missing, ""]
-    else:
-        lines += [
-            markdown_table(
-                ("stage", "task", "prompt", "metric", "value", "change vs previous stage"),
-                [
-                    (
-                        r["stage"],
-                        _code(r["task"]),
-                        _code(r["protocol"]),
-                        r["metric"],
-                        r["value"],
-                        "—" if r["delta_vs_previous_stage"] is None else fmt_signed(r["delta_vs_previous_stage"]),
-                    )
-                    for r in gains
-                ],
-            ),
-            "",
-            made_by(task_metrics["command"]) + " (stage_gains.csv is written with task_metrics.json)",
-            "",
-        ]
-        lines += figures.block("stage_gains.png")
-    return lines + verifier_section(results_dir, figures)
-
-
-def verifier_section(results_dir: Path, figures: Figures) -> list[str]:
-    analysis, missing = _optional(results_dir, "gsm8k_analysis.json")
-    lines = ["### GSM8K: verifier impact and errors", ""]
-    if missing:
-        return lines + [missing, ""]
-    about = f"`{analysis.get('model', '')}`, {fmt(analysis.get('n_problems'))} problems, N = {fmt(analysis['n_samples'])} samples each"
-    if analysis["em_verifier"] is None:
-        lines.append(
-            f"- Verifier impact: unavailable: no verifier reranking in this run ({about}); greedy EM {fmt(analysis['em_greedy'])} (% of problems)."
-        )
-    else:
-        lines.append(
-            f"- Verifier impact ({about}): EM (% of problems) {fmt(analysis['em_greedy'])} greedy → "
-            f"{fmt(analysis['em_verifier'])} verifier best-of-N, {fmt_signed(analysis['gain_points'])} EM points."
-        )
-    taxonomy = ", ".join(f"{kind} {fmt(count)}" for kind, count in analysis["taxonomy"].items())
-    lines.append(
-        f"- Error taxonomy of the wrong final answers (`{analysis.get('taxonomy_of', 'final')}` answers): {taxonomy}. "
-        "extraction = no parsable number; arithmetic = a written step recomputes differently; reasoning = the rest."
-    )
-    for title, key in (
-        ("False positive (the verifier's top pick is wrong)", "false_positives"),
-        ("False negative (a correct candidate ranked low)", "false_negatives"),
-    ):
-        for example in analysis[key]:
-            lines.append(
-                f"- {title}: rank {fmt(example.get('verifier_rank'))} of {fmt(example.get('n_candidates'))}, "
-                f"score {fmt(example.get('verifier_score'))}, answer {_quote(example.get('answer'), 40)} "
-                f"(gold {_quote(example.get('reference'), 40)}); question {_quote(example.get('question', ''), 160)}; "
-                f"solution {_quote(example.get('solution', ''))}"
-            )
-        if not analysis[key]:
-            lines.append(f"- {title}: none.")
-    lines += ["", made_by(analysis["command"]), ""]
-    return lines + figures.block("gsm8k_em_vs_n.png")
-
-
-def interpretability_section(results_dir: Path, stage_gains, figures: Figures) -> list[str]:
-    lines = ["## Interpretability", ""]
-    stats, missing = _optional(results_dir, "attention_stats.json")
-    if missing:
-        lines += [missing, ""]
-    else:
-        lines += [
-            f"- Model `{stats['model_path']}`; examples: {', '.join(_quote(e['text'], 80) for e in stats['examples'])}.",
-            f"- Conventions: {stats['conventions']}.",
-            *(f"- {line}" for line in attention_observations(stats)),
-            "",
-            markdown_table(
-                ("layer", "first-token mass", "learned-sink mass", "entropy (bits)"),
-                [
-                    (e["layer"], fmt_percent(e["first_token_mass"]), fmt_percent(e["sink_mass"]), e["entropy_bits"])
-                    for e in stats["layers"]
-                ],
-            ),
-            "",
-            made_by(stats["command"]),
-            "",
-        ]
-        lines += [line for figure in stats["figures"] for line in (figures.image(Path(figure).name), "")]
-        lines += [
-            "*Attention maps: tokens on both axes, one panel per head, chosen layers; sink mass and entropy: per layer, "
-            "mean over heads (line) and each head (dots).*",
-            "",
-            made_by(stats["command"]),
-            "",
-        ]
-    lines += ["### What the stages changed", ""]
-    lines += (
-        [f"- {line}" for line in stage_observations(stage_gains)]
-        if stage_gains
-        else ["- Not produced: stage_gains.csv is missing."]
-    )
-    return lines + [""]
-
-
-def reproducibility_section(
-    task_metrics: dict, summaries: dict, report_command: str, plot_cmd: str, results_dir: Path
-) -> list[str]:
-    seeds = sorted({r["seed"] for r in task_metrics["records"] if r.get("seed") is not None})
-    lines = [
-        "## Reproducibility",
-        "",
-        f"- This report: `{report_command}`",
-        f"- Evaluation (`{results_dir}/task_metrics.json`, created `{task_metrics.get('created_at')}`): `{task_metrics['command']}`",
-        f"- Figures alone: `{plot_cmd}`",
-        f"- Evaluation seeds: {', '.join(fmt(s) for s in seeds) or 'n/a'}",
-    ]
-    lines += [
-        f"- `{stage}`: config `{s.get('config_path')}`; command `{s['command']}`" for stage, s in summaries.items()
-    ]
-    lines += [
-        "- Package versions (from task_metrics.json): "
-        + ", ".join(f"`{name}=={version}`" for name, version in task_metrics["environment"].items()),
-        "",
-    ]
-    return lines
-
-
-def build_report(
-    results_dir: str,
-    run_dir: str | None,
-    output: str,
-    figures_dir: str | None = None,
-    skip_figures: bool = False,
-    attention_model: str | None = None,
-    command: str = "",
-) -> str:
-    """Write the report (drawing the figures unless ``skip_figures``) and return its text."""
-    results, output_path = Path(results_dir), Path(output)
-    figures_path = Path(figures_dir) if figures_dir else output_path.parent / "figures"
-    task_metrics = load_results_file(results, "task_metrics.json")  # the one file the report cannot do without
-    run = Path(run_dir) if run_dir else None
-    summaries = load_training_summaries(run) if run else {}
-    checkpoints = final_checkpoints(run) if run else {}
-    causal = {stage: path for stage, path in checkpoints.items() if stage != "verifier"}  # the verifier is a classifier
-    if skip_figures:
-        captions = dict.fromkeys(FIGURE_NAMES, "not drawn in this build (--skip_figures)")
-    else:
-        captions = {name: figure["caption"] for name, figure in make_plots(results, run, figures_path).items()}
-        model = attention_model or (str(list(causal.values())[-1]) if causal else None)
-        if model:
-            stats_path = results / "attention_stats.json"
-            visualize_attention(
-                model, str(figures_path), str(stats_path), command=attention_command(model, figures_path, stats_path)
-            )
-    figures = Figures(figures_path, output_path, captions, plots_command(results, run, figures_path))
-    stage_gains, _ = _optional(results, "stage_gains.csv")
-    lines = [
-        "# modern-llm: final report",
-        "",
-        f"Generated by `{command}` from `{results}`"
-        + (f" and `{run}`" if run else " (no run directory)")
-        + "; never edited by hand. Numbers are formatted from those files; every table and figure names the command that made it.",
-        "",
-    ]
-    lines += architecture_section(causal, summaries)
-    lines += training_section(run, summaries, figures)
-    lines += results_section(results, task_metrics, figures)
-    lines += interpretability_section(results, stage_gains, figures)
-    lines += reproducibility_section(task_metrics, summaries, command, figures.command, results)
+def build_report(results_dir: str, run_dir: str | None, output: str, skip_figures: bool = False,
+                 update_model_cards: bool = False, command: str = "") -> str:
+    """Write the report (and, unless `skip_figures`, its figures); returns its text."""
+    results_path, output_path = Path(results_dir), Path(output)
+    run = results.load_run(results_path)
+    run_path = Path(run_dir) if run_dir else None
+    summaries = run_files.training_summaries(run_path) if run_path else {}
+    checkpoints = run_files.final_checkpoints(run_path) if run_path else {}
+    figures_dir = output_path.parent / "figures"
+    rows, analysis = results.headline(run), results.gsm8k_analysis(run)
+    figure_command = plots.command_line(results_path, run_path, figures_dir)
+    causal = [path for stage, path in checkpoints.items() if stage in POLICY_STAGES]
+    stats, attention_command = None, visualize_attention.command_line(
+        causal[-1] if causal else "<run>/dpo_final", figures_dir, figures_dir / "attention_stats.json")
+    figures, stats_path = {}, figures_dir / "attention_stats.json"
+    if skip_figures and stats_path.is_file():  # re-rendering the Markdown keeps the last attention analysis
+        stats = run_files.read_json(stats_path)
+    if not skip_figures:
+        figures = plots.make_plots(results_path, run_path, figures_dir, analysis)
+        if causal:
+            stats = visualize_attention.visualize_attention(str(causal[-1]), str(figures_dir), str(stats_path),
+                                                            command=attention_command)
+    lines = ["# modern-llm: final report", "",
+             f"Generated by {code(command)} from {code(results_path)}" + (f" and {code(run_path)}" if run_path else "")
+             + "; never edited by hand. Every table and figure names the command that made it.", ""]
+    lines += headline_section(run, rows)
+    lines += stage_gains_section(run, rows)
+    lines += verifier_section(analysis, figures, figure_command)
+    lines += errors_section(analysis)
+    lines += interpretability_section(stats, attention_command)
+    lines += reproducibility_section(run, summaries, checkpoints, run_path, command, figures, figure_command)
     text = "\n".join(lines)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text(text, encoding="utf-8")
-    for folder in checkpoints.values():  # the model cards get the numbers of their own checkpoint
-        own = [
-            r
-            for r in task_metrics["records"]
-            if r.get("model_path") and Path(r["model_path"]).resolve() == folder.resolve()
-        ]
-        if own and (folder / "README.md").is_file():
-            update_model_card_results(folder, own, source=str(results / "task_metrics.json"))
+    atomic_write_text(str(output_path), text)
+    if update_model_cards:
+        for row, model in zip(rows, run.models):
+            folder = Path(model.entry["path"]).resolve()
+            if row["status"] == "ok" and folder in {p.resolve() for p in checkpoints.values()} and (folder / "README.md").is_file():
+                run_files.update_model_card(folder, model_card_section(row, run, results_path))
     return text
 
 
@@ -421,36 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results_dir", default="experiments/results")
-    parser.add_argument(
-        "--run_dir", default=None, help="experiments/runs/<run>; without it the report has no training section"
-    )
+    parser.add_argument("--run_dir", default=None, help="experiments/runs/<run>; without it no training facts")
     parser.add_argument("--output", default="report/final_report.md")
-    parser.add_argument("--figures_dir", default=None, help="default: <output's folder>/figures")
-    parser.add_argument(
-        "--skip_figures", action="store_true", help="do not draw figures or rerun the attention analysis"
-    )
-    parser.add_argument(
-        "--attention_model",
-        default=None,
-        help="checkpoint for the attention figures; default: the run's last causal LM",
-    )
+    parser.add_argument("--skip_figures", action="store_true", help="do not draw figures or rerun the attention analysis")
+    parser.add_argument("--update_model_cards", action="store_true",
+                        help="write each evaluated <run>/<stage>_final's headline numbers into its model card")
     args = parser.parse_args(argv)
-    try:
-        build_report(
-            args.results_dir,
-            args.run_dir,
-            args.output,
-            args.figures_dir,
-            args.skip_figures,
-            args.attention_model,
-            command=shlex.join(["python", "report/build_report.py", *argv]),
-        )
-    except ResultsFileError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    build_report(args.results_dir, args.run_dir, args.output, args.skip_figures, args.update_model_cards,
+                 command=shlex.join(["python", "report/build_report.py", *argv]))
     print(f"wrote {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

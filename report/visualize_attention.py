@@ -1,18 +1,17 @@
 """Attention maps of a few short examples, and per-layer first-token mass, sink mass and entropy.
 
     python report/visualize_attention.py --model_path experiments/runs/<run>/dpo_final \
-        --output_dir report/figures --stats_path experiments/results/attention_stats.json
+        --output_dir report/figures --stats_path report/figures/attention_stats.json
 
 Writes ``attention_<example>_layer<l>.png`` (one subplot per head, tokens on both axes) for the chosen
 layers, ``attention_sink_mass.png`` and ``attention_entropy.png`` to ``--output_dir``, and the numbers
 behind them to ``--stats_path`` (the report cites that file). The model runs with eager attention,
-which returns the attention probabilities; conventions are in ``modeling_modern_llm/reporting/attention.py``.
+which returns the attention probabilities; the conventions are `head_statistics`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from datetime import datetime, timezone
@@ -27,7 +26,41 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import modeling_modern_llm  # noqa: E402,F401  (registers the modern_llm Auto classes)
-from modeling_modern_llm.reporting import ResultsFileError, layer_statistics  # noqa: E402
+from modeling_modern_llm.cli import InputFileError, atomic_write_json  # noqa: E402
+
+STATISTICS = ("first_token_mass", "sink_mass", "entropy_bits")
+
+
+def head_statistics(attention: torch.Tensor) -> dict[str, list[float]]:
+    """Per-head averages over query positions 1.. of one layer's ``[heads, query, key]`` attention map.
+
+    Rows are the probabilities a model returns with ``output_attentions=True``; with learned sinks the softmax has one
+    more column per head (the sink logit), dropped from the returned maps, so a row sums to ``1 - sink mass``. Entropy
+    is in bits over the full softmax, the sink column included. Query position 0 only sees itself: left out."""
+    if attention.dim() != 3 or attention.shape[1] != attention.shape[2] or attention.shape[1] < 2:
+        raise ValueError(f"expected a [heads, T, T] attention map with T >= 2, got shape {tuple(attention.shape)}")
+    rows = attention[:, 1:, :].double()  # [heads, T-1, T]
+    sink = (1.0 - rows.sum(-1)).clamp_min(0.0)  # [heads, T-1]
+    plogp = torch.where(rows > 0, rows * torch.log2(rows), torch.zeros_like(rows)).sum(-1)
+    sink_plogp = torch.where(sink > 0, sink * torch.log2(sink), torch.zeros_like(sink))
+    return {"first_token_mass": rows[:, :, 0].mean(-1).tolist(), "sink_mass": sink.mean(-1).tolist(),
+            "entropy_bits": (-(plogp + sink_plogp)).mean(-1).tolist()}
+
+
+def layer_statistics(per_example: list[list[torch.Tensor]]) -> list[dict]:
+    """Per layer, the statistics averaged over examples and heads, with the per-head values (``per_example[e][l]`` is
+    layer l's ``[heads, T_e, T_e]`` map for example e)."""
+    if not per_example:
+        raise ValueError("no examples given")
+    layers = []
+    for layer in range(len(per_example[0])):
+        stats = [head_statistics(example[layer]) for example in per_example]
+        per_head = {name: [sum(s[name][h] for s in stats) / len(stats) for h in range(len(stats[0][name]))]
+                    for name in STATISTICS}
+        layers.append({"layer": layer, **{name: sum(v) / len(v) for name, v in per_head.items()}, "per_head": per_head})
+    return layers
+
+
 
 # Short on purpose: one sentiment sentence, an entity referred to again, a math problem.
 EXAMPLES = {
@@ -39,14 +72,14 @@ EXAMPLES = {
 
 def _load(model_path: str):
     if not (Path(model_path) / "config.json").is_file():
-        raise ResultsFileError(
+        raise InputFileError(
             f"{model_path} is not a saved model (no config.json): train one with `python recipes/pipeline.py`"
         )
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, attn_implementation="eager").eval()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as error:
-        raise ResultsFileError(f"cannot load {model_path} as a causal LM with its tokenizer: {error}") from None
+        raise InputFileError(f"cannot load {model_path} as a causal LM with its tokenizer: {error}") from None
     return model, tokenizer
 
 
@@ -146,8 +179,7 @@ def visualize_attention(
         "layers": statistics,
         "figures": [*figures, str(sink_figure), str(entropy_figure)],
     }
-    Path(stats_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(stats_path).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(str(stats_path), stats)
     return stats
 
 
@@ -171,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_path", required=True, help="a saved causal LM folder (e.g. <run>/dpo_final)")
     parser.add_argument("--output_dir", default="report/figures")
-    parser.add_argument("--stats_path", default="experiments/results/attention_stats.json")
+    parser.add_argument("--stats_path", default="report/figures/attention_stats.json")
     parser.add_argument(
         "--layers",
         type=int,
@@ -191,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = visualize_attention(
             args.model_path, args.output_dir, args.stats_path, args.layers, args.max_heads, command
         )
-    except (ResultsFileError, ValueError) as error:
+    except (InputFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {len(stats['figures'])} figures to {args.output_dir} and statistics to {args.stats_path}")

@@ -2,7 +2,7 @@
 
 from .embedded import CorpusSizes, embedded_corpus_dir, generate_embedded_corpus, split_of
 from .mixture import build_mixture, parse_mixture
-from .registry import REGISTRY, DatasetSpec, DatasetUnavailableError, get_spec, load_dataset_by_name
+from .registry import REGISTRY, DatasetSpec, DatasetUnavailableError, get_spec, load_dataset_by_name, prompt_splits, registry_splits
 
 __all__ = [
     "REGISTRY",
@@ -15,5 +15,7 @@ __all__ = [
     "get_spec",
     "load_dataset_by_name",
     "parse_mixture",
+    "prompt_splits",
+    "registry_splits",
     "split_of",
 ]

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from modeling_modern_llm.tokenizer import IM_END_TOKEN, IM_START_TOKEN
+from ..task_formats import SST2_INSTRUCTION, SST2_LABEL_WORDS, chat_transcript, gsm8k_prompt, sst2_chat_prompt, sst2_prompt
 
 CORPUS_VERSION = 3  # bump whenever the generated rows change, so stale caches are not reused
 EMBEDDED_SPLITS = ("train", "validation", "test")
@@ -241,9 +241,6 @@ def make_review(rng: random.Random) -> tuple[str, int]:
     return sentence, label
 
 
-LABEL_WORDS = ("negative", "positive")
-
-
 def _word_list(rng: random.Random) -> list[str]:
     return rng.sample(ANIMALS + TOYS + COLORS, rng.randint(3, 5))
 
@@ -377,11 +374,6 @@ def _task_key(task: Task) -> str:
     return task.key
 
 
-def _chat_transcript(user: str, assistant: str) -> str:
-    """One exchange in the tokenizer's ChatML chat format (the same text ``apply_chat_template`` renders)."""
-    return f"{IM_START_TOKEN}user\n{user}{IM_END_TOKEN}\n{IM_START_TOKEN}assistant\n{assistant}{IM_END_TOKEN}\n"
-
-
 def make_chat_passage(rng: random.Random, split: str, seen: set[str]) -> str:
     """A chat transcript of a math problem, a small task or a sentiment question, as instruction data sits in
     modern pretraining mixes: the chat tokens are then not untrained when SFT starts, so SFT teaches the
@@ -389,12 +381,12 @@ def make_chat_passage(rng: random.Random, split: str, seen: set[str]) -> str:
     kind = rng.choices(("math", "task", "sentiment"), weights=(50, 25, 25))[0]
     if kind == "math":
         problem = _draw(make_math_problem, _math_key, rng, split, seen)
-        return _chat_transcript(problem.question, problem.answer)
+        return chat_transcript(problem.question, problem.answer)
     if kind == "task":
         task = _draw(make_task, _task_key, rng, split, seen)
-        return _chat_transcript(task.instruction + (f"\n\n{task.input}" if task.input else ""), task.output)
+        return chat_transcript(task.instruction + (f"\n\n{task.input}" if task.input else ""), task.output)
     sentence, label = _draw(make_review, _review_key, rng, split, seen)
-    return _chat_transcript(f"{_SENTIMENT_INSTRUCTION}\n\n{sentence}", LABEL_WORDS[label])
+    return chat_transcript(sst2_chat_prompt({"sentence": sentence}), SST2_LABEL_WORDS[label])
 
 
 def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
@@ -413,12 +405,12 @@ def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
             text = " ".join(fact_sentence(rng, rng.choice(FACTS)) for _ in range(rng.randint(2, 5)))
         elif kind == "review":
             reviews = [_draw(make_review, _review_key, rng, split, seen) for _ in range(rng.randint(1, 3))]
-            text = "\n".join(f"{sentence}\nQuestion: Is this sentence positive or negative?\nAnswer: {LABEL_WORDS[label]}"
-                             if rng.random() < 0.7 else f"Review: {sentence} ({LABEL_WORDS[label]})"
+            text = "\n".join(f"{sst2_prompt({'sentence': sentence})} {SST2_LABEL_WORDS[label]}"
+                             if rng.random() < 0.7 else f"Review: {sentence} ({SST2_LABEL_WORDS[label]})"
                              for sentence, label in reviews)
         elif kind == "math":
             problems = [_draw(make_math_problem, _math_key, rng, split, seen) for _ in range(rng.randint(1, 2))]
-            text = "\n\n".join(f"Question: {p.question}\nAnswer: {p.answer}" for p in problems)
+            text = "\n\n".join(f"{gsm8k_prompt({'question': p.question})} {p.answer}" for p in problems)
         elif kind == "chat":
             text = "".join(make_chat_passage(rng, split, seen) for _ in range(rng.randint(1, 2)))
         elif kind == "arithmetic":
@@ -437,7 +429,6 @@ _ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired wit
                       "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n{output}")
 _ALPACA_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately completes "
                     "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n{output}")
-_SENTIMENT_INSTRUCTION = "Is this sentence positive or negative?"
 
 
 def _alpaca_row(instruction: str, input_text: str, output: str) -> dict:
@@ -460,7 +451,7 @@ def generate_alpaca(rng: random.Random, split: str, rows: int) -> list[dict]:
             out.append(_alpaca_row(problem.question, "", problem.answer))
         else:
             sentence, label = _draw(make_review, _review_key, rng, split, seen)
-            out.append(_alpaca_row(_SENTIMENT_INSTRUCTION, sentence, LABEL_WORDS[label]))
+            out.append(_alpaca_row(SST2_INSTRUCTION, sentence, SST2_LABEL_WORDS[label]))
     return out
 
 

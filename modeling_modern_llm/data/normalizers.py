@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from datasets import Features, List, Value
 
-from ..evaluation.gsm8k_format import extract_strict
+from ..task_formats import extract_strict
 
 Message = dict[str, str]
 

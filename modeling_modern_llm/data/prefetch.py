@@ -50,14 +50,6 @@ def read_config_targets(config_paths: Iterable[str | Path]) -> tuple[list[str], 
     return list(dict.fromkeys(dataset_names)), list(dict.fromkeys(model_ids))
 
 
-def evaluation_targets(suite: str, include_baselines: bool) -> tuple[list[str], list[str]]:
-    """The datasets an evaluation suite (``hub`` or ``embedded``) reads, and its baseline models if asked for."""
-    from ..evaluation.suite import BASELINES, SUITES  # only this route needs the evaluation package
-
-    names = [name for task_names in SUITES[suite].values() for name in task_names]
-    return names, list(BASELINES) if include_baselines else []
-
-
 def prefetch_dataset(name: str) -> CheckResult:
     """Download and prepare every split of a registered dataset (or generate the embedded corpus)."""
     spec = get_spec(name)

@@ -234,3 +234,22 @@ def load_dataset_by_name(name: str, split: str, *, local_dir=None, streaming: bo
         logger.warning("%s/%s: dropped %d of %d malformed rows (%s)", name, split, len(raw) - len(normalized),
                        len(raw), source)
     return normalized if limit is None else normalized.select(range(min(limit, len(normalized))))
+
+
+def registry_splits(registry_name: str, splits: list[str], local_dir=None, corpus_seed: int = 0,
+                    **task_metadata) -> datasets.DatasetDict:
+    """lm-evaluation-harness's ``custom_dataset`` hook: the named splits of a registered dataset, as the registry
+    gives them (normalised, from the Hub, ``local_dir`` or the embedded corpus), in a ``DatasetDict``.
+
+    A task YAML (eval/tasks/) names it with ``dataset_kwargs: {registry_name: ..., splits: [...]}``; ``local_dir``
+    and ``corpus_seed`` come from the task manager's metadata (``lm_eval --metadata '{"local_dir": "DIR"}'``), the
+    rest of the task's metadata is ignored. Raises DatasetUnavailableError with a fix.
+    """
+    return datasets.DatasetDict({split: load_dataset_by_name(registry_name, split, local_dir=local_dir, seed=corpus_seed)
+                                 for split in splits})
+
+
+def prompt_splits(prompts: list[str], **task_metadata) -> datasets.DatasetDict:
+    """lm-evaluation-harness's ``custom_dataset`` hook for prompts listed in the task YAML itself
+    (``dataset_kwargs: {prompts: [...]}``): a ``test`` split of ``{"prompt"}`` rows."""
+    return datasets.DatasetDict({"test": datasets.Dataset.from_dict({"prompt": list(prompts)})})

@@ -1,10 +1,11 @@
-"""The evaluation library behind ``eval/*.py`` (docs/EVALUATION.md).
+"""The evaluation library behind ``eval/*.py`` (docs/EVALUATION.md): lm-evaluation-harness does the scoring.
 
-- ``lm``: ``CausalLM``, one wrapper around any HF causal LM with lm-eval's three request types;
-- ``perplexity``, ``sst2``, ``gsm8k``: the tasks (``gsm8k_format``: prompt and answer extraction, shared with
-  the verifier recipe); ``verifier_analysis``: reranking gain, error taxonomy, false positives/negatives;
-- ``metrics``: the metrics as ``evaluate`` modules; ``results``: records and the result files;
-- ``suite``: ``EvalArguments`` and ``run_suite``, the command line of every eval script.
+- ``harness``: the evaluation command: checks the inputs, runs ``lm_eval.simple_evaluate`` on every model, files
+  lm-eval's results and samples, the verifier's scores and a run index;
+- ``results``: the one results schema and its views (task metrics, headline table, stage gains, GSM8K analysis);
+- ``selectors``: best-of-N on the logged GSM8K samples (greedy, majority vote, verifier best-of-N, verifier-weighted
+  vote, oracle pass@N) and their statistics; ``gsm8k_errors``: why an answer is wrong;
+- ``verifier``: checking and running the verifier; ``metrics``: the reported metrics as ``evaluate`` modules.
 
-Submodules are imported on demand, so ``gsm8k_format`` stays light for the training recipes.
+The task formats live in ``modeling_modern_llm.task_formats``, the task definitions in ``eval/tasks/*.yaml``.
 """

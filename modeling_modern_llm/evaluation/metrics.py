@@ -1,45 +1,42 @@
-"""The project's metrics as ``evaluate`` modules, usable offline.
+"""The project's reported metrics as ``evaluate`` modules, usable offline.
 
-``evaluate.load("accuracy")`` needs the Hub, so the metrics are defined here and exposed as loadable
-folders under ``eval/metrics/<name>/<name>.py`` (``evaluate.load("eval/metrics/gsm8k_exact_match")``).
-The evaluation library instantiates the same classes directly, so both paths compute identical numbers.
+``evaluate.load("accuracy")`` needs the Hub, so the metrics are defined here and exposed as loadable folders
+(``evaluate.load("eval/metrics/gsm8k_exact_match")``). The results views (``results.py``) compute the reported SST-2
+accuracy and every GSM8K exact match with these classes from lm-eval's logged samples; tests/evaluation checks
+that they equal lm-eval's own ``acc`` and ``exact_match`` example by example.
 """
 
 from __future__ import annotations
 
-import math
-import re
-
 import datasets
 import evaluate
 
-from .gsm8k_format import extract_flexible, extract_reference, extract_strict, truncate_at_stop
+from modeling_modern_llm.task_formats import extract_flexible, extract_strict, gsm8k_reference
 
-_CITATION = "Cobbe et al. 2021 (GSM8K); Gao et al., lm-evaluation-harness (extraction rules, word/byte perplexity)."
+
+def _mean(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else float("nan")
 
 
 class GSM8KExactMatch(evaluate.Metric):
-    """Exact match of GSM8K answers with lm-eval's two extractions.
+    """Exact match of GSM8K solutions with lm-eval's two extractions and its normalisation.
 
-    predictions: model outputs (full text); references: GSM8K ``answer`` fields (full text, ``#### N``).
-    Returns ``exact_match_strict`` ("#### N") and ``exact_match_flexible`` (the last number), in [0, 1]."""
+    predictions: solutions (full text, as lm-eval's generate_until returns them); references: GSM8K ``answer``
+    fields (full text, ``#### N``). Returns ``exact_match_strict`` (the "#### N" answer) and
+    ``exact_match_flexible`` (the last number), in [0, 1]."""
 
     def _info(self):
         return evaluate.MetricInfo(
             description=self.__doc__,
-            citation=_CITATION,
-            inputs_description="predictions: list of generations; references: list of GSM8K answers",
+            citation="Cobbe et al. 2021 (GSM8K); lm-evaluation-harness tasks/gsm8k/gsm8k.yaml (extraction rules).",
+            inputs_description="predictions: list of solutions; references: list of GSM8K answers",
             features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
         )
 
     def _compute(self, predictions, references):
-        gold = [extract_reference(reference) for reference in references]
-        texts = [truncate_at_stop(prediction) for prediction in predictions]
-        scores = {}
-        for name, extract in (("exact_match_strict", extract_strict), ("exact_match_flexible", extract_flexible)):
-            hits = [extract(text) == answer for text, answer in zip(texts, gold)]
-            scores[name] = sum(hits) / len(hits) if hits else float("nan")
-        return scores
+        gold = [gsm8k_reference(reference) for reference in references]
+        return {f"exact_match_{name}": _mean([extract(prediction) == answer for prediction, answer in zip(predictions, gold)])
+                for name, extract in (("strict", extract_strict), ("flexible", extract_flexible))}
 
 
 class Accuracy(evaluate.Metric):
@@ -54,42 +51,4 @@ class Accuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        hits = [int(p) == int(r) for p, r in zip(predictions, references)]
-        return {"accuracy": sum(hits) / len(hits) if hits else float("nan")}
-
-
-def count_words(text: str) -> int:
-    """Words as lm-eval's wikitext task counts them (``re.split(r"\\s+", ...)`` on the original text)."""
-    return len(re.split(r"\s+", text))
-
-
-class Perplexity(evaluate.Metric):
-    """Token perplexity and tokenizer-independent figures from per-document log-likelihoods.
-
-    predictions: the log-likelihood (nats, a negative number) of each whole document under the model;
-    references: the document texts. ``num_tokens`` (optional keyword, tokens per document) adds
-    ``token_perplexity``. As lm-eval's ``wikitext``: word_perplexity = exp(NLL / words),
-    byte_perplexity = exp(NLL / UTF-8 bytes), bits_per_byte = NLL / bytes / ln 2, sums over the corpus."""
-
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=self.__doc__,
-            citation=_CITATION,
-            inputs_description="predictions: document log-likelihoods in nats; references: document texts",
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("string")}),
-        )
-
-    def _compute(self, predictions, references, num_tokens=None):
-        nll = -sum(predictions)
-        n_bytes = sum(len(text.encode("utf-8")) for text in references)
-        n_words = sum(count_words(text) for text in references)
-        if n_bytes == 0:
-            raise ValueError("perplexity needs at least one non-empty document")
-        scores = {
-            "word_perplexity": math.exp(nll / n_words),
-            "byte_perplexity": math.exp(nll / n_bytes),
-            "bits_per_byte": nll / n_bytes / math.log(2),
-        }
-        if num_tokens is not None:
-            scores["token_perplexity"] = math.exp(nll / sum(num_tokens))
-        return scores
+        return {"accuracy": _mean([int(p) == int(r) for p, r in zip(predictions, references)])}

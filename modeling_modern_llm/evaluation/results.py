@@ -1,163 +1,340 @@
-"""Result records and the four result files of docs/DESIGN.md's evaluation results contract.
+"""One results schema, and every view of it, computed when read. The report reads results through this module only.
 
-``task_metrics.json`` (every record), ``baseline_comparison.json`` (all models side by side),
-``stage_gains.csv`` (pretrain -> SFT -> DPO deltas) and ``gsm8k_analysis.json`` (+ ``.md``). Every
-record carries the model, task, dataset, protocol, seed, limit and the exact command that produced it.
+The schema is what `eval/evaluate_tasks.py` writes into its output folder (docs/DESIGN.md):
+- `run_index.json`: the command, seeds, limit, requested tasks, unavailable tasks with their reasons, and one entry per
+  model (`name`, `path`, `stage`, `status`, `dir`, `chat_template`, `tasks`);
+- `<dir>/results_<time>.json` and `<dir>/samples_<task>_<time>.jsonl`: lm-eval's own files for that model;
+- `<dir>/verifier_scores_<task>.json`: the verifier's score of every sampled solution of a sampled GSM8K task.
+
+Views (`write_views` also writes them as files for other tools; nothing reads them back):
+- `task_records` -> task_metrics.json: every (model, task) with lm-eval's metrics, standard errors, n and protocol;
+- `headline` -> baseline_comparison.json: per model bits per byte, SST-2 accuracy and GSM8K exact match of every
+  best-of-N selector, each with its standard error and n;
+- `stage_gains` -> stage_gains.csv: the headline numbers stage by stage and the change from the previous stage;
+- `gsm8k_analysis` -> gsm8k_analysis.json: best-of-N on the most trained model's sampled GSM8K task, paired
+  bootstrap intervals of the selectors' differences, the error taxonomy, examples, every problem's candidates.
+The reported SST-2 accuracy and GSM8K exact matches are computed from the logged samples with the `evaluate`
+modules (`metrics.py`); tests/evaluation checks that they equal lm-eval's own numbers.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import shlex
-import sys
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Optional, Sequence
 
-SCHEMA_VERSION = 1
-STAGE_ORDER = ("pretrain", "sft", "dpo")
-EMBEDDED_NOTE = "embedded evaluation split: a smoke test of the pipeline, NOT comparable with the published benchmark numbers"
-PACKAGES = ("modern-llm", "torch", "transformers", "trl", "accelerate", "datasets", "evaluate", "tokenizers", "lm_eval")
+from modeling_modern_llm.cli import InputFileError, atomic_write_json, atomic_write_text
+from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage
+from modeling_modern_llm.task_formats import extract_flexible
+
+from . import selectors
+from .gsm8k_errors import TAXONOMY, classify_error
+from .metrics import Accuracy, GSM8KExactMatch
+
+RUN_INDEX = "run_index.json"
+EVALUATE = "python eval/evaluate_tasks.py --model <run>/pretrain_final <run>/sft_final <run>/dpo_final --output_dir {dir}"
+# The headline measures: (column, the tasks that can supply it, first found wins; the `_chat` variants count as theirs).
+PERPLEXITY_TASKS, SST2_TASKS = ("embedded_text", "wikitext", "tinystories"), ("embedded_sst2", "sst2")
+SAMPLED_GSM8K_TASKS = ("embedded_gsm8k_sampled", "gsm8k_sampled")
+SELECTOR_COLUMNS = {"greedy": "GSM8K greedy", "majority_vote": "majority vote", "verifier_best_of_n": "verifier best-of-N",
+                    "verifier_weighted_vote": "verifier-weighted vote", "oracle_pass_at_n": "pass@N"}
+COLUMNS = ("bits per byte", "SST-2", *SELECTOR_COLUMNS.values())
+
+
+def task_key(task: str) -> str:
+    """What compares across prompt formats: a task without its `_chat` suffix."""
+    return task.removesuffix("_chat")
+
+
+def read_samples(model_dir: Path, task: str) -> list[dict]:
+    """lm-eval's logged samples of one task, one per document (the first filter's), in document order."""
+    pattern = re.compile(rf"samples_{re.escape(task)}_\d{{4}}-\d\d-\d\dT[\d.-]+\.jsonl")  # lm-eval's date id after the task
+    files = sorted(p for p in model_dir.glob(f"samples_{task}_*.jsonl") if pattern.fullmatch(p.name))
+    if not files:
+        return []
+    docs = {}
+    with files[-1].open(encoding="utf-8") as handle:
+        for line in handle:
+            sample = json.loads(line)
+            docs.setdefault(sample["doc_id"], sample)
+    return [docs[doc_id] for doc_id in sorted(docs)]
 
 
 @dataclass
-class Record:
-    """One (model, task, dataset, protocol) result; ``status`` is "ok" or "unavailable: <reason>"."""
+class ModelRun:
+    """One model of the run: its run-index entry and lm-eval's results (None when it was unavailable)."""
 
-    model: str
-    model_path: str
-    stage: str
-    task: str
-    dataset: str
-    split: str
-    protocol: dict
-    seed: int
-    limit: Optional[int]
-    status: str
-    metrics: dict = field(default_factory=dict)
-    command: str = ""
-    note: Optional[str] = None
+    entry: dict
+    directory: Path
+    results: dict | None = None
+    _samples: dict = field(default_factory=dict, repr=False)
+
+    name = property(lambda self: self.entry["name"])
+    stage = property(lambda self: self.entry["stage"])
+    status = property(lambda self: self.entry["status"])
 
     @property
-    def ok(self) -> bool:
-        return self.status == "ok"
+    def display_name(self) -> str:
+        if self.stage in POLICY_STAGES:
+            return get_stage(self.stage).display_name
+        return BASELINES.get(self.name, self.name)
+
+    def samples(self, task: str) -> list[dict]:
+        if task not in self._samples:
+            self._samples[task] = read_samples(self.directory, task)
+        return self._samples[task]
+
+    def verifier_scores(self, task: str) -> dict[int, list[float]] | None:
+        path = self.directory / f"verifier_scores_{task}.json"
+        if not path.is_file():
+            return None
+        return {int(doc_id): scores for doc_id, scores in json.loads(path.read_text(encoding="utf-8"))["scores"].items()}
+
+    def find_task(self, candidates: tuple[str, ...]) -> str | None:
+        """The first of `candidates` (or its `_chat` variant) this model ran."""
+        ran = list((self.results or {}).get("results", {}))
+        return next((task for key in candidates for task in ran if task_key(task) == key), None)
+
+
+@dataclass
+class EvaluationRun:
+    directory: Path
+    index: dict
+    models: list[ModelRun]
 
     @property
-    def label(self) -> str:
-        """The task as the comparison tables name it: ``perplexity/<dataset>``, ``sst2/0-shot``, ``gsm8k/5-shot``."""
-        if self.task == "perplexity":
-            return f"perplexity/{self.dataset}"
-        shots = f"{self.protocol.get('num_fewshot', 0)}-shot" + ("-chat" if self.protocol.get("chat_template") else "")
-        return f"{self.task}/{shots}"
-
-    @property
-    def gain_key(self) -> str:
-        """What stage gains compare across stages. Each stage is measured in its own prompt format (the base
-        model plain and few-shot, chat models through their template), so the key drops the format:
-        ``sst2/<k>-shot`` with or without the template, and ``gsm8k``, whose one protocol per model may
-        differ in shots too (``chat_gsm8k_fewshot``)."""
-        if self.task == "gsm8k":
-            return "gsm8k"
-        return self.label.removesuffix("-chat")
+    def command(self) -> str:
+        return self.index["command"]
 
 
-def command_line() -> str:
-    """The command that is running, as a shell would re-run it."""
-    return shlex.join(["python", *sys.argv])
+def load_run(directory: str | Path) -> EvaluationRun:
+    """The run in `directory`; InputFileError naming the command that makes it when it is missing or malformed."""
+    directory = Path(directory)
+    path = directory / RUN_INDEX
+    if not path.is_file():
+        raise InputFileError(f"{path} not found: run `{EVALUATE.format(dir=directory)}` first")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        models = []
+        for entry in index["models"]:
+            files = sorted((directory / entry.get("dir", "-")).glob("results_*.json"))
+            results = json.loads(files[-1].read_text(encoding="utf-8")) if entry["status"] == "ok" and files else None
+            models.append(ModelRun(entry, directory / entry.get("dir", "-"), results))
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputFileError(f"{path} or a results file beside it is malformed ({error!r}); rerun the evaluation") from None
+    return EvaluationRun(directory, index, models)
 
 
-def environment_versions() -> dict:
-    versions = {"python": sys.version.split()[0]}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+# ---------------------------------------------------------------- numbers with their standard error and n
+def _value(value: float, stderr: float | None, n: int, **source) -> dict:
+    clean = lambda x: None if x is None or isinstance(x, str) or math.isnan(x) else float(x)  # noqa: E731
+    return {"value": float(value), "stderr": clean(stderr), "n": n, **source}
 
 
-def _write_json(path: Path, content: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return path
+@cache
+def _metric(name: str):
+    return {"accuracy": Accuracy, "gsm8k": GSM8KExactMatch}[name]()
 
 
-def write_task_metrics(records: Sequence[Record], path: Path, command: str) -> Path:
-    return _write_json(path, {
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment_versions(),
-        "records": [asdict(record) for record in records],
-    })
+def bits_per_byte(model: ModelRun, task: str) -> dict:
+    """lm-eval's bits per byte, with the standard error of that ratio over documents (delta method; lm-eval gives none)."""
+    pairs = [sample["bits_per_byte"] for sample in model.samples(task)]
+    bits, sizes = [-ll / math.log(2) for ll, _ in pairs], [size for _, size in pairs]
+    ratio, n = sum(bits) / sum(sizes), len(pairs)
+    stderr = math.sqrt(sum((b - ratio * s) ** 2 for b, s in zip(bits, sizes)) / (n * (n - 1))) / (sum(sizes) / n) if n > 1 else None
+    return _value(model.results["results"][task]["bits_per_byte,none"], stderr, n, task=task)
 
 
-def comparison_rows(records: Sequence[Record]) -> list[dict]:
-    """Every model's metrics side by side; an unavailable record gives one row with its status and no value."""
+def accuracy(model: ModelRun, task: str) -> dict:
+    """Multiple-choice accuracy from the logged log-likelihoods (the likeliest choice; ties to the first), via `evaluate`."""
+    samples = model.samples(task)
+    predictions = [max(range(len(s["filtered_resps"])), key=lambda i, s=s: float(s["filtered_resps"][i][0])) for s in samples]
+    references = [int(s["target"]) for s in samples]
+    hits = [float(p == r) for p, r in zip(predictions, references)]
+    return _value(_metric("accuracy").compute(predictions=predictions, references=references)["accuracy"],
+                  selectors.standard_error(hits), len(samples), task=task)
+
+
+def greedy_task(model: ModelRun, sampled_task: str) -> str | None:
+    """The greedy task a sampled task names (`metadata.greedy_task`), if this model ran it."""
+    name = (model.results["configs"][sampled_task].get("metadata") or {}).get("greedy_task")
+    return name if name in model.results["results"] else None
+
+
+def problems(model: ModelRun, sampled_task: str) -> list[selectors.Problem]:
+    """The sampled task's problems with their N solutions, the greedy task's solution and the verifier's scores."""
+    greedy_name = greedy_task(model, sampled_task)
+    greedy = {s["doc"]["question"]: s["resps"][0][0] for s in model.samples(greedy_name)} if greedy_name else {}
+    scores = model.verifier_scores(sampled_task)
+    return [selectors.Problem(s["doc"]["question"], s["doc"]["answer"], greedy.get(s["doc"]["question"]), list(s["resps"][0]),
+                              None if scores is None else scores.get(s["doc_id"]))
+            for s in model.samples(sampled_task)]
+
+
+def selector_values(model: ModelRun, task: str, items: list[selectors.Problem]) -> dict[str, dict]:
+    """Exact match of every available selector (via `evaluate`), its standard error, n and the task it comes from."""
+    values = {}
+    for selector in selectors.available_selectors(items):
+        source = greedy_task(model, task) if selector == "greedy" else task
+        chosen = [selectors.choose(p, selector) for p in items]
+        em = _metric("gsm8k").compute(predictions=chosen, references=[p.answer for p in items])["exact_match_flexible"]
+        flags = [float(f) for f in selectors.correct(items, selector)]
+        values[selector] = _value(em, selectors.standard_error(flags), len(items), task=source)
+    return values
+
+
+# ---------------------------------------------------------------- the views
+def task_records(run: EvaluationRun) -> list[dict]:
+    """Every (model, task): lm-eval's metrics with standard errors, n, the protocol; or the reason it did not run."""
+    records = []
+    for model in run.models:
+        base = {"model": model.name, "model_path": model.entry["path"], "stage": model.stage}
+        if model.results is None:
+            records.append({**base, "task": None, "status": model.status})
+            continue
+        for task, values in model.results["results"].items():
+            metrics = {key.removesuffix(",none"): {"value": value, "stderr": values.get(key.replace(",", "_stderr,", 1))}
+                       for key, value in values.items() if "," in key and "_stderr," not in key}
+            config = model.results["configs"].get(task, {})
+            records.append({**base, "task": task, "status": "ok", "n": model.results["n-samples"].get(task, {}).get("effective"),
+                            "metrics": metrics, "protocol": {
+                                "num_fewshot": model.results.get("n-shot", {}).get(task), "repeats": config.get("repeats"),
+                                "chat_template": model.entry.get("chat_template"), "limit": run.index.get("limit"),
+                                "generation_kwargs": config.get("generation_kwargs")},
+                            "source": str(model.directory.relative_to(run.directory) / "results_*.json")})
+        records += [{**base, "task": task, "status": reason} for task, reason in run.index.get("unavailable_tasks", {}).items()]
+    return records
+
+
+def headline(run: EvaluationRun) -> list[dict]:
+    """One row per model: `{"model", "display_name", "stage", "status", "cells": {column: value | None}}`."""
     rows = []
-    for record in records:
-        base = {"model": record.model, "stage": record.stage, "task": record.label, "dataset": record.dataset}
-        if record.ok:
-            rows += [{**base, "metric": name, "value": value} for name, value in record.metrics.items()]
-        else:
-            rows.append({**base, "metric": None, "value": None, "status": record.status})
+    for model in run.models:
+        cells = dict.fromkeys(COLUMNS)
+        if model.results is not None:
+            if task := model.find_task(PERPLEXITY_TASKS):
+                cells["bits per byte"] = bits_per_byte(model, task)
+            if task := model.find_task(SST2_TASKS):
+                cells["SST-2"] = accuracy(model, task)
+            if task := model.find_task(SAMPLED_GSM8K_TASKS):
+                for selector, value in selector_values(model, task, problems(model, task)).items():
+                    cells[SELECTOR_COLUMNS[selector]] = value
+        rows.append({"model": model.name, "display_name": model.display_name, "stage": model.stage,
+                     "status": model.status, "cells": cells})
     return rows
 
 
-def stage_gain_rows(records: Sequence[Record]) -> list[dict]:
-    """``stage,task,protocol,metric,value,delta_vs_previous_stage`` for the training stages in order; the delta
-    is against the nearest earlier stage that has the same task (``Record.gain_key``) and metric (empty for the
-    first); ``protocol`` is the stage's own prompt format (``Record.label``)."""
-    rows, previous = [], {}
-    for stage in STAGE_ORDER:
-        seen = set()
-        for record in records:
-            if record.stage != stage or not record.ok:
-                continue
-            for metric, value in record.metrics.items():
-                key = (record.gain_key, metric)
-                if key in seen:  # two models of one stage: the first given stands for the stage
-                    continue
-                seen.add(key)
-                delta = value - previous[key] if key in previous else None
-                rows.append({"stage": stage, "task": record.gain_key, "protocol": record.label, "metric": metric,
-                             "value": value, "delta_vs_previous_stage": delta})
-                previous[key] = value
-    return rows
+def stage_gains(run: EvaluationRun, rows: list[dict] | None = None) -> list[dict]:
+    """The headline numbers of the training stages in order (the first model of each stage stands for it), and each
+    change from the previous stage that has the same measure, with the standard error of that difference as if the
+    two were independent: sqrt(se1^2 + se2^2) (the stages answer the same documents, so this errs on the wide side)."""
+    by_stage = {}
+    for row in rows or headline(run):
+        if row["stage"] in POLICY_STAGES and row["status"] == "ok":
+            by_stage.setdefault(row["stage"], row)
+    gains = []
+    for column in COLUMNS:
+        previous = None
+        for stage in POLICY_STAGES:
+            if stage in by_stage and (cell := by_stage[stage]["cells"][column]) is not None:
+                delta = None if previous is None else cell["value"] - previous["value"]
+                errors = None if previous is None or None in (cell["stderr"], previous["stderr"]) else (cell["stderr"], previous["stderr"])
+                gains.append({"measure": column, "stage": stage, "task": cell["task"], "value": cell["value"],
+                              "stderr": cell["stderr"], "n": cell["n"], "delta_vs_previous_stage": delta,
+                              "delta_stderr": errors and math.sqrt(errors[0] ** 2 + errors[1] ** 2)})
+                previous = cell
+    return gains
 
 
-def write_stage_gains(records: Sequence[Record], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["stage", "task", "protocol", "metric", "value", "delta_vs_previous_stage"])
-        writer.writeheader()
-        for row in stage_gain_rows(records):
-            writer.writerow({**row, "delta_vs_previous_stage": "" if row["delta_vs_previous_stage"] is None else row["delta_vs_previous_stage"]})
-    return path
+def _candidate(problem: selectors.Problem, index: int) -> dict:
+    text = problem.candidates[index]
+    return {"text": text, "answer": extract_flexible(text), "correct": extract_flexible(text) == problem.reference,
+            "verifier_score": None if problem.scores is None else problem.scores[index]}
 
 
-def write_results(records: Sequence[Record], output_dir: str | Path, command: str, analysis: Optional[dict] = None,
-                  analysis_markdown: Optional[str] = None) -> list[Path]:
-    """The four contract files (the analysis only when there is one); returns the paths written."""
-    output_dir = Path(output_dir)
-    paths = [
-        write_task_metrics(records, output_dir / "task_metrics.json", command),
-        _write_json(output_dir / "baseline_comparison.json", {"command": command, "rows": comparison_rows(records)}),
-        write_stage_gains(records, output_dir / "stage_gains.csv"),
-    ]
-    if analysis is not None:
-        paths += write_gsm8k_analysis(analysis, analysis_markdown, output_dir, command)
-    return paths
+def gsm8k_analysis(run: EvaluationRun, n_examples: int = 3) -> dict | None:
+    """Best-of-N on the most trained policy that ran a sampled GSM8K task (DPO, else SFT, ...); None if none did."""
+    rank = {stage: i for i, stage in enumerate(POLICY_STAGES)}
+    ran = [(m, t) for m in run.models if m.results is not None and (t := m.find_task(SAMPLED_GSM8K_TASKS))]
+    if not ran:
+        return None
+    model, task = max(ran, key=lambda pair: rank.get(pair[0].stage, -1))
+    items = problems(model, task)
+    values = selector_values(model, task, items)
+    final = "verifier_best_of_n" if "verifier_best_of_n" in values else "greedy" if "greedy" in values else "majority_vote"
+    taxonomy = dict.fromkeys(TAXONOMY, 0)
+    for solution, ok in zip((selectors.choose(p, final) for p in items), selectors.correct(items, final)):
+        if not ok:
+            taxonomy[classify_error(solution)] += 1
+    pairs = [(t, b) for t in ("verifier_best_of_n", "verifier_weighted_vote", "majority_vote")
+             for b in ("greedy", "majority_vote") if t != b and t in values and b in values]
+    false_positives, false_negatives = [], []
+    for p in items if "verifier_best_of_n" in values else []:
+        order = sorted(range(len(p.candidates)), key=lambda i, p=p: -p.scores[i])
+        view = lambda i, p=p, order=order: {"question": p.question, "reference": p.reference, "rank": order.index(i) + 1,  # noqa: E731
+                                            "n_candidates": len(order), **_candidate(p, i)}
+        if not _candidate(p, order[0])["correct"]:
+            false_positives.append(view(order[0]))
+        if right := [i for i in order[1:] if _candidate(p, i)["correct"]]:
+            false_negatives.append(view(right[-1]))
+    sizes = selectors.sample_sizes(max(len(p.candidates) for p in items))
+    percent = lambda selector: 100 * values[selector]["value"] if selector in values else None  # noqa: E731
+    return {
+        "command": run.command, "model": model.name, "stage": model.stage, "task": task,
+        "n_problems": len(items), "n_samples": max(len(p.candidates) for p in items),
+        "em_greedy": percent("greedy"), "em_verifier": percent("verifier_best_of_n"),  # in percent, as before
+        "selectors": values,
+        "comparisons": [{"treatment": t, "baseline": b, **selectors.paired_bootstrap(
+            selectors.correct(items, b), selectors.correct(items, t))} for t, b in pairs],
+        "taxonomy_of": final, "taxonomy": taxonomy,
+        "false_positives": sorted(false_positives, key=lambda c: -c["verifier_score"])[:n_examples],
+        "false_negatives": sorted(false_negatives, key=lambda c: -c["rank"])[:n_examples],
+        "em_vs_n": {"sizes": sizes, "exact_match": selectors.exact_match_curve(items, sizes)},
+        "problems": [{"question": p.question, "reference": p.reference, "greedy": p.greedy,
+                      "greedy_answer": None if p.greedy is None else extract_flexible(p.greedy),
+                      "majority_answer": extract_flexible(selectors.choose(p, "majority_vote")),
+                      "candidates": [_candidate(p, i) for i in range(len(p.candidates))]} for p in items],
+    }
 
 
-def write_gsm8k_analysis(analysis: dict, markdown: Optional[str], output_dir: str | Path, command: str) -> list[Path]:
-    """``gsm8k_analysis.json`` and, given the markdown section, ``gsm8k_analysis.md``."""
-    output_dir = Path(output_dir)
-    paths = [_write_json(output_dir / "gsm8k_analysis.json", {"command": command, **analysis})]
-    if markdown:
-        paths.append(output_dir / "gsm8k_analysis.md")
-        paths[-1].write_text(markdown, encoding="utf-8")
-    return paths
+STAGE_GAINS_COLUMNS = ("measure", "stage", "task", "value", "stderr", "n", "delta_vs_previous_stage", "delta_stderr")
+
+
+def write_views(run: EvaluationRun, directory: str | Path) -> list[Path]:
+    """task_metrics.json, baseline_comparison.json, stage_gains.csv and (with sampled GSM8K) gsm8k_analysis.json."""
+    directory, rows = Path(directory), headline(run)
+    views = {"task_metrics.json": {"command": run.command, "records": task_records(run)},
+             "baseline_comparison.json": {"command": run.command, "columns": list(COLUMNS), "rows": rows}}
+    if (analysis := gsm8k_analysis(run)) is not None:
+        views["gsm8k_analysis.json"] = analysis
+    for name, content in views.items():
+        atomic_write_json(str(directory / name), content)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=STAGE_GAINS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(stage_gains(run, rows))
+    atomic_write_text(str(directory / "stage_gains.csv"), table.getvalue())
+    return [directory / name for name in (*views, "stage_gains.csv")]
+
+
+def format_value(cell: dict | None, percent: bool) -> str:
+    """"77.0 ± 4.2 (n=100)" for a fraction in percent, "1.234 ± 0.012 (n=100)" otherwise; "—" when absent."""
+    if cell is None:
+        return "—"
+    scale, digits = (100, 1) if percent else (1, 3)
+    stderr = "" if cell["stderr"] is None else f" ± {scale * cell['stderr']:.{digits}f}"
+    return f"{scale * cell['value']:.{digits}f}{stderr} (n={cell['n']})"
+
+
+def summary_table(run: EvaluationRun) -> str:
+    """The headline rows as plain text (printed at the end of an evaluation)."""
+    lines = ["model | " + " | ".join(COLUMNS)]
+    for row in headline(run):
+        cells = [format_value(row["cells"][c], c != "bits per byte") for c in COLUMNS] if row["status"] == "ok" else [row["status"]]
+        lines.append(f"{row['display_name']} ({row['model']}) | " + " | ".join(cells))
+    return "\n".join(lines)

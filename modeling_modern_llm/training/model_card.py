@@ -6,15 +6,8 @@ import os
 
 import yaml
 
-from ..cli import atomic_write_json
-
-STAGE_PURPOSE = {
-    "pretrain": "a base language model pretrained from scratch on plain text (causal LM loss on packed sequences)",
-    "sft": "a chat model: the pretrained model fine-tuned on instructions in ChatML, loss on assistant tokens only",
-    "dpo": "the SFT model aligned with Direct Preference Optimization against a frozen copy of itself",
-    "verifier": "a GSM8K verifier (reward model, one score per solution) trained on the policy's own samples "
-    "labelled by final-answer correctness (Cobbe et al. 2021)",
-}
+from modeling_modern_llm.cli import atomic_write_json
+from modeling_modern_llm.stages import get_stage
 
 
 def write_training_summary(folder: str, summary: dict) -> None:
@@ -40,8 +33,7 @@ def write_model_card(folder: str, summary: dict, model_config: dict, base_model:
     lines = [
         "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
         f"# modern-llm {stage}", "",
-        f"This is {STAGE_PURPOSE[stage]}. It loads with "
-        f"`{'AutoModelForSequenceClassification' if stage == 'verifier' else 'AutoModelForCausalLM'}.from_pretrained` "
+        f"This is {get_stage(stage).purpose}. It loads with `{get_stage(stage).model_class}.from_pretrained` "
         "(after `import modeling_modern_llm`, or with `trust_remote_code=True`: the folder carries the model code).", "",
         "## Model", "", "| field | value |", "| --- | --- |",
         f"| parameters | {summary.get('num_parameters', 'n/a'):,} |" if summary.get("num_parameters") else "| parameters | n/a |",

@@ -1,6 +1,6 @@
 """Training data of the GSM8K verifier (Cobbe et al. 2021): the policy's own solutions, labelled, paired.
 
-The prompt, the text the verifier scores and the correctness rule come from ``evaluation.gsm8k_format``,
+The prompt, the text the verifier scores and the correctness rule come from ``task_formats``,
 so the verifier is trained on exactly what evaluation will ask it to score.
 """
 
@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from modeling_modern_llm.cli import atomic_write_text
-from modeling_modern_llm.evaluation.gsm8k_format import (
+from modeling_modern_llm.task_formats import (
     format_chat_prompt,
     format_prompt,
     format_verifier_input,

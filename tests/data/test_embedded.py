@@ -5,7 +5,7 @@ import re
 import pytest
 
 from modeling_modern_llm.data import REGISTRY, CorpusSizes, generate_embedded_corpus, load_dataset_by_name, split_of
-from modeling_modern_llm.evaluation.gsm8k_format import calculator_annotations, extract_reference
+from modeling_modern_llm.task_formats import calculator_annotations, gsm8k_reference
 
 SMALL = CorpusSizes(text_train_chars=60_000, text_eval_chars=10_000, train_rows=400, eval_rows=80)
 EVAL_SPLITS = ("validation", "test")
@@ -42,8 +42,8 @@ def test_math_solutions_are_correct_gsm8k_answers(corpus):
             assert steps, row
             for expression, written in steps:
                 assert re.fullmatch(r"[0-9+\-*]+", expression) and eval(expression) == int(written), row
-            assert extract_reference(row["answer"]) == steps[-1][1]
-            assert int(extract_reference(row["answer"])) >= 0
+            assert gsm8k_reference(row["answer"]) == steps[-1][1]
+            assert int(gsm8k_reference(row["answer"])) >= 0
 
 
 def test_sst2_labels_are_balanced_and_binary(corpus):
@@ -133,18 +133,18 @@ def test_rejected_math_answers_carry_one_arithmetic_slip(corpus):
         assert all(eval(expression) == int(value) for expression, value in chosen_steps), row
         wrong = [(e, v) for e, v in rejected_steps if eval(e) != int(v)]
         assert len(wrong) == 1 and wrong[0] == rejected_steps[-1], row
-        assert extract_reference(row["rejected"].rpartition("\n\nAssistant: ")[2]) == wrong[0][1]
+        assert gsm8k_reference(row["rejected"].rpartition("\n\nAssistant: ")[2]) == wrong[0][1]
 
 
 def test_chat_transcripts_in_the_pretraining_text_are_the_tokenizers_chat_format(corpus):
-    from modeling_modern_llm.data.embedded import _chat_transcript
+    from modeling_modern_llm.task_formats import chat_transcript
     from modeling_modern_llm.tokenizer import train_tokenizer
 
     transcripts = [row["text"] for row in corpus["embedded-text"]["train"] if "<|im_start|>" in row["text"]]
     assert len(transcripts) > 10
     tokenizer = train_tokenizer(transcripts, vocab_size=400, min_frequency=2)
     messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = <<2+2=4>>4\n#### 4"}]
-    assert _chat_transcript("What is 2+2?", "2+2 = <<2+2=4>>4\n#### 4") == tokenizer.apply_chat_template(messages, tokenize=False)
+    assert chat_transcript("What is 2+2?", "2+2 = <<2+2=4>>4\n#### 4") == tokenizer.apply_chat_template(messages, tokenize=False)
     # and the chat tokens stay single special tokens when the pretraining text is tokenised
     ids = tokenizer(transcripts[0])["input_ids"]
     assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == transcripts[0].count("<|im_start|>")

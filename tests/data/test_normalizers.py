@@ -9,7 +9,7 @@ from datasets.exceptions import DatasetNotFoundError
 from modeling_modern_llm.data import REGISTRY, DatasetUnavailableError, load_dataset_by_name
 from modeling_modern_llm.data.normalizers import normalize_hh_rlhf, parse_hh_transcript
 from modeling_modern_llm.data.registry import DatasetSpec, explain_hub_error
-from modeling_modern_llm.evaluation.gsm8k_format import calculator_annotations, extract_reference
+from modeling_modern_llm.task_formats import calculator_annotations, gsm8k_reference
 
 
 def msg(role, content):
@@ -64,7 +64,7 @@ def test_alpaca_to_chat_messages(fixtures_dir):
 
 def test_gsm8k_keeps_worked_steps_and_reference(fixtures_dir):
     rows = load_dataset_by_name("gsm8k", "train", local_dir=fixtures_dir)
-    assert [extract_reference(r["answer"]) for r in rows] == ["72", "10"]
+    assert [gsm8k_reference(r["answer"]) for r in rows] == ["72", "10"]
     assert calculator_annotations(rows[0]["answer"]) == [("48/2", "24"), ("48+24", "72")]
     assert rows.column_names == ["question", "answer"]
 
@@ -143,4 +143,4 @@ def test_hub_path_calls_datasets_with_the_registry_ids(fixtures_dir, monkeypatch
     streamed = load_dataset_by_name("gsm8k", "test", streaming=True)
     assert isinstance(streamed, datasets.IterableDataset) and list(streamed) == list(eager)
     assert calls == [("openai/gsm8k", "main", "test", False)] * 2
-    assert [extract_reference(row["answer"]) for row in eager] == ["18", "3"]
+    assert [gsm8k_reference(row["answer"]) for row in eager] == ["18", "3"]

@@ -1,67 +1,62 @@
-"""Tiny models built locally for the evaluation tests: a byte-level BPE tokenizer and a 1-layer GPT-2."""
+"""Tiny checkpoints saved as the recipes save them, and one real evaluation of them (lm-eval on the embedded tasks)."""
+
+from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+REPO = Path(__file__).resolve().parents[2]
+TASKS = str(REPO / "eval" / "tasks")
 CORPUS = [
-    "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4=<<3+4=7>>7 #### 7",
+    "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4 = <<3+4=7>>7 apples.\n#### 7",
     "a great movie , full of charm .\nQuestion: Is this sentence positive or negative?\nAnswer: positive",
     "a dull , tedious mess .\nQuestion: Is this sentence positive or negative?\nAnswer: negative",
-    "Once upon a time there was a little dog who liked to play in the park with $1,000 and 2.5 cats.",
+    "Once upon a time there was a little dog who liked to play in the park with 2 cats.",
 ] * 20
 
 
-def build_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    backend.train_from_iterator(CORPUS, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-
-
-def build_gpt2(tokenizer, n_positions: int = 128, seed: int = 0) -> GPT2LMHeadModel:
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=32, n_layer=1, n_head=2,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-    return GPT2LMHeadModel(config).eval()
-
-
-@pytest.fixture(scope="session")
-def tiny_tokenizer():
-    return build_tokenizer()
-
-
-@pytest.fixture(scope="session")
-def tiny_gpt2_dir(tmp_path_factory, tiny_tokenizer):
-    """A tiny GPT-2 saved like any Hub checkpoint (weights + tokenizer), for the baseline code path."""
-    path = tmp_path_factory.mktemp("tiny_gpt2")
-    build_gpt2(tiny_tokenizer, n_positions=512).save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return str(path)
-
-
-def build_modern_llm(tokenizer, seed: int = 0, sequence_classification: bool = False):
-    """A tiny ModernLLM (hidden 32, 1 layer) on the tiny tokenizer; a 1-label verifier head when asked."""
+def build_run(root: Path, stages=("pretrain", "sft", "dpo", "verifier")) -> Path:
+    """<root>/<stage>_final folders: a 1-layer ModernLLM (a 1-label verifier head for the verifier) and our tokenizer."""
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM, ModernLLMForSequenceClassification
+    from modeling_modern_llm.tokenizer import train_tokenizer
 
-    torch.manual_seed(seed)
-    config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, num_labels=1)
-    model_class = ModernLLMForSequenceClassification if sequence_classification else ModernLLMForCausalLM
-    return model_class(config).eval()
+    tokenizer = train_tokenizer(CORPUS, vocab_size=300, min_frequency=1)
+    for seed, stage in enumerate(stages):
+        torch.manual_seed(seed)
+        config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, num_labels=1,
+                                 pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
+        model_class = ModernLLMForSequenceClassification if stage == "verifier" else ModernLLMForCausalLM
+        model_class(config).save_pretrained(root / f"{stage}_final")
+        tokenizer.save_pretrained(root / f"{stage}_final")
+    return root
+
+
+def run_evaluate(*argv: str) -> Path:
+    """eval/evaluate_tasks.py in this process (its exit status and one-line errors as SystemExit)."""
+    from modeling_modern_llm.cli import run_command
+    from modeling_modern_llm.evaluation.harness import main
+
+    run_command(main, [TASKS], list(argv))
+    return Path(argv[argv.index("--output_dir") + 1])
 
 
 @pytest.fixture(scope="session")
-def modern_llm_run(tmp_path_factory, tiny_tokenizer):
-    """experiments/runs/<run>/ as the recipes leave it: pretrain/sft/dpo/verifier ``_final`` folders."""
-    run = tmp_path_factory.mktemp("run")
-    for seed, stage in enumerate(("pretrain", "sft", "dpo", "verifier")):
-        build_modern_llm(tiny_tokenizer, seed, sequence_classification=stage == "verifier").save_pretrained(run / f"{stage}_final")
-        tiny_tokenizer.save_pretrained(run / f"{stage}_final")
-    return run
+def evaluate():
+    return run_evaluate
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return build_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def evaluated(tiny_run, tmp_path_factory) -> Path:
+    """The pipeline's evaluation of the tiny run: two stages (the SFT one through its chat template), the offline
+    baselines, the verifier, the embedded suite; 8 documents per task, 3 samples per problem."""
+    out = tmp_path_factory.mktemp("evaluation") / "results"
+    return run_evaluate("--model", str(tiny_run / "pretrain_final"), str(tiny_run / "sft_final"), "--include-baselines",
+                    "--verifier", str(tiny_run / "verifier_final"), "--embedded", "--chat_template", "--limit", "8",
+                    "--n_samples", "3", "--max_gen_toks", "12", "--output_dir", str(out))

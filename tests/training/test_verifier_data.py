@@ -3,7 +3,7 @@
 import os
 from types import SimpleNamespace
 
-from modeling_modern_llm.evaluation.gsm8k_format import format_verifier_input
+from modeling_modern_llm.task_formats import format_verifier_input
 from modeling_modern_llm.training.verifier_data import cached_samples, preference_pairs, samples_path
 
 ANSWER = "2 + 3 = <<2+3=5>>5\n#### 5"

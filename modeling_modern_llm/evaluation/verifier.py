@@ -1,0 +1,64 @@
+"""The GSM8K verifier at evaluation time: check that a folder holds one, and score sampled solutions in batches.
+
+A verifier is a sequence-classification model (the verifier recipe's ``ModernLLMForSequenceClassification`` with one
+label, or any ``*ForSequenceClassification``) that scores ``task_formats.format_verifier_input(question, solution)``:
+the logit for one label, the correct-minus-wrong logit for two; higher means "correct".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from modeling_modern_llm.cli import InputFileError
+
+
+def check_verifier(path: str) -> None:
+    """Raise InputFileError, naming the fix, unless `path` is a saved sequence-classification model."""
+    config = os.path.join(path, "config.json")
+    if not os.path.isfile(config):
+        raise InputFileError(f"--verifier {path}: no config.json there; pass the verifier recipe's output, "
+                             "<run>/verifier_final")
+    try:
+        with open(config, encoding="utf-8") as handle:
+            architectures = json.load(handle).get("architectures") or []
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"--verifier {path}: config.json is unreadable ({error})") from None
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise InputFileError(f"--verifier {path} is a {', '.join(architectures) or 'model of unknown class'}, not a "
+                             "sequence-classification verifier: pass <run>/verifier_final")
+
+
+class Verifier:
+    """A loaded verifier; `score` runs it over solutions in length-sorted batches."""
+
+    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:  # the head pools the last non-pad token, so padding must be marked
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def score(self, texts: list[str]) -> list[float]:
+        """One score per text (a `format_verifier_input`), batched; the order of `texts` is kept."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        scores: dict[int, float] = {}
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            encoded = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
+                                     truncation=limit is not None, max_length=limit).to(self.model.device)
+            logits = self.model(**encoded).logits.float()
+            values = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
+            scores.update(zip(batch, values.tolist()))
+        return [scores[i] for i in range(len(texts))]

@@ -1,0 +1,146 @@
+"""The formats modern-llm's data, training and evaluation share: chat tokens, the GSM8K and SST-2 prompts and answers.
+
+The embedded corpus writes its text in these formats, the recipes train and sample in them, and the evaluation's
+task YAMLs (eval/tasks/) prompt and score with them, so a format is defined once. GSM8K and SST-2 follow
+lm-evaluation-harness (`tasks/gsm8k/gsm8k.yaml`, `tasks/glue/sst2/default.yaml`): the same prompts, stop
+sequences, answer regexes and exact-match normalisation, so our numbers and lm-eval's agree example by example
+(tests/evaluation/test_task_formats.py checks them against those files). Imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# ---------------------------------------------------------------- chat (ChatML)
+IM_START_TOKEN = "<|im_start|>"
+IM_END_TOKEN = "<|im_end|>"
+# The assistant's content and its closing <|im_end|> sit inside {% generation %} so that
+# `return_assistant_tokens_mask` (TRL's assistant_only_loss) covers exactly what the model must produce;
+# the newline after <|im_end|> is never generated (generation stops at <|im_end|>), so it stays outside.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def chat_transcript(user: str, assistant: str) -> str:
+    """One exchange as `CHAT_TEMPLATE` renders it (the text a chat model is trained on)."""
+    return f"{IM_START_TOKEN}user\n{user}{IM_END_TOKEN}\n{IM_START_TOKEN}assistant\n{assistant}{IM_END_TOKEN}\n"
+
+
+# ---------------------------------------------------------------- SST-2
+SST2_INSTRUCTION = "Is this sentence positive or negative?"
+SST2_LABEL_WORDS = ("negative", "positive")  # index = GLUE label id
+
+
+def sst2_prompt(doc: dict) -> str:
+    """lm-eval's sst2 prompt for a completion model; the label word follows after a space."""
+    return f"{doc['sentence']}\nQuestion: {SST2_INSTRUCTION}\nAnswer:"
+
+
+def sst2_choices(doc: dict) -> list[str]:
+    """The answers SST-2 scores, in label order (lm-eval's `doc_to_choice`)."""
+    return list(SST2_LABEL_WORDS)
+
+
+def sst2_chat_prompt(doc: dict) -> str:
+    """The user's message for a chat model: the instruction, then the sentence, as the SFT data asks it
+    (an Alpaca instruction/input pair); lm-eval's completion prompt inside a user turn is a format SFT never showed."""
+    return f"{SST2_INSTRUCTION}\n\n{doc['sentence']}"
+
+
+# ---------------------------------------------------------------- GSM8K
+GSM8K_STOP_SEQUENCES = ("Question:", "</s>", IM_END_TOKEN)  # lm-eval's gsm8k `until`
+GSM8K_STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"  # lm-eval's "strict-match" filter
+GSM8K_FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"  # lm-eval's "flexible-extract" filter (last match)
+GSM8K_IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")  # lm-eval's exact_match regexes_to_ignore
+_STRICT, _FLEXIBLE = re.compile(GSM8K_STRICT_PATTERN), re.compile(GSM8K_FLEXIBLE_PATTERN)
+_CALCULATOR = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
+
+
+def gsm8k_prompt(doc: dict) -> str:
+    """lm-eval's gsm8k prompt for a completion model; the solution follows after a space."""
+    return f"Question: {doc['question']}\nAnswer:"
+
+
+def gsm8k_chat_prompt(doc: dict) -> str:
+    """The user's message for a chat model: the bare question, as instruction data puts it."""
+    return doc["question"]
+
+
+def format_prompt(question: str, fewshot: Iterable[dict] = ()) -> str:
+    """A k-shot completion prompt as lm-eval builds it: solved examples, blank-line separated, then the question."""
+    shots = [f"{gsm8k_prompt(example)} {example['answer']}" for example in fewshot]
+    return "\n\n".join([*shots, gsm8k_prompt({"question": question})])
+
+
+def format_chat_prompt(tokenizer, question: str, fewshot: Iterable[dict] = ()) -> str:
+    """The k-shot prompt through a chat model's template, each solved example a user/assistant exchange
+    (lm-eval's `--apply_chat_template --fewshot_as_multiturn`), ending with the assistant's turn opened."""
+    messages = []
+    for example in fewshot:
+        messages += [{"role": "user", "content": gsm8k_chat_prompt(example)},
+                     {"role": "assistant", "content": example["answer"].strip()}]
+    messages.append({"role": "user", "content": question})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def format_verifier_input(question: str, solution: str) -> str:
+    """The text a verifier scores: the problem and one candidate solution, in the completion prompt's format."""
+    return f"{gsm8k_prompt({'question': question})} {truncate_at_stop(solution).strip()}"
+
+
+def truncate_at_stop(generation: str, stop_sequences: Iterable[str] = GSM8K_STOP_SEQUENCES) -> str:
+    """A generation cut at its first stop sequence, as lm-eval's `generate_until` returns it."""
+    cut = len(generation)
+    for stop in stop_sequences:
+        index = generation.find(stop)
+        if index != -1:
+            cut = min(cut, index)
+    return generation[:cut]
+
+
+def normalize_answer(text: str) -> str:
+    """lm-eval's gsm8k exact-match normalisation: drop commas, "$", everything up to "#### " and a final ".";
+    lower case. Applied to an extracted answer and to a reference `answer` field alike."""
+    for pattern in GSM8K_IGNORED_PATTERNS:
+        text = re.sub(pattern, "", text)
+    return text.lower()
+
+
+def extract_strict(generation: str) -> str | None:
+    """The number after the first "#### " (lm-eval's strict-match), normalised; None when there is none."""
+    match = _STRICT.findall(generation)
+    return normalize_answer(match[0].strip()) if match else None
+
+
+def extract_flexible(generation: str) -> str | None:
+    """The last number-like span (lm-eval's flexible-extract), normalised; None when there is none."""
+    matches = _FLEXIBLE.findall(generation)
+    groups = [group for group in matches[-1] if group] if matches else []
+    return normalize_answer(groups[0].strip()) if groups else None
+
+
+def gsm8k_reference(answer: str) -> str:
+    """The gold answer of a GSM8K `answer` field ("... #### 72" -> "72"), normalised as predictions are."""
+    return normalize_answer(answer)
+
+
+def is_correct(generation: str, reference_answer: str, mode: str = "strict") -> bool:
+    """Whether a generation's answer (cut at the stop sequences; "strict" or "flexible" extraction) is the gold one."""
+    extract = {"strict": extract_strict, "flexible": extract_flexible}[mode]
+    return extract(truncate_at_stop(generation)) == gsm8k_reference(reference_answer)
+
+
+def calculator_annotations(text: str) -> list[tuple[str, str]]:
+    """The `<<expression=result>>` steps GSM8K solutions carry, as (expression, written result) pairs."""
+    return [(expression.strip(), result.strip()) for expression, result in _CALCULATOR.findall(text)]

@@ -1,0 +1,182 @@
+"""eval/evaluate_tasks.py end to end on tiny checkpoints: lm-eval's files per model, the run index, the views, every
+task YAML, --local_dir, a user's task, and bad input refused in one line before anything loads."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modeling_modern_llm.data import load_dataset_by_name
+from modeling_modern_llm.evaluation import results
+from modeling_modern_llm.evaluation.harness import SUITE_DATASETS, SUITES
+
+REPO = Path(__file__).resolve().parents[2]
+TASKS = str(REPO / "eval" / "tasks")
+
+
+def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_run):
+    index = json.loads((evaluated / "run_index.json").read_text())
+    assert [(m["name"], m["stage"], m["status"][:11]) for m in index["models"]] == [
+        ("pretrain_final", "pretrain", "ok"), ("sft_final", "sft", "ok"),
+        ("gpt2", "baseline", "unavailable"), ("distilgpt2", "baseline", "unavailable")]
+    assert "no network" in index["models"][2]["status"] and index["limit"] == 8 and index["n_samples"] == 3
+    pretrain, sft = index["models"][:2]
+    assert sorted(pretrain["tasks"]) == sorted(SUITES["embedded"]) and not pretrain["chat_template"]
+    assert sorted(sft["tasks"]) == sorted(f"{t}_chat" if t != "embedded_text" else t for t in SUITES["embedded"])
+    for entry in (pretrain, sft):
+        folder = evaluated / entry["dir"]
+        [results_file] = folder.glob("results_*.json")
+        assert set(json.loads(results_file.read_text())["results"]) == set(entry["tasks"])
+        for task in entry["tasks"]:
+            assert len(results.read_samples(folder, task)) == 8
+    scores = json.loads(next((evaluated / "sft_final").glob("verifier_scores_*.json")).read_text())
+    assert scores["task"] == "embedded_gsm8k_sampled_chat" and [len(s) for s in scores["scores"].values()] == [3] * 8
+    assert sorted(p.name for p in evaluated.iterdir() if p.is_file()) == [
+        "baseline_comparison.json", "gsm8k_analysis.json", "run_index.json", "stage_gains.csv", "task_metrics.json"]
+    analysis = json.loads((evaluated / "gsm8k_analysis.json").read_text())
+    assert analysis["model"] == "sft_final" and analysis["n_problems"] == 8 and analysis["n_samples"] == 3
+    assert {"em_greedy", "em_verifier", "problems", "comparisons", "taxonomy"} <= set(analysis)
+    assert {"reference", "greedy_answer", "majority_answer", "candidates"} <= set(analysis["problems"][0])
+    assert not list(evaluated.parent.glob(".results.*"))  # no staging folder left behind
+
+
+def test_chat_models_get_their_template_and_the_sft_datas_prompt(evaluated):
+    sample = results.read_samples(evaluated / "sft_final", "embedded_sst2_chat")[0]
+    context, continuation = sample["arguments"]["gen_args_0"]["arg_0"], sample["arguments"]["gen_args_0"]["arg_1"]
+    assert context == (f"<|im_start|>user\nIs this sentence positive or negative?\n\n{sample['doc']['sentence']}<|im_end|>\n"
+                       "<|im_start|>assistant\n") and continuation == "negative"
+    sample = results.read_samples(evaluated / "pretrain_final", "embedded_sst2")[0]
+    assert sample["arguments"]["gen_args_0"]["arg_0"].endswith("\nQuestion: Is this sentence positive or negative?\nAnswer:")
+
+
+def local_copies(root: Path) -> Path:
+    """DIR/<registry name>/<split>.jsonl in the Hub schema, as an offline cluster keeps them."""
+    sources = {("tinystories", "validation"): ("embedded-text", "test"), ("gsm8k", "test"): ("embedded-gsm8k", "test"),
+               ("gsm8k", "train"): ("embedded-gsm8k", "train"), ("sst2", "validation"): ("embedded-sst2", "test"),
+               ("sst2", "train"): ("embedded-sst2", "train")}
+    for (name, split), (source, source_split) in sources.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        load_dataset_by_name(source, source_split, limit=20).to_json(root / name / f"{split}.jsonl")
+    return root
+
+
+def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(evaluated, tiny_run, tmp_path, evaluate):
+    run = results.load_run(evaluated)
+    covered = {task for model in run.models if model.results for task in model.results["results"]}
+    rest = ["tinystories", "gsm8k_sampled", "generation", "generation_sampled"]
+    assert {p.stem for p in Path(TASKS).glob("*.yaml")} == covered | set(rest)  # a new YAML needs a run here
+    out, model = tmp_path / "out", str(tiny_run / "dpo_final")
+    evaluate("--model", model, "--tasks", "tinystories", "gsm8k_sampled", "--local_dir", str(local_copies(tmp_path / "local")),
+             "--limit", "3", "--n_samples", "2", "--max_gen_toks", "8", "--output_dir", str(out))
+    first = results.load_run(out).models[0].results
+    assert first["results"]["tinystories"]["bits_per_byte,none"] > 0 and first["n-shot"]["gsm8k_sampled"] == 5
+    evaluate("--model", model, "--tasks", "generation", "generation_sampled", "--n_samples", "2", "--max_gen_toks", "8",
+             "--output_dir", str(out), "--overwrite")
+    files = sorted(p.name.rpartition("_")[0] for p in (out / "dpo_final").iterdir())
+    assert files == ["results", "samples_generation", "samples_generation_sampled"]  # nothing of the first run
+    assert not (out / "gsm8k_analysis.json").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
+    local, out = local_copies(tmp_path / "local"), tmp_path / "sst2"
+    done = subprocess.run([sys.executable, "eval/eval_sst2.py", "--model", str(tiny_run / "sft_final"), "--local_dir",
+                           str(local), "--num_fewshot", "2", "--output_dir", str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = results.load_run(out).models[0]
+    assert list(model.results["results"]) == ["sst2"] and model.results["n-shot"]["sst2"] == 2
+    assert len(model.samples("sst2")) == 20  # DIR/sst2/validation.jsonl, every row
+
+
+def test_a_users_task_through_include_path(tiny_run, tmp_path, evaluate):
+    user = tmp_path / "my_tasks"
+    user.mkdir()
+    (user / "review_words.yaml").write_text(yaml.safe_dump({
+        "task": "review_words", "dataset_kwargs": {"registry_name": "embedded-sst2", "splits": ["test"]},
+        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "Review: {{sentence}}\nVerdict:",
+        "doc_to_target": "label", "doc_to_choice": ["bad", "good"], "metric_list": [{"metric": "acc"}]}).replace(
+        "dataset_kwargs", "custom_dataset: !function modeling_modern_llm.data.registry_splits\ndataset_kwargs", 1))
+    out = evaluate("--model", str(tiny_run / "pretrain_final"), "--tasks", "review_words", "--include_path", str(user),
+                   "--limit", "4", "--output_dir", str(tmp_path / "out"))
+    model = results.load_run(out).models[0]
+    assert model.samples("review_words")[0]["arguments"]["gen_args_0"]["arg_1"] == " bad"
+    assert "acc,none" in model.results["results"]["review_words"]
+
+
+def test_the_suites_registry_datasets_are_what_their_tasks_read():
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=TASKS, include_defaults=False)
+    for suite, names in SUITES.items():
+        read = {(manager.task_index[n].cfg.get("dataset_kwargs") or {}).get("registry_name") for n in names
+                if n in manager.task_index}
+        assert read - {None} <= set(SUITE_DATASETS[suite]), suite
+
+
+BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the message's words)
+    (["--limit", "0"], 2, "--limit must be at least 1"),
+    (["--n_samples", "-1"], 2, "--n_samples must be at least 0"),
+    (["--temperature", "0"], 2, "--temperature must be a positive number"),
+    (["--dtype", "float8"], 2, "--dtype must be one of"),
+    (["--device", "cuda"], 2, "--device cuda: this machine has 0 CUDA device(s)"),
+    (["--tasks", "embedded_sst3"], 2, "no task or group named embedded_sst3"),
+    (["--tasks", "embedded_sst2_fewshot", "--num_fewshot", "100000"], 2, "--num_fewshot 100000: task embedded_sst2_fewshot has"),
+    (["--stages", "sft", "dpo"], 2, "--stages needs one stage per --model"),
+    (["--verifier", "{run}/dpo_final"], 1, "is a ModernLLMForCausalLM, not a sequence-classification verifier"),
+    (["--model", "{run}/verifier_final"], 1, "is a sequence-classification model"),
+    (["--model", "{run}/sfft_final"], 1, "does not exist: check the path"),
+    ([], 1, "holds finished results (run_index.json); pass --overwrite"),
+]
+
+
+@pytest.mark.parametrize("extra, status, message", BAD_INPUT, ids=[b[2][:30] for b in BAD_INPUT])
+def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, evaluated,
+                                                                              tiny_run, capsys, monkeypatch, evaluate):
+    import transformers
+
+    def no_model_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_model_load)
+    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    extra = [arg.replace("{run}", str(tiny_run)) for arg in extra]
+    models = [] if "--model" in extra else ["--model", str(tiny_run / "pretrain_final")]
+    start = time.time()
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate(*models, *extra, "--embedded", "--output_dir", str(evaluated))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == status and message in err[-1] and "Traceback" not in "\n".join(err)
+    assert time.time() - start < 60 and before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+
+
+def test_nothing_scorable_exits_1_and_keeps_the_old_results(evaluated, capsys, evaluate):
+    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(evaluated), "--overwrite")
+    assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
+    assert before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+
+
+def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny_run):
+    """HarnessLM stops every sequence where it stops; the texts equal lm-eval's own HFLM's (same seed, one batch)."""
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from modeling_modern_llm.evaluation.harness_lm import HarnessLM
+
+    options = {"until": ["e", "a"], "do_sample": True, "temperature": 1.0, "max_gen_toks": 24}
+    prompts = [f"Question: what is {i} + {i}?\nAnswer:" for i in range(8)]
+    texts = {}
+    for model_class in (HFLM, HarnessLM):
+        lm = model_class(pretrained=str(tiny_run / "pretrain_final"), device="cpu", dtype="float32", batch_size=8)
+        torch.manual_seed(0)
+        requests = [Instance(request_type="generate_until", doc={}, arguments=(p, options), idx=0) for p in prompts]
+        texts[model_class] = lm.generate_until(requests, disable_tqdm=True)
+    assert texts[HFLM] == texts[HarnessLM]
+    assert len({len(text) for text in texts[HarnessLM]}) > 1  # the sequences stopped at different steps
