@@ -18,7 +18,7 @@ import pytest
 from training_helpers import CONFIGS, REPO, log_history, run_recipe
 
 pytestmark = pytest.mark.slow
-STEPS = ("--max_steps", "30", "--save_steps", "5", "--eval_strategy", "no", "--logging_steps", "1")
+STEPS = ("--max_steps", "60", "--save_steps", "5", "--eval_strategy", "no", "--logging_steps", "1")
 
 
 def _final_loss(output_dir):
