@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from modeling_modern_llm.cli import UsageError, atomic_write_json, run_command
+from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json, run_command
 from modeling_modern_llm.data import REGISTRY
 from modeling_modern_llm.data.registry import hub_offline, hub_reachable
 from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, get_stage
@@ -44,7 +44,13 @@ from modeling_modern_llm.training import (
 from modeling_modern_llm.training.callbacks import STOP_AT_STEP_ENV
 from modeling_modern_llm.training.rehearsal import STOP_STEP, stage_overrides, write_standins
 from modeling_modern_llm.training.stage import ACCELERATE_CONFIG_ENV, LAUNCHER_ENV, REHEARSAL_ENV
-from modeling_modern_llm.training.validation import accelerate_config_of, architecture_of, read_config
+from modeling_modern_llm.training.validation import (
+    FileProblem,
+    accelerate_config_of,
+    architecture_of,
+    problems_error,
+    read_config,
+)
 
 logger = logging.getLogger("pipeline")
 STAGES = STAGE_NAMES  # the one stage table: modeling_modern_llm/stages.py
@@ -142,11 +148,14 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         except UsageError as error:
             problems.append(f"{stage}: {error}")
             continue
+        except InputFileError as error:
+            problems.append(FileProblem(f"{stage}: {error}"))
+            continue
         if stage == "pretrain" or architecture is None:
             architecture = architecture_of(model)
         found = stage_problems(stage, script, training, model, architecture=architecture, accelerate=accelerate,
                                check_inputs=stage == args.stages[0], rehearsal=args.rehearse, finished_ok=True)
-        problems += [f"{stage}: {problem}" for problem in found]
+        problems += [type(problem)(f"{stage}: {problem}") for problem in found]
         if args.rehearse:
             overrides, said = stage_overrides(stage, training, model, architecture)
             argv, notes = argv + overrides, notes + said
@@ -157,9 +166,10 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         stages_of: dict[str, list[str]] = {}  # one line per problem, naming every stage it concerns
         for line in problems:
             stage, _, problem = line.partition(": ")
-            stages_of.setdefault(problem, []).append(stage)
-        raise UsageError(f"{len(stages_of)} problem(s) in {', '.join(args.stages)} before anything was loaded:\n"
-                         + "\n".join(f"{', '.join(stages)}: {problem}" for problem, stages in stages_of.items()))
+            stages_of.setdefault(type(line)(problem), []).append(stage)
+        lines = [type(problem)(f"{', '.join(stages)}: {problem}") for problem, stages in stages_of.items()]
+        error = problems_error(lines)
+        raise type(error)(f"{len(lines)} problem(s) in {', '.join(args.stages)} before anything was loaded:\n{error}")
     for note in notes:
         logger.info("[rehearsal] %s", note)
     return argvs, datasets

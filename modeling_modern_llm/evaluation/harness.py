@@ -173,7 +173,7 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
         if not finished:
             raise InputFileError(f"--output_dir {output} holds files that are not evaluation results; choose a new folder")
         if not overwrite:
-            raise InputFileError(f"--output_dir {output} holds finished results ({finished[0]}); pass --overwrite to "
+            raise UsageError(f"--output_dir {output} holds finished results ({finished[0]}); pass --overwrite to "
                                  "replace them, or choose another folder")
     parent = output.resolve().parent
     while not parent.exists():

@@ -57,6 +57,16 @@ REPORT_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wan
 BYTES_PER_PARAMETER_SAVED = 4 * 4  # one checkpoint (fp32 weights + AdamW's two moments) plus the final weights
 
 
+class FileProblem(str):
+    """A problem with a file or folder (exit status 1), as opposed to a wrong value (exit status 2)."""
+
+
+def problems_error(lines: list[str]) -> UsageError | InputFileError:
+    """The one error a command raises for its problems: a usage error unless every problem is a file problem."""
+    kind = InputFileError if all(isinstance(line, FileProblem) for line in lines) else UsageError
+    return kind("\n".join(lines))
+
+
 def read_config(path: str) -> dict:
     """A YAML config as a mapping; a missing file or bad YAML is one line naming the file (and the line)."""
     if not os.path.isfile(path):
@@ -285,8 +295,8 @@ def _data_problems(stage: str, script, training) -> list[str]:
         return [f"set `dataset_name` or `dataset_mixture` (registry names: {', '.join(REGISTRY)})"]
     problems = []
     if script.local_data_dir is not None and not os.path.isdir(script.local_data_dir):
-        problems.append(f"`local_data_dir` {script.local_data_dir} is not a folder (it should hold "
-                        "<registry name>/<split>.jsonl|.parquet files in the Hub schema)")
+        problems.append(FileProblem(f"`local_data_dir` {script.local_data_dir} is not a folder (it should hold "
+                                    "<registry name>/<split>.jsonl|.parquet files in the Hub schema)"))
     splits = [script.dataset_train_split] + ([script.dataset_test_split] if training.eval_strategy != "no" else [])
     for name, weight in mixture:
         if name not in REGISTRY:
@@ -304,7 +314,7 @@ def _data_problems(stage: str, script, training) -> list[str]:
                 try:
                     local_split_file(script.local_data_dir, name, split)
                 except Exception as error:  # noqa: BLE001 (DatasetUnavailableError names the file and the fix)
-                    problems.append(str(error))
+                    problems.append(FileProblem(error))
     return problems
 
 
@@ -332,7 +342,8 @@ def _model_problems(stage: str, model_args, training, architecture: dict | None,
             problems.append(f"`tokenizer_vocab_size` must be positive, got {model_args.tokenizer_vocab_size}")
         tokenizer = model_args.tokenizer_name_or_path
         if tokenizer and _looks_local(tokenizer) and not os.path.isfile(os.path.join(tokenizer, "tokenizer_config.json")):
-            problems.append(f"`tokenizer_name_or_path` {tokenizer} is not a saved tokenizer folder (no tokenizer_config.json)")
+            problems.append(FileProblem(f"`tokenizer_name_or_path` {tokenizer} is not a saved tokenizer folder (no "
+                                        "tokenizer_config.json)"))
     elif not model_args.model_name_or_path:
         problems.append("`model_name_or_path` (the previous stage's *_final folder) is missing")
     elif check_inputs and _looks_local(model_args.model_name_or_path):
@@ -351,10 +362,12 @@ def _looks_local(path: str) -> bool:
 def _model_folder_problems(path: str, stage: str) -> list[str]:
     """A starting model folder must hold a readable config, tokenizer and whole weights (checked without loading)."""
     if not os.path.isdir(path):
-        return [f"`model_name_or_path` {path} does not exist (run the previous stage first, or name a model folder)"]
+        return [FileProblem(f"`model_name_or_path` {path} does not exist (run the previous stage first, or name a "
+                            "model folder)")]
     missing = [name for name in ("config.json", "tokenizer_config.json") if not os.path.isfile(os.path.join(path, name))]
     if missing:
-        return [f"`model_name_or_path` {path} is not a saved model with its tokenizer (missing {', '.join(missing)})"]
+        return [FileProblem(f"`model_name_or_path` {path} is not a saved model with its tokenizer (missing "
+                            f"{', '.join(missing)})")]
     for name in ("config.json", "tokenizer_config.json", "tokenizer.json"):
         file = os.path.join(path, name)
         try:
@@ -362,10 +375,12 @@ def _model_folder_problems(path: str, stage: str) -> list[str]:
                 with open(file, encoding="utf-8") as handle:
                     json.load(handle)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return [f"`model_name_or_path` {path}: {name} is corrupt (not JSON); save the model again or restore it"]
+            return [FileProblem(f"`model_name_or_path` {path}: {name} is corrupt (not JSON); save the model again or "
+                                "restore it")]
     problem = weights_problem(path)
     if problem:
-        return [f"`model_name_or_path` {path}: {problem}; rerun the stage that wrote it (its checkpoints resume it)"]
+        return [FileProblem(f"`model_name_or_path` {path}: {problem}; rerun the stage that wrote it (its checkpoints "
+                            "resume it)")]
     return []
 
 
@@ -437,17 +452,19 @@ def _output_problems(stage: str, training, script, architecture: dict | None, mo
     problems = []
     output_dir = os.path.abspath(training.output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        return [f"`output_dir` {training.output_dir} is a file, not a folder"]
+        return [FileProblem(f"`output_dir` {training.output_dir} is a file, not a folder")]
     existing = output_dir
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK | os.X_OK):
-        return [f"`output_dir` {training.output_dir}: {existing} is not writable; choose another output_dir"]
+        return [FileProblem(f"`output_dir` {training.output_dir}: {existing} is not writable; choose another "
+                            "output_dir")]
     needed = _bytes_to_save(architecture, model_args)
     free = shutil.disk_usage(existing).free
     if needed and free < needed:
-        problems.append(f"`output_dir` {training.output_dir}: {free / 2**30:.1f} GiB free on its disk, a checkpoint and "
-                        f"the final model need about {needed / 2**30:.1f} GiB; free space or choose another output_dir")
+        problems.append(FileProblem(f"`output_dir` {training.output_dir}: {free / 2**30:.1f} GiB free on its disk, a "
+                                    f"checkpoint and the final model need about {needed / 2**30:.1f} GiB; free space "
+                                    "or choose another output_dir"))
     final = output_dir.rstrip("/") + "_final"
     if not (script.overwrite_final or finished_ok) and final_model_problem(final) is None:
         problems.append(f"{final} already holds a finished model; pass --overwrite_final true to replace it (it is "
@@ -456,7 +473,7 @@ def _output_problems(stage: str, training, script, architecture: dict | None, mo
     if isinstance(resume, str) and resume.lower() not in ("true", "false"):
         problem = checkpoint_problem(resume) if os.path.isdir(resume) else "it does not exist"
         if problem:
-            problems.append(f"`resume_from_checkpoint` {resume} cannot be resumed from: {problem}")
+            problems.append(FileProblem(f"`resume_from_checkpoint` {resume} cannot be resumed from: {problem}"))
     return problems
 
 
@@ -515,7 +532,7 @@ def validate_stage(stage: str, script, training, model_args) -> None:
     problems = stage_problems(stage, script, training, model_args, accelerate=AccelerateSetup.from_environment(),
                               rehearsal=os.environ.get("MODERN_LLM_REHEARSAL") == "1")
     if problems:
-        raise UsageError("\n".join(f"{stage}: {problem}" for problem in problems))
+        raise problems_error([type(problem)(f"{stage}: {problem}") for problem in problems])
 
 
 def stage_main(stage: str, main) -> None:

@@ -130,7 +130,7 @@ BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the mess
     (["--verifier", "{run}/dpo_final"], 1, "is a ModernLLMForCausalLM, not a sequence-classification verifier"),
     (["--model", "{run}/verifier_final"], 1, "is a sequence-classification model"),
     (["--model", "{run}/sfft_final"], 1, "does not exist: check the path"),
-    ([], 1, "holds finished results (run_index.json); pass --overwrite"),
+    ([], 2, "holds finished results (run_index.json); pass --overwrite"),
 ]
 
 
