@@ -1,6 +1,6 @@
 """ModernLLM: a Llama-style decoder (RMSNorm, RoPE, SwiGLU, GQA) with learned attention sinks that keep SDPA's own
-kernels, optional QK-norm, an optional top-k mixture of experts, and a StreamingLLM cache for generating past the
-trained context.
+kernels, optional QK-norm, an optional top-k mixture of experts (stacked expert weights, transformers' experts
+kernels), and a StreamingLLM cache for generating past the trained context.
 
 Read top-down, each piece before its user, as transformers' `modeling_llama.py`. This file travels with
 `save_pretrained` as remote code: it imports only torch and transformers (and its configuration, relatively).
@@ -16,6 +16,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.integrations import use_experts_implementation
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import (
@@ -25,6 +26,7 @@ from transformers.modeling_layers import (
 from transformers.modeling_outputs import (
     MoeCausalLMOutputWithPast,
     MoeModelOutputWithPast,
+    SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, dynamic_rope_update
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
@@ -145,30 +147,88 @@ class ModernLLMTopKRouter(nn.Module):
         return router_logits, top_k_weights.to(hidden_states.dtype), top_k_index
 
 
-class ModernLLMSparseMoeBlock(nn.Module):
-    """Top-k mixture of SwiGLU experts. Each expert runs once, on exactly the tokens that chose it."""
+@use_experts_implementation
+class ModernLLMExperts(nn.Module):
+    """The SwiGLU experts of one MoE layer as two stacked tensors, in Mixtral's layout in transformers 5:
+    `gate_up_proj` [E, 2 * I, C] (each expert's gate rows, then its up rows) and `down_proj` [E, C, I].
+
+    A stacked tensor takes part in every step as a whole, so the experts no token chose get a zero gradient instead of
+    none: DDP without `find_unused_parameters`, FSDP2's reduce-scatter and ZeRO-3 all need every parameter in every
+    step. The kernel is transformers' experts switch, `config._experts_implementation` (`experts_implementation=` in
+    `from_pretrained`): "grouped_mm", the default (tokens sorted by expert, one grouped matmul per projection, expert
+    counts kept on the device), "batched_mm", or "eager", the dense `forward` below.
+    """
 
     def __init__(self, config):
         super().__init__()
-        self.router = ModernLLMTopKRouter(config)
-        self.experts = nn.ModuleList([ModernLLMMLP(config) for _ in range(config.num_experts)])
+        self.num_experts = config.num_experts
+        self.gate_up_proj = nn.Parameter(
+            torch.empty(config.num_experts, 2 * config.intermediate_size, config.hidden_size)
+        )
+        self.down_proj = nn.Parameter(torch.empty(config.num_experts, config.hidden_size, config.intermediate_size))
+        self.act_fn = ACT2FN[config.hidden_act]
 
-    def forward(self, hidden_states):
+    def forward(self, hidden_states, top_k_index, top_k_weights):  # (N, C), (N, k), (N, k)
+        """The dense reference ("eager"): every expert on every token, weighted by its gate (zero where the token did
+        not choose it). E / k times the FLOPs of the sparse kernels, but no data-dependent shapes, no host sync."""
+        gates = torch.zeros(
+            hidden_states.shape[0], self.num_experts, dtype=top_k_weights.dtype, device=hidden_states.device
+        ).scatter_add(1, top_k_index, top_k_weights)  # (N, E)
+        gate, up = torch.einsum("nc,eoc->eno", hidden_states, self.gate_up_proj).chunk(2, dim=-1)  # (E, N, I) each
+        expert_outputs = torch.einsum("eni,eci->enc", self.act_fn(gate) * up, self.down_proj)  # (E, N, C)
+        return torch.einsum("enc,ne->nc", expert_outputs, gates.to(expert_outputs.dtype))  # (N, C)
+
+
+def router_z_loss_func(router_logits: tuple[torch.Tensor, ...], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """ST-MoE router z-loss: mean over real tokens (and layers) of logsumexp(router logits)^2; keeps logits small."""
+    z_squared = torch.stack([torch.logsumexp(logits.float(), dim=-1).square() for logits in router_logits])  # (L, N)
+    if token_mask is None:
+        return z_squared.mean()
+    weights = token_mask.reshape(1, -1).to(z_squared)
+    return (z_squared * weights).sum() / (weights.sum() * z_squared.shape[0])
+
+
+class AddAuxiliaryLoss(torch.autograd.Function):
+    """`AddAuxiliaryLoss.apply(hidden_states, aux_loss)` returns `hidden_states` unchanged, and in the backward pass
+    sends a gradient of 1 into `aux_loss`: the parameters get exactly the gradient they would get if `aux_loss` had
+    been added to whatever loss is minimised downstream (DeepSeek-MoE's trick). Router losses thereby reach trainers
+    that never see them, e.g. TRL's fused LM-head loss, which calls the base model itself.
+
+    The injected gradient is not scaled with the loss: gradient accumulation over n micro-batches gives it n times
+    the weight TRL gives its own aux term, and an fp16 loss scaler divides it by the scale (use bf16 or fp32).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden_states, aux_loss):
+        ctx.aux_dtype, ctx.aux_shape = aux_loss.dtype, aux_loss.shape
+        return hidden_states
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, torch.ones(ctx.aux_shape, dtype=ctx.aux_dtype, device=grad_output.device)
+
+
+class ModernLLMSparseMoeBlock(nn.Module):
+    """Top-k mixture of SwiGLU experts. In training it also adds this layer's share of `router_z_loss_coef *
+    z_loss` to the backward pass (`AddAuxiliaryLoss`), so the z-loss reaches every trainer; its value is reported
+    by `ModernLLMForCausalLM`."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.router = ModernLLMTopKRouter(config)
+        self.experts = ModernLLMExperts(config)
+
+    def forward(self, hidden_states, router_token_mask: torch.Tensor | None = None):
         batch_size, seq_len, hidden_size = hidden_states.shape
         tokens = hidden_states.reshape(-1, hidden_size)  # (N, C)
-        _, top_k_weights, top_k_index = self.router(tokens)  # (N, k) each
-        # Sort the N*k (token, expert) pairs by expert, then hand each expert its contiguous group of tokens.
-        pair_expert = top_k_index.reshape(-1)
-        order = pair_expert.argsort(stable=True)
-        pair_token = order // top_k_index.shape[-1]
-        counts = torch.bincount(pair_expert, minlength=len(self.experts)).tolist()
-        expert_outputs = [
-            self.experts[expert](tokens[token_idx])
-            for expert, token_idx in enumerate(pair_token.split(counts))
-            if counts[expert] > 0
-        ]
-        weighted = torch.cat(expert_outputs) * top_k_weights.reshape(-1)[order, None]
-        output = torch.zeros_like(tokens).index_add_(0, pair_token, weighted.to(tokens.dtype))
+        router_logits, top_k_weights, top_k_index = self.router(tokens)  # (N, E), (N, k), (N, k)
+        output = self.experts(tokens, top_k_index, top_k_weights)  # (N, C)
+        coef = self.config.router_z_loss_coef
+        if coef > 0 and torch.is_grad_enabled() and router_logits.requires_grad:
+            # The model's z-loss is the mean over layers of each layer's mean over real tokens.
+            z_loss = router_z_loss_func((router_logits,), router_token_mask) / self.config.num_hidden_layers
+            output = AddAuxiliaryLoss.apply(output, coef * z_loss)
         return output.view(batch_size, seq_len, hidden_size)
 
 
@@ -338,7 +398,8 @@ class ModernLLMDecoderLayer(GradientCheckpointingLayer):
     def __init__(self, config: ModernLLMConfig, layer_idx: int):
         super().__init__()
         self.self_attn = ModernLLMAttention(config=config, layer_idx=layer_idx)
-        self.mlp = ModernLLMSparseMoeBlock(config) if config.num_experts > 0 else ModernLLMMLP(config)
+        self.is_sparse = config.num_experts > 0
+        self.mlp = ModernLLMSparseMoeBlock(config) if self.is_sparse else ModernLLMMLP(config)
         self.input_layernorm = ModernLLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = ModernLLMRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
@@ -350,6 +411,7 @@ class ModernLLMDecoderLayer(GradientCheckpointingLayer):
         past_key_values: Cache | None = None,
         use_cache: bool | None = False,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        router_token_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         residual = hidden_states
@@ -366,7 +428,11 @@ class ModernLLMDecoderLayer(GradientCheckpointingLayer):
         hidden_states = residual + hidden_states
 
         residual = hidden_states
-        hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
+        hidden_states = self.post_attention_layernorm(hidden_states)
+        if self.is_sparse:
+            hidden_states = self.mlp(hidden_states, router_token_mask)
+        else:
+            hidden_states = self.mlp(hidden_states)
         return residual + hidden_states
 
 
@@ -381,7 +447,7 @@ class ModernLLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_compile_fullgraph = False  # MoE dispatch and the streaming cache read tensor sizes on the host
+    _can_compile_fullgraph = False  # the streaming cache reads tensor sizes on the host
     _can_record_outputs = {
         "router_logits": OutputRecorder(ModernLLMTopKRouter, index=0),
         "hidden_states": ModernLLMDecoderLayer,
@@ -395,6 +461,9 @@ class ModernLLMPreTrainedModel(PreTrainedModel):
             init.zeros_(module.sinks)
         elif isinstance(module, ModernLLMTopKRouter):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, ModernLLMExperts):
+            init.normal_(module.gate_up_proj, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.down_proj, mean=0.0, std=self.config.initializer_range)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records only the saved class in `auto_map`; list them all so any Auto class loads the folder.
@@ -502,6 +571,10 @@ class ModernLLMModel(ModernLLMPreTrainedModel):
             past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
+        # Which tokens the MoE layers' z-loss counts: the real ones of this call (a cached 2D mask covers the past too).
+        router_token_mask = None
+        if self.config.num_experts > 0 and attention_mask is not None and attention_mask.ndim == 2:
+            router_token_mask = attention_mask[:, -inputs_embeds.shape[1] :].reshape(-1)
 
         causal_mask = create_causal_mask(
             config=self.config,
@@ -520,19 +593,11 @@ class ModernLLMModel(ModernLLMPreTrainedModel):
                 position_ids=position_ids,
                 past_key_values=past_key_values,
                 use_cache=use_cache,
+                router_token_mask=router_token_mask,
                 **kwargs,
             )
         hidden_states = self.norm(hidden_states)
         return MoeModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
-
-
-def router_z_loss_func(router_logits: tuple[torch.Tensor, ...], token_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """ST-MoE router z-loss: mean over real tokens (and layers) of logsumexp(router logits)^2; keeps logits small."""
-    z_squared = torch.stack([torch.logsumexp(logits.float(), dim=-1).square() for logits in router_logits])  # (L, N)
-    if token_mask is None:
-        return z_squared.mean()
-    weights = token_mask.reshape(1, -1).to(z_squared)
-    return (z_squared * weights).sum() / (weights.sum() * z_squared.shape[0])
 
 
 @dataclass
@@ -568,9 +633,13 @@ class ModernLLMForCausalLM(ModernLLMPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ModernLLMCausalLMOutputWithPast:
-        r"""With experts, training (`labels` given) always adds `router_aux_loss_coef * aux_loss +
-        router_z_loss_coef * z_loss` to the LM loss; `output_router_logits` (or the config's) also reports them
-        without labels."""
+        r"""With experts and `labels`, `loss = lm_loss + router_aux_loss_coef * aux_loss + router_z_loss_coef *
+        z_loss`; `output_router_logits` (or the config's) also reports `aux_loss` and `z_loss` without labels.
+
+        The balancing loss enters by value here, as in Mixtral, and TRL adds it itself where it computes the loss
+        (SFT's fused LM head, DPO). The z-loss, which no trainer knows, enters by gradient inside the MoE blocks
+        (`AddAuxiliaryLoss`), whoever computes the loss; `z_loss` and its term here are values without gradient, so
+        it is never counted twice."""
         if output_router_logits is None:
             output_router_logits = self.config.output_router_logits
         output_router_logits = self.config.num_experts > 0 and (output_router_logits or labels is not None)
@@ -600,7 +669,7 @@ class ModernLLMForCausalLM(ModernLLMPreTrainedModel, GenerationMixin):
             aux_loss = load_balancing_loss_func(
                 outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok, token_mask
             )
-            z_loss = router_z_loss_func(outputs.router_logits, token_mask)
+            z_loss = router_z_loss_func(outputs.router_logits, token_mask).detach()  # its gradient: the MoE blocks
             if loss is not None:
                 loss = loss + self.config.router_aux_loss_coef * aux_loss + self.config.router_z_loss_coef * z_loss
 
@@ -636,6 +705,65 @@ class ModernLLMForSequenceClassification(GenericForSequenceClassification, Moder
         self.model = ModernLLMModel(config)
         self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
         self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutputWithPast:
+        r"""`GenericForSequenceClassification.forward` (the score of each row's last non-pad token). With experts, the
+        load-balancing loss's gradient joins the backward pass (`AddAuxiliaryLoss` on the scores): reward trainers
+        compute their loss from the scores alone and add no router loss. The z-loss comes from the MoE blocks."""
+        coef = self.config.router_aux_loss_coef if self.config.num_experts > 0 else 0.0
+        add_balancing = coef > 0 and torch.is_grad_enabled()
+        if add_balancing:
+            kwargs["output_router_logits"] = True
+        outputs: MoeModelOutputWithPast = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)  # (B, T, labels)
+        batch_size = logits.shape[0]
+        pad_token_id = self.config.pad_token_id
+        if pad_token_id is None and batch_size != 1:
+            raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined.")
+        if pad_token_id is None or input_ids is None:
+            last_real = -1
+        else:  # the rightmost non-pad token, so left and right padding both work
+            non_pad = (input_ids != pad_token_id).to(logits.device, torch.int32)
+            last_real = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * non_pad).argmax(-1)
+        pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_real]  # (B, labels)
+
+        if add_balancing and outputs.router_logits:
+            has_2d_mask = attention_mask is not None and attention_mask.ndim == 2
+            aux_loss = load_balancing_loss_func(
+                outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok,
+                attention_mask[:, -logits.shape[1] :] if has_2d_mask else None,
+            )
+            pooled_logits = AddAuxiliaryLoss.apply(pooled_logits, coef * aux_loss)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 __all__ = [
