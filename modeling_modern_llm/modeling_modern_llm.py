@@ -474,31 +474,49 @@ class ModernLLMPreTrainedModel(PreTrainedModel):
 class StreamingSinkLayer(DynamicLayer):
     """One layer of `StreamingSinkCache`: the first `sink_tokens` entries plus the most recent `window` entries.
 
-    When entries are evicted from the middle, the kept window slides left by that many slots; its keys (stored after
-    RoPE) are rotated back by the same number of positions, so positions always count slots in the cache, as in
-    StreamingLLM, and never exceed `sink_tokens + window + new tokens`.
+    When entries are evicted from the middle, the kept window slides left by that many slots, so positions always
+    count slots in the cache, as in StreamingLLM, and never exceed `sink_tokens + window + new tokens`. The stored
+    keys stay exactly as they were first rotated; each step rotates them in float32, once, from those originals to
+    their current slots. Re-rotating stored keys at every eviction would compound the rounding in bf16 (a key shifted
+    1,000 times ends up with ~95% relative error).
     """
 
     def __init__(self, sink_tokens: int, window: int, inv_freq: torch.Tensor):
         super().__init__()
         self.sink_tokens, self.window, self.inv_freq = sink_tokens, window, inv_freq
         self.evicted = 0
+        self.evicted_before = None  # (slots,) per stored entry: evictions before it arrived; it has moved since by
+        # `evicted - evicted_before` slots
 
     def update(self, key_states, value_states, *args, **kwargs):
-        keys, values = super().update(key_states, value_states)
+        keys, values = super().update(key_states, value_states)  # (B, KV, slots, D), keys as first rotated
+        arrived = torch.full((key_states.shape[-2],), self.evicted, dtype=torch.long, device=keys.device)
+        self.evicted_before = arrived if self.evicted_before is None else torch.cat([self.evicted_before, arrived])
+        current_keys = self._at_current_slots(keys)  # this step attends to everything kept so far plus its tokens
         overflow = keys.shape[-2] - self.sink_tokens - self.window
         if overflow > 0:
             kept = slice(self.sink_tokens + overflow, None)
-            self.keys = torch.cat([keys[..., : self.sink_tokens, :], self._shift(keys[..., kept, :], -overflow)], -2)
+            self.keys = torch.cat([keys[..., : self.sink_tokens, :], keys[..., kept, :]], dim=-2)
             self.values = torch.cat([values[..., : self.sink_tokens, :], values[..., kept, :]], dim=-2)
+            self.evicted_before = torch.cat([self.evicted_before[: self.sink_tokens], self.evicted_before[kept]])
             self.evicted += overflow
-        return keys, values  # this step attends to everything kept so far plus its own tokens
+        return current_keys, values
 
-    def _shift(self, keys, delta: int):
-        """Moves RoPE-rotated keys by `delta` positions (a rotation composes additively)."""
-        freqs = delta * self.inv_freq.to(keys.device)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return (keys * emb.cos().to(keys.dtype)) + (rotate_half(keys) * emb.sin().to(keys.dtype))
+    def _at_current_slots(self, keys):
+        """Rotates each window entry back by the evictions since it arrived (rotations compose additively); the
+        sink entries never move."""
+        if self.evicted == 0 or keys.shape[-2] <= self.sink_tokens:
+            return keys  # nothing has moved yet (a zero shift would be exact too, but costs a pass)
+        shifts = self.evicted_before[self.sink_tokens :] - self.evicted  # (W,) <= 0
+        freqs = shifts[:, None].float() * self.inv_freq.to(keys.device, torch.float32)  # (W, D/2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (W, D)
+        window = keys[..., self.sink_tokens :, :].float()  # (B, KV, W, D)
+        window = window * emb.cos() + rotate_half(window) * emb.sin()
+        return torch.cat([keys[..., : self.sink_tokens, :], window.to(keys.dtype)], dim=-2)
+
+    def reset(self) -> None:
+        super().reset()
+        self.evicted, self.evicted_before = 0, None
 
 
 class StreamingSinkCache(Cache):
@@ -506,7 +524,8 @@ class StreamingSinkCache(Cache):
     generate far beyond `max_position_embeddings` with constant memory. Use it through
     `model.generate(..., streaming_window=W, streaming_sink_tokens=S)` or pass it as `past_key_values`.
 
-    Positions are slots in the cache (keys are re-rotated on eviction), so they stay below `S + W + prompt length`.
+    Positions are slots in the cache (kept keys are rotated to their new slots on eviction), so they stay below
+    `S + W + prompt length`.
     Assumes a static RoPE (default, linear, yarn...; not `dynamic`). With left-padded batches the sink slots of the
     shorter rows hold padding, which stays masked.
     """
