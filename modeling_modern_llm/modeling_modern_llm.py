@@ -38,9 +38,56 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_modern_llm import ModernLLMConfig
 
-# Attention implementations that honour the sink logits. Others (the flash_attn 2/3 packages) have no sink input and
-# transformers would silently drop it, so they are refused while `attention_sinks=True`.
-ATTENTION_WITH_SINKS = ("eager", "sdpa", "flex_attention", "flash_attention_4", "kernels-community/vllm-flash-attn3")
+# What each attention implementation can do for this model, read from the kernels' sources and transformers'
+# integration code (eager and sdpa are tested on a CPU; benchmarks/gpu_model_check.py compares the GPU ones to eager):
+#   sinks_forward:  the kernel adds the sink logit to its softmax (transformers hands it over as `s_aux`);
+#   sinks_backward: it also returns the sink's gradient, so the sinks train;
+#   varlen:         it runs padding-free (packed) batches without a dense T x T mask.
+# The flash_attn 2 and 3 packages have no sink input: transformers would drop the sinks silently. vLLM's FA3 takes
+# them forward only (its backward returns no sink gradient). FA4 (`flash_attn.cute`) has both, on SM90/SM100 (its SM80
+# forward asserts that no sink is given). transformers loads FA4 through the `kernels` package as
+# "kernels-community/flash-attn4" when `flash_attention_4` is asked for without the package
+# (`FLASH_ATTN_KERNEL_FALLBACK` in modeling_flash_attention_utils.py), and flash_attention_3 as vllm-flash-attn3.
+ATTENTION_CAPABILITIES = {
+    "eager": {"sinks_forward": True, "sinks_backward": True, "varlen": False},
+    "sdpa": {"sinks_forward": True, "sinks_backward": True, "varlen": False},
+    "flex_attention": {"sinks_forward": True, "sinks_backward": True, "varlen": True},
+    "flash_attention_4": {"sinks_forward": True, "sinks_backward": True, "varlen": True},
+    "kernels-community/flash-attn4": {"sinks_forward": True, "sinks_backward": True, "varlen": True},
+    "kernels-community/vllm-flash-attn3": {"sinks_forward": True, "sinks_backward": False, "varlen": True},
+    "flash_attention_2": {"sinks_forward": False, "sinks_backward": False, "varlen": True},
+    "flash_attention_3": {"sinks_forward": False, "sinks_backward": False, "varlen": True},
+    "kernels-community/flash-attn2": {"sinks_forward": False, "sinks_backward": False, "varlen": True},
+    "kernels-community/flash-attn3": {"sinks_forward": False, "sinks_backward": False, "varlen": True},
+}
+
+
+def attention_capabilities(name: str) -> dict[str, bool]:
+    """What `attn_implementation=name` can do: `{"sinks_forward", "sinks_backward", "varlen"}` -> bool. A name not in
+    `ATTENTION_CAPABILITIES` gets all False, so an unknown kernel is never trusted with the sinks."""
+    return dict(ATTENTION_CAPABILITIES.get(name, {"sinks_forward": False, "sinks_backward": False, "varlen": False}))
+
+
+def check_attention_implementation(name: str, attention_sinks: bool, training: bool) -> str | None:
+    """Why `attn_implementation=name` cannot run a model with these settings, as one sentence naming the kernels that
+    can, or None when it can. Needs no model, so configs can be validated before anything is loaded; the model runs
+    the same check on every forward. `training`: the sinks must receive gradients."""
+    if not attention_sinks:
+        return None  # without sinks every kernel computes this model exactly
+    needed = "sinks_backward" if training else "sinks_forward"
+    if attention_capabilities(name)[needed]:
+        return None
+    able = ", ".join(repr(other) for other, can in ATTENTION_CAPABILITIES.items() if can[needed])
+    if name not in ATTENTION_CAPABILITIES:
+        problem = f"attn_implementation={name!r} is not a kernel this model knows, so it cannot tell whether it "
+        problem += "applies the attention sinks"
+    elif training and attention_capabilities(name)["sinks_forward"]:
+        problem = f"attn_implementation={name!r} applies the attention sinks but returns no gradient for them, so they "
+        problem += "would never train (it serves an eval-mode model or one under torch.no_grad())"
+    else:
+        problem = f"attn_implementation={name!r} has no attention-sink input and would silently drop the sinks"
+    wanted = "train the sinks" if training else "apply the sinks"
+    return f"{problem}. This model has attention_sinks=True; kernels that {wanted}: {able}."
 
 # Every Auto class this model supports, written into `config.auto_map` on save so the folder loads as remote code.
 AUTO_MAP = {
@@ -366,13 +413,12 @@ class ModernLLMAttention(nn.Module):
             key_states, value_states = past_key_values.update(key_states, value_states, self.layer_idx)
 
         implementation = self.config._attn_implementation
-        if self.sinks is not None and implementation not in ATTENTION_WITH_SINKS:
-            raise ValueError(
-                f"attn_implementation={implementation!r} has no attention-sink input and would silently drop the "
-                f"sinks of this model (attention_sinks=True). Use one of {ATTENTION_WITH_SINKS}: on GPUs "
-                "'kernels-community/vllm-flash-attn3' or 'flash_attention_4' take the sinks as `s_aux`, and 'sdpa' "
-                "keeps PyTorch's fused kernels everywhere."
+        if self.sinks is not None:
+            problem = check_attention_implementation(
+                implementation, attention_sinks=True, training=self.training and torch.is_grad_enabled()
             )
+            if problem is not None:
+                raise ValueError(problem)
         if self.sinks is not None and implementation == "sdpa":
             attention_interface = sdpa_attention_with_sinks
         else:
@@ -786,6 +832,9 @@ class ModernLLMForSequenceClassification(GenericForSequenceClassification, Moder
 
 
 __all__ = [
+    "ATTENTION_CAPABILITIES",
+    "attention_capabilities",
+    "check_attention_implementation",
     "ModernLLMForCausalLM",
     "ModernLLMForSequenceClassification",
     "ModernLLMModel",

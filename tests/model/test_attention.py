@@ -1,11 +1,13 @@
 """Attention kernels and learned sinks: eager and SDPA agree on outputs AND gradients (the sink's included), SDPA
-keeps its own fused kernel, attention maps are right, and unsupported kernels fail clearly."""
+keeps its own fused kernel, attention maps are right, and kernels are accepted or refused by what they can do (sink
+forward, sink backward) with an error naming the ones that can."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from modeling_modern_llm import ModernLLMForCausalLM
 from modeling_modern_llm import modeling_modern_llm as modern
@@ -121,7 +123,55 @@ def test_flash_attention_2_without_the_package_gives_transformers_error():
 def test_a_kernel_without_sink_support_is_refused_instead_of_dropping_sinks():
     AttentionInterface.register("sinkless_test_kernel", modern.eager_attention_forward)
     model = ModernLLMForCausalLM(tiny_config(attn_implementation="sinkless_test_kernel"))
-    with pytest.raises(ValueError, match="silently drop"):
+    with pytest.raises(ValueError, match="not a kernel this model knows.*'sdpa'"):
         model(torch.randint(3, 128, (1, 4)))
     dense = ModernLLMForCausalLM(tiny_config(attention_sinks=False, attn_implementation="sinkless_test_kernel"))
     assert dense(torch.randint(3, 128, (1, 4))).logits.shape == (1, 4, 128)
+
+
+def test_capability_table_answers_before_any_model_exists():
+    import modeling_modern_llm
+
+    assert modeling_modern_llm.check_attention_implementation is modern.check_attention_implementation  # public
+    assert modern.attention_capabilities("flash_attention_4") == {
+        "sinks_forward": True, "sinks_backward": True, "varlen": True}
+    assert modern.attention_capabilities("kernels-community/flash-attn4") == modern.attention_capabilities(
+        "flash_attention_4")  # transformers' name for FA4 loaded through `kernels`
+    assert modern.attention_capabilities("kernels-community/vllm-flash-attn3")["sinks_backward"] is False
+    assert modern.attention_capabilities("some/unknown-kernel") == {
+        "sinks_forward": False, "sinks_backward": False, "varlen": False}
+    check = modern.check_attention_implementation
+    for name in ("eager", "sdpa", "flash_attention_4", "kernels-community/flash-attn4"):
+        assert check(name, attention_sinks=True, training=True) is None, name
+    assert check("kernels-community/vllm-flash-attn3", attention_sinks=True, training=False) is None
+    assert check("flash_attention_2", attention_sinks=False, training=True) is None  # no sinks: any kernel
+    problem = check("kernels-community/vllm-flash-attn3", attention_sinks=True, training=True)
+    assert "no gradient" in problem and "'flash_attention_4'" in problem and "'sdpa'" in problem
+    assert "'kernels-community/vllm-flash-attn3'" not in problem.split(":")[-1]  # not offered as one that trains
+    problem = check("flash_attention_2", attention_sinks=True, training=False)
+    assert "silently drop" in problem and "'kernels-community/vllm-flash-attn3'" in problem.split(":")[-1]
+    assert "'flash_attention_2'" not in problem.split(":")[-1]
+
+
+@pytest.mark.parametrize("name, trains", [("kernels-community/vllm-flash-attn3", False), ("flash_attention_4", True),
+                                          ("kernels-community/flash-attn4", True), ("flash_attention_3", None)])
+def test_the_model_applies_the_capability_check_to_training_and_inference(name, trains, monkeypatch):
+    """GPU kernels stand in as eager here: the check is about the name, before any kernel runs."""
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, name, modern.eager_attention_forward)
+    model = tiny_model("sdpa")
+    model.config._attn_implementation_internal = name  # as transformers sets it after loading the kernel
+    input_ids = torch.randint(3, 128, (1, 5))
+    if trains is None:  # no sink input at all
+        with pytest.raises(ValueError, match="silently drop"):
+            model(input_ids)
+        return
+    assert model(input_ids).logits.shape == (1, 5, 128)  # eval mode serves
+    model.train()
+    with torch.no_grad():
+        model(input_ids)  # a train-mode model without gradients needs no sink gradient either
+    if trains:
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        assert model.model.layers[0].self_attn.sinks.grad.abs().sum() > 0
+    else:
+        with pytest.raises(ValueError, match="never train.*kernels that train the sinks: 'eager', 'sdpa'"):
+            model(input_ids=input_ids, labels=input_ids)
