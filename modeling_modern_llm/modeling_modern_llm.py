@@ -318,17 +318,61 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-def sdpa_attention_with_sinks(
-    module: nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float,
-    s_aux: torch.Tensor,
-    **kwargs,
-):
-    """Exact sinks (outputs and gradients) through `F.scaled_dot_product_attention`'s own kernels (training, prefill).
+def _cpu_flash_attention_with_sinks(query, key, value, sinks, attention_mask, is_causal, scaling):
+    """PyTorch's CPU flash kernel, its output rescaled by `keep = sigmoid(lse - sink)`, the softmax mass the sink leaves
+    to the real keys (`lse`: the log-sum-exp of each query's scores over the real keys). Returns (out, lse, keep)."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, 0.0, is_causal, attn_mask=attention_mask, scale=scaling
+    )  # (B, H, q, D), (B, H, q) in float32
+    keep = torch.sigmoid(lse - sinks.view(-1, 1).to(lse.dtype)).unsqueeze(-1).to(out.dtype)  # (B, H, q, 1)
+    return out * keep, lse, keep
+
+
+class CPUFlashAttentionWithSinks(torch.autograd.Function):
+    """`_cpu_flash_attention_with_sinks` with an exact backward, the sink's gradient included.
+
+    Rescaling alone loses the gradient through `lse` (the kernel's backward ignores it). It is recovered by handing
+    the kernel's own backward `grad_out = keep * dy` and `out = y` (the rescaled output): its term
+    `rowsum(grad_out * out)` then equals `keep * rowsum(dy * y)`, which gives exactly the sink-normalised
+    `dS = P' * (dy . v - rowsum(dy * y))`. The sink's own gradient is `-sum over queries of (1 - keep) * rowsum(dy * y)`.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, sinks, attention_mask, is_causal, scaling):
+        out, lse, keep = _cpu_flash_attention_with_sinks(query, key, value, sinks, attention_mask, is_causal, scaling)
+        ctx.save_for_backward(query, key, value, out, lse, keep, attention_mask)
+        ctx.is_causal, ctx.scaling, ctx.sinks_dtype = is_causal, scaling, sinks.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        query, key, value, out, lse, keep, attention_mask = ctx.saved_tensors
+        grad_query, grad_key, grad_value = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad_out * keep, query, key, value, out, lse, 0.0, ctx.is_causal, attn_mask=attention_mask,
+            scale=ctx.scaling,
+        )
+        row_dot = torch.linalg.vecdot(grad_out.float(), out.float()).unsqueeze(-1)  # (B, H, q, 1)
+        grad_sinks = -((1 - keep.float()) * row_dot).sum(dim=(0, 2, 3))
+        return grad_query, grad_key, grad_value, grad_sinks.to(ctx.sinks_dtype), None, None, None
+
+
+def cpu_flash_attention_with_sinks(module, query, key, value, attention_mask, scaling, s_aux, **kwargs):
+    """Sinks on PyTorch's CPU flash kernels, exact in outputs and gradients (`CPUFlashAttentionWithSinks`); without
+    gradients (decoding, evaluation) the same forward runs without autograd's bookkeeping."""
+    if attention_mask is not None and attention_mask.dtype == torch.bool:  # the kernel takes an additive mask
+        attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
+            ~attention_mask, torch.finfo(query.dtype).min
+        )
+    is_causal = attention_mask is None and query.shape[2] > 1
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, s_aux)):
+        attn_output = CPUFlashAttentionWithSinks.apply(query, key, value, s_aux, attention_mask, is_causal, scaling)
+    else:
+        attn_output = _cpu_flash_attention_with_sinks(query, key, value, s_aux, attention_mask, is_causal, scaling)[0]
+    return attn_output.transpose(1, 2), None  # (B, q, H, D)
+
+
+def widened_sdpa_attention_with_sinks(module, query, key, value, attention_mask, scaling, s_aux, **kwargs):
+    """Sinks through `F.scaled_dot_product_attention` on any device, exact in outputs and gradients.
 
     The sink becomes one extra key per head with a zero value. Queries and keys get extra coordinates: a query's
     first extra coordinate is `sink / scaling`, real keys have 0 there and the sink key has 1, so the sink key's score
@@ -336,16 +380,6 @@ def sdpa_attention_with_sinks(
     so grouped-query attention still works, and SDPA's autograd gives the sink its gradient.
     """
     batch, heads, q_len, head_dim = query.shape
-    if q_len == 1:
-        # Decoding: the sink is one more entry on a 1 x T score row, far cheaper than widening the whole cache.
-        if attention_mask is not None and attention_mask.dtype == torch.bool:
-            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
-                ~attention_mask, torch.finfo(query.dtype).min
-            )
-        attn_output, _ = eager_attention_forward(
-            module, query, key, value, attention_mask, scaling, s_aux=s_aux, **kwargs
-        )
-        return attn_output, None
     # CUDA's flash / memory-efficient kernels want head dims that are multiples of 8; CPU's flash kernel takes any.
     width = head_dim + (1 if query.device.type == "cpu" else 8 - head_dim % 8)
     # Without a mask SDPA takes its fast `is_causal` path (upper-left aligned). A throw-away query in front keeps that
@@ -364,6 +398,39 @@ def sdpa_attention_with_sinks(
         module, wide_query, wide_key, wide_value, attention_mask, scaling=scaling, **kwargs
     )
     return attn_output[:, dummy:, :, :head_dim], None  # (B, q, H, D)
+
+
+def sdpa_attention_with_sinks(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    s_aux: torch.Tensor,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """`attn_implementation="sdpa"` with sinks: PyTorch's fused kernels, exact in outputs and gradients.
+
+    A CPU without dropout runs the flash kernels and rescales their output (`cpu_flash_attention_with_sinks`); other
+    devices widen queries and keys by a sink key (`widened_sdpa_attention_with_sinks`), except when decoding one token,
+    where the sink is one more entry on a 1 x T score row (widening the whole cache every step would cost more).
+    """
+    if query.device.type == "cpu" and dropout == 0.0:
+        return cpu_flash_attention_with_sinks(module, query, key, value, attention_mask, scaling, s_aux)
+    if query.shape[2] == 1:
+        if attention_mask is not None and attention_mask.dtype == torch.bool:
+            attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
+                ~attention_mask, torch.finfo(query.dtype).min
+            )
+        attn_output, _ = eager_attention_forward(
+            module, query, key, value, attention_mask, scaling, dropout=dropout, s_aux=s_aux, **kwargs
+        )
+        return attn_output, None
+    return widened_sdpa_attention_with_sinks(
+        module, query, key, value, attention_mask, scaling, s_aux, dropout=dropout, **kwargs
+    )
 
 
 class ModernLLMAttention(nn.Module):

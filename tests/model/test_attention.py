@@ -66,29 +66,54 @@ def test_sdpa_with_sinks_runs_on_pytorchs_flash_kernel_not_eager(padded, monkeyp
         model(input_ids=input_ids, attention_mask=attention_mask).logits.sum().backward()
 
 
-def test_sink_through_sdpa_matches_a_softmax_with_an_extra_column():
-    """The kernel-level trick on its own, against the definition, with grouped-query heads and a padding mask."""
+@pytest.mark.parametrize("kernel", ["cpu_flash_attention_with_sinks", "widened_sdpa_attention_with_sinks"])
+def test_sink_kernels_match_a_softmax_with_an_extra_column_in_outputs_and_gradients(kernel):
+    """Each way `sdpa` applies the sinks, on its own, against the definition: grouped-query heads, a padding mask
+    (with a fully padded query row), and the gradients of queries, keys, values and sinks. The CPU flash kernels run on
+    CPUs; the widened keys run on GPUs (and are checked here on the CPU)."""
+    attention = getattr(modern, kernel)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal, module.training = 2, True, False
     query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
     sinks = torch.randn(4)
     mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
-    mask[1, :, :, :2] = False  # row 1 is left-padded by two tokens
+    mask[1, :, :, :2] = False  # row 1 is left-padded by two tokens: its first two queries see no key at all
+    grad_out = torch.randn(2, 6, 4, 16)
     for attention_mask in (None, mask):
-        out, _ = modern.sdpa_attention_with_sinks(module, query, key, value, attention_mask, scaling=0.25, s_aux=sinks)
-        keys, values = key.repeat_interleave(2, dim=1), value.repeat_interleave(2, dim=1)
-        scores = query @ keys.transpose(-1, -2) * 0.25
+        inputs = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+        out, _ = attention(module, *inputs[:3], attention_mask, scaling=0.25, s_aux=inputs[3])
+        grads = torch.autograd.grad(out, inputs, grad_out)
+
+        reference = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+        q, k, v, s = reference
+        scores = q @ k.repeat_interleave(2, dim=1).transpose(-1, -2) * 0.25
         allowed = torch.ones(6, 6, dtype=torch.bool).tril() if attention_mask is None else attention_mask
         scores = scores.masked_fill(~allowed, float("-inf"))
-        scores = torch.cat([scores, sinks.view(1, 4, 1, 1).expand(2, 4, 6, 1)], dim=-1)
-        expected = (F.softmax(scores, dim=-1)[..., :-1] @ values).transpose(1, 2)
+        scores = torch.cat([scores, s.view(1, 4, 1, 1).expand(2, 4, 6, 1)], dim=-1)
+        expected = (F.softmax(scores, dim=-1)[..., :-1] @ v.repeat_interleave(2, dim=1)).transpose(1, 2)
+        expected_grads = torch.autograd.grad(expected, reference, grad_out)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-        # A single decoding query against the same keys (the path `generate` takes after the prompt).
-        last_row = None if attention_mask is None else attention_mask[:, :, -1:]
-        out, _ = modern.sdpa_attention_with_sinks(
+        for name, got, want in zip("qkvs", grads, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_one_token_decoding_step_matches_the_prefill(padded):
+    """A single decoding query against the same keys (the path `generate` takes after the prompt)."""
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = 2, True, False
+    query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
+    sinks = torch.randn(4)
+    mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
+    mask[1, :, :, :2] = False
+    mask = mask if padded else None
+    with torch.no_grad():
+        full, _ = modern.sdpa_attention_with_sinks(module, query, key, value, mask, scaling=0.25, s_aux=sinks)
+        last_row = None if mask is None else mask[:, :, -1:]
+        step, _ = modern.sdpa_attention_with_sinks(
             module, query[:, :, -1:], key, value, last_row, scaling=0.25, s_aux=sinks
         )
-        torch.testing.assert_close(out, expected[:, -1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(step, full[:, -1:], rtol=1e-5, atol=1e-5)
 
 
 def test_output_attentions_eager_shapes_and_rows_sum_to_one_minus_sink_mass():
