@@ -226,6 +226,14 @@ class ModernLLMExperts(nn.Module):
         return torch.einsum("enc,ne->nc", expert_outputs, gates.to(expert_outputs.dtype))  # (N, C)
 
 
+def current_token_mask(attention_mask: torch.Tensor | None, seq_len: int) -> torch.Tensor | None:
+    """The 2D padding mask [B, seq_len] of this call's tokens, which the routers saw (None without a 2D mask): with a
+    cache, `generate`'s mask also covers the past tokens."""
+    if attention_mask is None or attention_mask.ndim != 2:
+        return None
+    return attention_mask[:, -seq_len:]
+
+
 def router_z_loss_func(router_logits: tuple[torch.Tensor, ...], token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """ST-MoE router z-loss: mean over real tokens (and layers) of logsumexp(router logits)^2; keeps logits small."""
     z_squared = torch.stack([torch.logsumexp(logits.float(), dim=-1).square() for logits in router_logits])  # (L, N)
@@ -703,10 +711,8 @@ class ModernLLMModel(ModernLLMPreTrainedModel):
             past_seen_tokens = past_key_values.get_seq_length() if past_key_values is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
-        # Which tokens the MoE layers' z-loss counts: the real ones of this call (a cached 2D mask covers the past too).
-        router_token_mask = None
-        if self.config.num_experts > 0 and attention_mask is not None and attention_mask.ndim == 2:
-            router_token_mask = attention_mask[:, -inputs_embeds.shape[1] :].reshape(-1)
+        # The tokens the MoE layers' z-loss counts: the real ones of this call.
+        router_token_mask = current_token_mask(attention_mask, inputs_embeds.shape[1])
 
         causal_mask = create_causal_mask(
             config=self.config,
@@ -794,10 +800,7 @@ class ModernLLMForCausalLM(ModernLLMPreTrainedModel, GenerationMixin):
 
         aux_loss = z_loss = None
         if output_router_logits:
-            seq_len = outputs.last_hidden_state.shape[1]
-            # The router saw only this call's tokens; with a cache the 2D mask also covers the past ones.
-            has_2d_mask = attention_mask is not None and attention_mask.ndim == 2
-            token_mask = attention_mask[:, -seq_len:] if has_2d_mask else None
+            token_mask = current_token_mask(attention_mask, outputs.last_hidden_state.shape[1])
             aux_loss = load_balancing_loss_func(
                 outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok, token_mask
             )
@@ -879,10 +882,9 @@ class ModernLLMForSequenceClassification(GenericForSequenceClassification, Moder
         pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_real]  # (B, labels)
 
         if add_balancing and outputs.router_logits:
-            has_2d_mask = attention_mask is not None and attention_mask.ndim == 2
             aux_loss = load_balancing_loss_func(
                 outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok,
-                attention_mask[:, -logits.shape[1] :] if has_2d_mask else None,
+                current_token_mask(attention_mask, logits.shape[1]),
             )
             pooled_logits = AddAuxiliaryLoss.apply(pooled_logits, coef * aux_loss)
 
