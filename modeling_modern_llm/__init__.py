@@ -2,8 +2,9 @@
 
 Importing this package registers `ModernLLMConfig` and the models with `AutoConfig`, `AutoModel`,
 `AutoModelForCausalLM` and `AutoModelForSequenceClassification`, and marks them for remote-code sharing, so
-`save_pretrained` writes the model's .py files and an `auto_map`. It imports torch and transformers only; the data,
-training and evaluation sub-packages are imported on demand.
+`save_pretrained` writes the model's .py files and an `auto_map`. `check_attention_implementation(name,
+attention_sinks, training)` validates a kernel choice before any model is built. It imports torch and transformers
+only; the data, training and evaluation sub-packages are imported on demand.
 """
 
 from transformers import (
@@ -15,11 +16,14 @@ from transformers import (
 
 from .configuration_modern_llm import ModernLLMConfig
 from .modeling_modern_llm import (
+    ATTENTION_CAPABILITIES,
     ModernLLMForCausalLM,
     ModernLLMForSequenceClassification,
     ModernLLMModel,
     ModernLLMPreTrainedModel,
     StreamingSinkCache,
+    attention_capabilities,
+    check_attention_implementation,
 )
 
 AutoConfig.register(ModernLLMConfig.model_type, ModernLLMConfig, exist_ok=True)
@@ -33,6 +37,9 @@ for _auto_class, _model_class in (
 ModernLLMConfig.register_for_auto_class()
 
 __all__ = [
+    "ATTENTION_CAPABILITIES",
+    "attention_capabilities",
+    "check_attention_implementation",
     "ModernLLMConfig",
     "ModernLLMForCausalLM",
     "ModernLLMForSequenceClassification",

@@ -27,13 +27,15 @@ class ModernLLMConfig(PreTrainedConfig):
         num_experts_per_tok (`int`):
             The k of the top-k router.
         router_aux_loss_coef (`float`):
-            Weight of the Switch/Mixtral load-balancing loss added to the LM loss. Defaults to 0.01 with experts and
-            to 0.0 for a dense model: TRL's trainers ask any model whose coefficient is non-zero for router logits.
+            Weight of the Switch/Mixtral load-balancing loss in the trained loss (the causal LM's `loss`; TRL's SFT
+            and DPO add it themselves; the classifier adds its gradient). Defaults to 0.01 with experts and to 0.0
+            for a dense model: TRL's trainers ask any model whose coefficient is non-zero for router logits.
         router_z_loss_coef (`float`):
-            Weight of the ST-MoE router z-loss (mean squared logsumexp of the router logits) added to the LM loss.
+            Weight of the ST-MoE router z-loss (mean squared logsumexp of the router logits). The MoE layers add its
+            gradient in the backward pass, so every trainer optimises it; the causal LM's `loss` shows its value.
         output_router_logits (`bool`):
-            Return the router logits (and the auxiliary losses) also when no `labels` are given, e.g. for TRL's DPO,
-            which adds `router_aux_loss_coef * aux_loss` itself when this is set.
+            Return the router logits (and the auxiliary losses) also when no `labels` are given (TRL's trainers set
+            it when `router_aux_loss_coef` is non-zero).
 
     Impossible combinations raise a `ValueError` naming the fields at construction.
     """

@@ -21,7 +21,8 @@ import os
 
 import torch
 
-from .validation import attention_problem, kernel_package_problem
+from .. import check_attention_implementation
+from .validation import kernel_package_problem
 
 STOP_STEP, STEPS = 2, 4  # every stage saves at STOP_STEP when interrupted, resumes, and finishes at STEPS
 TINY_MODEL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -52,7 +53,7 @@ def runnable_kernel(implementation: str | None, attention_sinks: bool) -> tuple[
     implementation = implementation or "sdpa"
     if implementation in ("sdpa", "eager"):
         return implementation, None
-    problem = attention_problem(implementation, attention_sinks, training=True)
+    problem = check_attention_implementation(implementation, attention_sinks, training=True)
     if problem:  # a real problem of the config: validation reports it; do not hide it behind a swap
         return implementation, None
     missing = kernel_package_problem(implementation)

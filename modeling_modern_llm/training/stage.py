@@ -25,6 +25,7 @@ from .callbacks import (
 )
 from .checkpoints import checkpoint_problem, last_valid_checkpoint
 from .model_card import write_model_card, write_training_summary
+from .optimization import exclude_sinks_and_norms_from_weight_decay
 
 logger = logging.getLogger(__name__)
 STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: the stage saved a checkpoint and stopped; rerunning resumes it
@@ -170,9 +171,11 @@ def train_with_resume(trainer):
     """Train, resuming from the last *valid* checkpoint (optimizer, scheduler, RNG and data position).
 
     A SIGTERM/SIGUSR1 saves a checkpoint and exits with `STOPPED_EXIT_CODE`; a full disk is one line naming the
-    folder (the half-written checkpoint is set aside at the next run, which resumes from the one before).
+    folder (the half-written checkpoint is set aside at the next run, which resumes from the one before). The sinks
+    and norm weights get no weight decay, in every stage.
     """
     args = trainer.args
+    exclude_sinks_and_norms_from_weight_decay(trainer)
     checkpoint = resume_checkpoint(trainer)
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)

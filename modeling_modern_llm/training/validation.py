@@ -34,6 +34,7 @@ import torch
 import yaml
 from trl import TrlParser
 
+from .. import attention_capabilities, check_attention_implementation
 from ..cli import InputFileError, UsageError, run_command
 from .arguments import (
     DPOStageConfig,
@@ -200,17 +201,6 @@ def architecture_of(model_args: ModelArguments) -> dict | None:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None
     return None
-
-
-def attention_problem(implementation: str, attention_sinks: bool, training: bool) -> str | None:
-    """Why a kernel cannot run this model (None when it can). MERGE: replaced by the model's capability check."""
-    if attention_sinks and implementation not in ("eager", "sdpa", "flex_attention", "flash_attention_4"):
-        return "drops or does not train the attention sinks; use sdpa or flash_attention_4"
-    return None
-
-
-def attention_supports_varlen(implementation: str) -> bool:
-    return implementation.startswith("flash") or "flash-attn" in implementation
 
 
 def kernel_package_problem(implementation: str) -> str | None:
@@ -403,14 +393,14 @@ def _attention_problems(stage: str, training, model_args, architecture: dict | N
     implementation = model_args.attn_implementation or (architecture or {}).get("_attn_implementation") or "sdpa"
     sinks = bool((architecture or {}).get("attention_sinks", True))
     problems = []
-    problem = attention_problem(implementation, sinks, training=True)
+    problem = check_attention_implementation(implementation, sinks, training=True)
     if problem:
-        problems.append(f"`attn_implementation: {implementation}`: {problem}")
+        problems.append(problem)
     if padding_free(stage, training):
         if training.padding_free and not training.packing and training.max_length is not None:
             problems.append("`padding_free: true` without packing does not enforce `max_length` (TRL refuses it); set "
                             "`padding_free: false`, or `packing: true`")
-        elif not attention_supports_varlen(implementation):
+        elif not attention_capabilities(implementation)["varlen"]:
             why = ("`packing_strategy: " + training.packing_strategy + "`") if training.packing else "`padding_free: true`"
             problems.append(
                 f"{why} flattens each batch into one row, and `attn_implementation: {implementation}` has no varlen "

@@ -1,11 +1,13 @@
 """Attention kernels and learned sinks: eager and SDPA agree on outputs AND gradients (the sink's included), SDPA
-keeps its own fused kernel, attention maps are right, and unsupported kernels fail clearly."""
+keeps its own fused kernel, attention maps are right, and kernels are accepted or refused by what they can do (sink
+forward, sink backward) with an error naming the ones that can."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from modeling_modern_llm import ModernLLMForCausalLM
 from modeling_modern_llm import modeling_modern_llm as modern
@@ -64,29 +66,54 @@ def test_sdpa_with_sinks_runs_on_pytorchs_flash_kernel_not_eager(padded, monkeyp
         model(input_ids=input_ids, attention_mask=attention_mask).logits.sum().backward()
 
 
-def test_sink_through_sdpa_matches_a_softmax_with_an_extra_column():
-    """The kernel-level trick on its own, against the definition, with grouped-query heads and a padding mask."""
+@pytest.mark.parametrize("kernel", ["cpu_flash_attention_with_sinks", "widened_sdpa_attention_with_sinks"])
+def test_sink_kernels_match_a_softmax_with_an_extra_column_in_outputs_and_gradients(kernel):
+    """Each way `sdpa` applies the sinks, on its own, against the definition: grouped-query heads, a padding mask
+    (with a fully padded query row), and the gradients of queries, keys, values and sinks. The CPU flash kernels run on
+    CPUs; the widened keys run on GPUs (and are checked here on the CPU)."""
+    attention = getattr(modern, kernel)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal, module.training = 2, True, False
     query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
     sinks = torch.randn(4)
     mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
-    mask[1, :, :, :2] = False  # row 1 is left-padded by two tokens
+    mask[1, :, :, :2] = False  # row 1 is left-padded by two tokens: its first two queries see no key at all
+    grad_out = torch.randn(2, 6, 4, 16)
     for attention_mask in (None, mask):
-        out, _ = modern.sdpa_attention_with_sinks(module, query, key, value, attention_mask, scaling=0.25, s_aux=sinks)
-        keys, values = key.repeat_interleave(2, dim=1), value.repeat_interleave(2, dim=1)
-        scores = query @ keys.transpose(-1, -2) * 0.25
+        inputs = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+        out, _ = attention(module, *inputs[:3], attention_mask, scaling=0.25, s_aux=inputs[3])
+        grads = torch.autograd.grad(out, inputs, grad_out)
+
+        reference = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+        q, k, v, s = reference
+        scores = q @ k.repeat_interleave(2, dim=1).transpose(-1, -2) * 0.25
         allowed = torch.ones(6, 6, dtype=torch.bool).tril() if attention_mask is None else attention_mask
         scores = scores.masked_fill(~allowed, float("-inf"))
-        scores = torch.cat([scores, sinks.view(1, 4, 1, 1).expand(2, 4, 6, 1)], dim=-1)
-        expected = (F.softmax(scores, dim=-1)[..., :-1] @ values).transpose(1, 2)
+        scores = torch.cat([scores, s.view(1, 4, 1, 1).expand(2, 4, 6, 1)], dim=-1)
+        expected = (F.softmax(scores, dim=-1)[..., :-1] @ v.repeat_interleave(2, dim=1)).transpose(1, 2)
+        expected_grads = torch.autograd.grad(expected, reference, grad_out)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-        # A single decoding query against the same keys (the path `generate` takes after the prompt).
-        last_row = None if attention_mask is None else attention_mask[:, :, -1:]
-        out, _ = modern.sdpa_attention_with_sinks(
+        for name, got, want in zip("qkvs", grads, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_one_token_decoding_step_matches_the_prefill(padded):
+    """A single decoding query against the same keys (the path `generate` takes after the prompt)."""
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal, module.training = 2, True, False
+    query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
+    sinks = torch.randn(4)
+    mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
+    mask[1, :, :, :2] = False
+    mask = mask if padded else None
+    with torch.no_grad():
+        full, _ = modern.sdpa_attention_with_sinks(module, query, key, value, mask, scaling=0.25, s_aux=sinks)
+        last_row = None if mask is None else mask[:, :, -1:]
+        step, _ = modern.sdpa_attention_with_sinks(
             module, query[:, :, -1:], key, value, last_row, scaling=0.25, s_aux=sinks
         )
-        torch.testing.assert_close(out, expected[:, -1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(step, full[:, -1:], rtol=1e-5, atol=1e-5)
 
 
 def test_output_attentions_eager_shapes_and_rows_sum_to_one_minus_sink_mass():
@@ -121,7 +148,55 @@ def test_flash_attention_2_without_the_package_gives_transformers_error():
 def test_a_kernel_without_sink_support_is_refused_instead_of_dropping_sinks():
     AttentionInterface.register("sinkless_test_kernel", modern.eager_attention_forward)
     model = ModernLLMForCausalLM(tiny_config(attn_implementation="sinkless_test_kernel"))
-    with pytest.raises(ValueError, match="silently drop"):
+    with pytest.raises(ValueError, match="not a kernel this model knows.*'sdpa'"):
         model(torch.randint(3, 128, (1, 4)))
     dense = ModernLLMForCausalLM(tiny_config(attention_sinks=False, attn_implementation="sinkless_test_kernel"))
     assert dense(torch.randint(3, 128, (1, 4))).logits.shape == (1, 4, 128)
+
+
+def test_capability_table_answers_before_any_model_exists():
+    import modeling_modern_llm
+
+    assert modeling_modern_llm.check_attention_implementation is modern.check_attention_implementation  # public
+    assert modern.attention_capabilities("flash_attention_4") == {
+        "sinks_forward": True, "sinks_backward": True, "varlen": True}
+    assert modern.attention_capabilities("kernels-community/flash-attn4") == modern.attention_capabilities(
+        "flash_attention_4")  # transformers' name for FA4 loaded through `kernels`
+    assert modern.attention_capabilities("kernels-community/vllm-flash-attn3")["sinks_backward"] is False
+    assert modern.attention_capabilities("some/unknown-kernel") == {
+        "sinks_forward": False, "sinks_backward": False, "varlen": False}
+    check = modern.check_attention_implementation
+    for name in ("eager", "sdpa", "flash_attention_4", "kernels-community/flash-attn4"):
+        assert check(name, attention_sinks=True, training=True) is None, name
+    assert check("kernels-community/vllm-flash-attn3", attention_sinks=True, training=False) is None
+    assert check("flash_attention_2", attention_sinks=False, training=True) is None  # no sinks: any kernel
+    problem = check("kernels-community/vllm-flash-attn3", attention_sinks=True, training=True)
+    assert "no gradient" in problem and "'flash_attention_4'" in problem and "'sdpa'" in problem
+    assert "'kernels-community/vllm-flash-attn3'" not in problem.split(":")[-1]  # not offered as one that trains
+    problem = check("flash_attention_2", attention_sinks=True, training=False)
+    assert "silently drop" in problem and "'kernels-community/vllm-flash-attn3'" in problem.split(":")[-1]
+    assert "'flash_attention_2'" not in problem.split(":")[-1]
+
+
+@pytest.mark.parametrize("name, trains", [("kernels-community/vllm-flash-attn3", False), ("flash_attention_4", True),
+                                          ("kernels-community/flash-attn4", True), ("flash_attention_3", None)])
+def test_the_model_applies_the_capability_check_to_training_and_inference(name, trains, monkeypatch):
+    """GPU kernels stand in as eager here: the check is about the name, before any kernel runs."""
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, name, modern.eager_attention_forward)
+    model = tiny_model("sdpa")
+    model.config._attn_implementation_internal = name  # as transformers sets it after loading the kernel
+    input_ids = torch.randint(3, 128, (1, 5))
+    if trains is None:  # no sink input at all
+        with pytest.raises(ValueError, match="silently drop"):
+            model(input_ids)
+        return
+    assert model(input_ids).logits.shape == (1, 5, 128)  # eval mode serves
+    model.train()
+    with torch.no_grad():
+        model(input_ids)  # a train-mode model without gradients needs no sink gradient either
+    if trains:
+        model(input_ids=input_ids, labels=input_ids).loss.backward()
+        assert model.model.layers[0].self_attn.sinks.grad.abs().sum() > 0
+    else:
+        with pytest.raises(ValueError, match="never train.*kernels that train the sinks: 'eager', 'sdpa'"):
+            model(input_ids=input_ids, labels=input_ids)

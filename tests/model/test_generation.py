@@ -90,18 +90,49 @@ def test_streaming_steps_equal_a_fresh_pass_over_the_kept_tokens():
         assert output[j] == model(kept[None]).logits[0, -1].argmax(), j
 
 
-def test_evicted_keys_are_re_rotated_to_their_new_slots():
+def test_kept_keys_are_rotated_to_their_new_slots_from_their_originals():
     model = tiny_model("sdpa")
-    layer = modern.StreamingSinkLayer(sink_tokens=0, window=4, inv_freq=model.model.rotary_emb.inv_freq)
-    keys = torch.randn(1, 2, 6, 16)
     rotary = model.model.rotary_emb
-    cos, sin = rotary(keys, torch.arange(6)[None])
-    rotated, _ = modern.apply_rotary_pos_emb(keys, keys, cos, sin)
-    layer.update(rotated, rotated.clone())  # 6 entries, window 4: the first 2 are evicted
-    cos, sin = rotary(keys, torch.arange(4)[None])
-    expected, _ = modern.apply_rotary_pos_emb(keys[:, :, 2:], keys[:, :, 2:], cos, sin)
-    torch.testing.assert_close(layer.keys, expected, rtol=1e-5, atol=1e-5)
-    assert layer.evicted == 2 and torch.equal(layer.values, rotated[:, :, 2:])
+    layer = modern.StreamingSinkLayer(sink_tokens=1, window=4, inv_freq=rotary.inv_freq)
+    keys = torch.randn(1, 2, 7, 16)  # before RoPE
+
+    def at(positions, raw):
+        cos, sin = rotary(raw, torch.tensor([positions]))
+        return modern.apply_rotary_pos_emb(raw, raw, cos, sin)[0]
+
+    attended, _ = layer.update(at(range(6), keys[:, :, :6]), keys[:, :, :6])  # 6 entries, 1 sink + window 4
+    torch.testing.assert_close(attended, at(range(6), keys[:, :, :6]))  # this step sees all 6 where they were
+    assert layer.evicted == 1 and layer.get_seq_length() == 5
+    # Token 6 arrives at slot 5 (position 6 - 1 evicted); the window (tokens 2..5) moved one slot left.
+    attended, _ = layer.update(at([5], keys[:, :, 6:]), keys[:, :, 6:])
+    kept = [0, 2, 3, 4, 5, 6]
+    torch.testing.assert_close(attended, at(range(6), keys[:, :, kept]), rtol=1e-5, atol=1e-6)
+    assert layer.evicted == 2 and torch.equal(layer.values, keys[:, :, [0, 3, 4, 5, 6]])
+    layer.reset()
+    assert layer.evicted == 0 and layer.evicted_before is None
+
+
+def test_streaming_in_bf16_does_not_drift_after_hundreds_of_evictions():
+    """The bf16-vs-fp32 logit gap after ~300 evictions stays within twice the gap before the first one. Re-rotating
+    stored bf16 keys at every eviction compounds their rounding (a key kept 150 steps is rotated 150 times)."""
+    fp32 = tiny_model("sdpa")
+    bf16 = tiny_model("sdpa", randomize_sinks=False)
+    bf16.load_state_dict(fp32.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    sink_tokens, window, steps = 4, 150, 450
+    caches = [StreamingSinkCache(m.config, sink_tokens, window) for m in (fp32, bf16)]
+    tokens = torch.randint(3, 128, (1, steps), generator=torch.Generator().manual_seed(0))  # teacher-forced
+    gaps = []
+    with torch.no_grad():
+        for step in range(steps):
+            token = tokens[:, step : step + 1]
+            exact = fp32(input_ids=token, past_key_values=caches[0], use_cache=True).logits
+            rounded = bf16(input_ids=token, past_key_values=caches[1], use_cache=True).logits.float()
+            gaps.append((exact - rounded).abs().mean().item())
+    assert caches[1].layers[0].evicted == steps - sink_tokens - window
+    before = sum(gaps[: sink_tokens + window]) / (sink_tokens + window)
+    after = sum(gaps[-100:]) / 100
+    assert after <= 2 * before, (before, after)
 
 
 def test_streaming_option_conflicts_with_an_explicit_cache():

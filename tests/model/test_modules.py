@@ -69,5 +69,5 @@ def test_parameter_names_follow_the_design_contract():
                  "model.layers.0.self_attn.sinks", "model.layers.0.self_attn.q_norm.weight",
                  "model.layers.0.self_attn.k_norm.weight", "model.layers.0.input_layernorm.weight",
                  "model.layers.0.post_attention_layernorm.weight", "model.layers.1.mlp.router.weight",
-                 "model.layers.1.mlp.experts.1.gate_proj.weight", "model.layers.1.mlp.experts.1.down_proj.weight"):
+                 "model.layers.1.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj"):
         assert name in names, name

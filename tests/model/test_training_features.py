@@ -1,5 +1,5 @@
 """What trainers rely on: gradient checkpointing gives the same gradients, and PEFT LoRA (with the documented target
-modules) trains and merges back into a plain ModernLLM."""
+modules, and the stacked expert weights as target parameters) trains and merges back into a plain ModernLLM."""
 
 import pytest
 import torch
@@ -10,6 +10,7 @@ from modeling_modern_llm import ModernLLMForCausalLM
 from .conftest import left_padded_batch, tiny_model
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_EXPERT_PARAMETERS = ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"]  # stacked 3D weights, not modules
 
 
 @pytest.mark.parametrize("extras", [dict(), dict(num_experts=4, num_experts_per_tok=2)])
@@ -35,9 +36,11 @@ def test_lora_on_the_documented_targets_trains_and_merges():
     model = tiny_model("sdpa", num_experts=2, num_experts_per_tok=1)
     input_ids = torch.randint(3, 128, (2, 8))
     base_logits = model(input_ids).logits
-    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS, lora_dropout=0.0))
-    wrapped = {name.rsplit(".", 2)[0] for name, _ in lora.named_parameters() if "lora_A" in name}
-    assert any(".self_attn.q_proj" in name for name in wrapped) and any(".experts.1.down_proj" in name for name in wrapped)
+    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS,
+                                            target_parameters=LORA_EXPERT_PARAMETERS, lora_dropout=0.0))
+    wrapped = {name for name, _ in lora.named_parameters() if "lora_A" in name}
+    assert any(".self_attn.q_proj." in name for name in wrapped)
+    assert sum(".mlp.experts." in name for name in wrapped) == 2 * 2  # both stacked weights of both layers
     trainable = [p for p in lora.parameters() if p.requires_grad]
     assert trainable and all(p.requires_grad == ("lora_" in n) for n, p in lora.named_parameters())
     optimizer = torch.optim.AdamW(trainable, lr=1e-2)
