@@ -23,7 +23,13 @@ from .callbacks import (
     PerplexityCallback,
     ThroughputCallback,
 )
-from .checkpoints import checkpoint_problem, last_valid_checkpoint
+from .checkpoints import (
+    checkpoint_step,
+    last_valid_checkpoint,
+    named_checkpoint_problem,
+    resume_request,
+    set_aside_checkpoints,
+)
 from .model_card import write_model_card, write_training_summary
 
 logger = logging.getLogger(__name__)
@@ -120,20 +126,32 @@ def _callback(trainer, kind):
 
 
 def resume_checkpoint(trainer) -> str | None:
-    """The checkpoint to resume from: ``resume_from_checkpoint`` when it names one, a fresh start when it is
-    ``false``, else the newest valid one in ``output_dir`` (the main process first sets broken ones aside, then the
-    other ranks look, so no rank scans a folder while it is being renamed)."""
+    """The checkpoint to resume from.
+
+    - a path in ``resume_from_checkpoint`` wins (checked whole first); the checkpoints of ``output_dir`` saved after
+      its step are set aside, since the run would save over them;
+    - ``false``: step 0, every checkpoint of ``output_dir`` set aside (moved, not deleted);
+    - otherwise the newest valid one in ``output_dir``.
+
+    The main process moves and sets broken ones aside first, then the other ranks look, so no rank scans a folder
+    while it is being renamed.
+    """
     args = trainer.args
-    named = args.resume_from_checkpoint
-    if isinstance(named, str) and named.lower() == "false":
-        logger.info("resume_from_checkpoint is false: training from step 0 (existing checkpoints are left in place)")
-        return None
-    if isinstance(named, str) and named.lower() != "true":
-        problem = checkpoint_problem(named) if os.path.isdir(named) else "it does not exist"
+    request = resume_request(args.resume_from_checkpoint)
+    if request not in ("auto", "fresh"):
+        problem = named_checkpoint_problem(request)
         if problem:
-            raise InputFileError(f"resume_from_checkpoint {named}: cannot resume from it ({problem})")
-        return named
-    with args.main_process_first(desc="finding the last valid checkpoint"):
+            raise InputFileError(f"resume_from_checkpoint {request}: cannot resume from it ({problem})")
+    with args.main_process_first(desc="choosing the checkpoint to resume from"):
+        if request == "fresh":
+            if trainer.is_world_process_zero():
+                set_aside_checkpoints(args.output_dir)
+            logger.info("resume_from_checkpoint is false: training from step 0")
+            return None
+        if request != "auto":
+            if trainer.is_world_process_zero() and os.path.isdir(args.output_dir):
+                set_aside_checkpoints(args.output_dir, after_step=checkpoint_step(request))
+            return request
         return last_valid_checkpoint(args.output_dir, move_aside=trainer.is_world_process_zero())
 
 

@@ -43,7 +43,7 @@ from .arguments import (
     SFTStageConfig,
     VerifierConfig,
 )
-from .checkpoints import checkpoint_problem, final_model_problem, weights_problem
+from .checkpoints import final_model_problem, named_checkpoint_problem, resume_request, weights_problem
 
 STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig}
 # Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
@@ -452,9 +452,9 @@ def _output_problems(stage: str, training, script, architecture: dict | None, mo
     if not (script.overwrite_final or finished_ok) and final_model_problem(final) is None:
         problems.append(f"{final} already holds a finished model; pass --overwrite_final true to replace it (it is "
                         "replaced only once the new one is complete), or choose another output_dir")
-    resume = training.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() not in ("true", "false"):
-        problem = checkpoint_problem(resume) if os.path.isdir(resume) else "it does not exist"
+    resume = resume_request(training.resume_from_checkpoint)
+    if resume not in ("auto", "fresh"):
+        problem = named_checkpoint_problem(resume)
         if problem:
             problems.append(f"`resume_from_checkpoint` {resume} cannot be resumed from: {problem}")
     return problems

@@ -252,3 +252,11 @@ def test_a_recipe_checks_itself_before_loading(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "learning_rate" in result.stderr and "nowhere does not exist" in result.stderr
     assert time.time() - start < 60 and not (tmp_path / "sft").exists()
+
+
+def test_resume_from_checkpoint_means_the_same_from_yaml_and_command_line():
+    from modeling_modern_llm.training.checkpoints import resume_request
+
+    assert resume_request(False) == resume_request("false") == resume_request("False") == "fresh"
+    assert resume_request(None) == resume_request(True) == resume_request("true") == "auto"
+    assert resume_request("out/checkpoint-10") == "out/checkpoint-10"
