@@ -1,5 +1,7 @@
 """What the training recipes share: argument dataclasses, checks before anything loads, callbacks, checkpoint checks
-and resume, the final save, and the rehearsal of a run on a small machine."""
+and resume, LoRA adapters, the final save, and the rehearsal of a run on a small machine."""
+
+from .adapters import ADAPTER_DIR, stage_peft_config
 
 from .arguments import (
     DPOStageConfig,
@@ -48,6 +50,8 @@ from .validation import (
 )
 
 __all__ = [
+    "ADAPTER_DIR",
+    "stage_peft_config",
     "DPOStageConfig",
     "ModelArguments",
     "PretrainConfig",

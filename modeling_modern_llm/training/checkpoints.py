@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FINAL_FILES = ("config.json", "tokenizer_config.json", "training_summary.json", "README.md")
+ADAPTER_CONFIG = "adapter_config.json"
 MODEL_TYPE = "modern_llm"
 
 
@@ -96,6 +97,16 @@ def weights_problem(folder: str) -> str | None:
     else:
         shards = ["model.safetensors"]
     return next((p for p in (safetensors_problem(os.path.join(folder, s)) for s in shards) if p), None)
+
+
+def adapter_problem(folder: str) -> str | None:
+    """Why a PEFT adapter folder (a LoRA run's checkpoint holds only the adapter) is unusable, or None."""
+    try:
+        with open(os.path.join(folder, ADAPTER_CONFIG)) as handle:
+            json.load(handle)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return f"{ADAPTER_CONFIG} is missing or corrupt"
+    return safetensors_problem(os.path.join(folder, "adapter_model.safetensors"))
 
 
 def distributed_checkpoint_problem(folder: str) -> str | None:
@@ -176,7 +187,8 @@ def checkpoint_problem(folder: str) -> str | None:
         problem = (torch_file_problem(os.path.join(folder, "pytorch_model_fsdp.bin"))
                    or torch_file_problem(os.path.join(folder, "optimizer.bin")))
     else:
-        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights_problem(folder)
+        weights = adapter_problem if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG)) else weights_problem
+        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights(folder)
     if problem:
         return problem
     # DeepSpeed keeps the scheduler in its own state when it owns it; every other engine writes scheduler.pt.

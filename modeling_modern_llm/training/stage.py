@@ -7,6 +7,7 @@ import errno
 import itertools
 import logging
 import os
+import resource
 import shutil
 import sys
 import time
@@ -30,6 +31,7 @@ from .checkpoints import (
     resume_request,
     set_aside_checkpoints,
 )
+from .adapters import ADAPTER_DIR, peft_summary, quantization_kwargs, save_adapter_and_merge
 from .model_card import write_model_card, write_training_summary
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def model_load_kwargs(model_args) -> dict:
     kwargs = {"dtype": model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    return kwargs
+    return {**kwargs, **quantization_kwargs(model_args)}
 
 
 def load_train_and_eval(script_args, training_args):
@@ -247,6 +249,7 @@ def how_it_ran(trainer) -> dict:
         "rehearsal": os.environ.get(REHEARSAL_ENV) == "1",
         "resumed_from": getattr(trainer, "resumed_from", None),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_host_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),  # ru_maxrss: KiB
     }
 
 
@@ -272,27 +275,43 @@ def _replace_folder(staging: str, folder: str) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
-               eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
-    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
-
-    Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
-    interruption never leaves a final folder that looks finished, nor destroys an earlier one.
-    """
-    args, model, folder = trainer.args, trainer.model, final_dir(trainer.args)
-    staging = folder + ".partial"
-    eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
-                    if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
+def _ready_for_inference(model, tokenizer) -> None:
+    """Generation stops at the tokenizer's eos (and <|endoftext|>) and pads with its pad; the cache is back on."""
     if getattr(model, "generation_config", None) is not None:
         eos = tokenizer.convert_tokens_to_ids([tokenizer.eos_token, "<|endoftext|>"])
         model.generation_config.eos_token_id = list(dict.fromkeys(t for t in eos if t is not None))
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = True
+
+
+def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
+               eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
+    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
+
+    Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
+    interruption never leaves a final folder that looks finished, nor destroys an earlier one. After a LoRA run the
+    folder holds the merged model and the adapter in ``adapter/`` (the trainer's model is merged in place: call
+    this last).
+    """
+    args, folder = trainer.args, final_dir(trainer.args)
+    staging = folder + ".partial"
+    eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
+                    if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    adapter = peft_summary(unwrapped)
+    how = how_it_ran(trainer)  # before a merge unwraps the adapter
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     with disk_full_is_one_line(args.output_dir):
-        _save_weights(trainer, staging)
+        if adapter is None:
+            _ready_for_inference(trainer.model, tokenizer)
+            _save_weights(trainer, staging)
+            model = unwrapped
+        elif trainer.is_world_process_zero():  # LoRA runs keep a whole model per process (validation)
+            model = save_adapter_and_merge(unwrapped, staging, model_args.model_name_or_path)
+            _ready_for_inference(model, tokenizer)
+            model.save_pretrained(staging)
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(staging)
     if not trainer.is_world_process_zero():
@@ -314,15 +333,17 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
         "per_device_batch_size": args.per_device_train_batch_size,
         "learning_rate": args.learning_rate,
         "hardware": _hardware(),
-        "num_parameters": sum(p.numel() for p in trainer.accelerator.unwrap_model(model).parameters()),
-        **how_it_ran(trainer),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        **how,
+        "peft": adapter,
         "eval_metrics": eval_metrics,
         **(extra_summary or {}),
     }
     write_training_summary(staging, summary)
     write_model_card(staging, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
     _replace_folder(staging, folder)
-    logger.info("Saved the %s model to %s", stage, folder)
+    logger.info("Saved the %s model to %s%s", stage, folder,
+                f" (merged; the LoRA adapter is in {folder}/{ADAPTER_DIR})" if adapter else "")
     return folder
 
 

@@ -254,6 +254,25 @@ def test_a_recipe_checks_itself_before_loading(tmp_path):
     assert time.time() - start < 60 and not (tmp_path / "sft").exists()
 
 
+def test_qlora_needs_a_gpu_and_lora(tmp_path):
+    problems = _problems("sft", tmp_path, "--load_in_4bit", "true")
+    assert any("QLoRA needs `use_peft: true`" in p for p in problems)
+    if not torch.cuda.is_available():
+        (problem,) = _problems("sft", tmp_path, "--load_in_4bit", "true", "--use_peft", "true")
+        assert problem.startswith("`load_in_4bit: true` (QLoRA) needs bitsandbytes and a CUDA GPU")
+        assert _problems("sft", tmp_path, "--load_in_4bit", "true", "--use_peft", "true", rehearsal=True) == []
+
+
+def test_lora_is_refused_where_the_merged_final_cannot_be_built(tmp_path):
+    (problem,) = _problems("sft", tmp_path, "--use_peft", "true", accelerate=_accelerate("fsdp"))
+    assert "`use_peft: true` under" in problem and "whole model in one process" in problem
+    assert _problems("sft", tmp_path, "--use_peft", "true", accelerate=_accelerate("multi_gpu")) == []
+    (problem,) = _problems("pretrain", tmp_path, "--use_peft", "true")  # a LoRA adapter on a new model
+    assert "instead of `model_config`" in problem
+    (problem,) = _problems("pretrain", tmp_path, "--model_name_or_path", str(tmp_path))
+    assert "not both" in problem
+
+
 def test_resume_from_checkpoint_means_the_same_from_yaml_and_command_line():
     from modeling_modern_llm.training.checkpoints import resume_request
 
