@@ -28,6 +28,7 @@ from modeling_modern_llm.training import (
     stage_callbacks,
     stage_main,
     stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -35,6 +36,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args: ModelArguments):
     validate_stage("dpo", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -62,7 +64,7 @@ def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, tokenizer, "dpo", script_args, model_args, start, eval_metrics=metrics,
+    save_final(trainer, tokenizer, "dpo", script_args, model_args, start, eval_metrics=metrics, push=push,
                extra_summary={"beta": training_args.beta, "reference_model": reference,
                               "reference_model_parameters": reference_parameters})
 

@@ -33,6 +33,7 @@ from modeling_modern_llm.training import (
     stage_callbacks,
     stage_main,
     stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -40,6 +41,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args: ModelArguments):
     validate_stage("pretrain", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -67,7 +69,7 @@ def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, tokenizer, "pretrain", script_args, model_args, start, eval_metrics=metrics)
+    save_final(trainer, tokenizer, "pretrain", script_args, model_args, start, eval_metrics=metrics, push=push)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
 TRL's `SFTTrainer` on `messages` rows: the tokenizer's ChatML template marks the assistant turns with
 `{% generation %}`, so `assistant_only_loss=True` masks everything else, and `eos_token: <|im_end|>`
 makes the model stop at the end of its turn. Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`; with
-`use_peft: true` only a LoRA adapter trains, and the final folder holds the merged model and `adapter/`.
+`use_peft: true` only a LoRA adapter trains, and the final folder holds the merged model and `adapter/`;
+with `push_to_hub: true` the final folder goes to `hub_model_id` (docs/TRAINING.md, "Sharing").
 """
 
 from transformers import AutoModelForCausalLM, set_seed
@@ -27,6 +28,7 @@ from modeling_modern_llm.training import (
     stage_callbacks,
     stage_main,
     stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -34,6 +36,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args: ModelArguments):
     validate_stage("sft", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -52,7 +55,7 @@ def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics)
+    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics, push=push)
 
 
 if __name__ == "__main__":

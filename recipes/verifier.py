@@ -41,6 +41,7 @@ from modeling_modern_llm.training import (
     stage_callbacks,
     stage_main,
     stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -58,6 +59,7 @@ TRAIN_PAIRS_SCORED = 256  # training pairs re-scored after training, to show mem
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
     validate_stage("verifier", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
@@ -116,7 +118,7 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
                      "eval": metrics.get("eval_accuracy")}
 
     # Save
-    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics,
+    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, push=push,
                extra_summary={
                    "policy_sample_accuracy": policy_accuracy, "pairs": {key: len(ds) for key, ds in pairs.items()},
                    "pair_accuracy": pair_accuracy, "train_pairs_scored": len(seen),

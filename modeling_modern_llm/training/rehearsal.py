@@ -11,6 +11,7 @@ only what makes it long or needs a GPU:
 - a kernel this machine cannot run (a flash kernel without a GPU) is first checked against the model, then swapped
   for sdpa; bf16 runs as autocast on a CPU; QLoRA runs as LoRA without a GPU; a multi-process launcher becomes
   one process. Each swap is said.
+- nothing is pushed to the Hub (`push_to_hub` off in every stage, the pipeline's pushes skipped), said plainly.
 
 Every stage is interrupted once (a real SIGTERM at `STOP_STEP`, as SLURM sends before the time limit) and resumed.
 """
@@ -109,6 +110,9 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
     if swapped:
         overrides["attn_implementation"] = kernel
         notes.append(f"{stage}: {swapped}")
+    if training.push_to_hub:
+        overrides["push_to_hub"] = "false"
+        notes.append(f"{stage}: not pushed to {training.hub_model_id} (a rehearsal never pushes to the Hub)")
     quantized = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit" if model_args.load_in_8bit else None
     if quantized and not torch.cuda.is_available():
         overrides[quantized] = "false"

@@ -32,6 +32,7 @@ from .checkpoints import (
     set_aside_checkpoints,
 )
 from .adapters import ADAPTER_DIR, peft_summary, quantization_kwargs, save_adapter_and_merge
+from .hub import PushTarget, push_folder
 from .model_card import write_model_card, write_training_summary
 
 logger = logging.getLogger(__name__)
@@ -285,13 +286,15 @@ def _ready_for_inference(model, tokenizer) -> None:
 
 
 def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
-               eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
+               eval_metrics: dict | None = None, extra_summary: dict | None = None,
+               push: PushTarget | None = None) -> str:
     """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
 
     Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
     interruption never leaves a final folder that looks finished, nor destroys an earlier one. After a LoRA run the
     folder holds the merged model and the adapter in ``adapter/`` (the trainer's model is merged in place: call
-    this last).
+    this last). With ``push``, the finished folder is then uploaded to the Hub (`hub.push_folder`); a failed push is
+    one line, and the folder stays.
     """
     args, folder = trainer.args, final_dir(trainer.args)
     staging = folder + ".partial"
@@ -344,6 +347,8 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
     _replace_folder(staging, folder)
     logger.info("Saved the %s model to %s%s", stage, folder,
                 f" (merged; the LoRA adapter is in {folder}/{ADAPTER_DIR})" if adapter else "")
+    if push is not None:
+        push_folder(folder, push.repo_id, private=push.private, revision=push.revision)
     return folder
 
 

@@ -16,7 +16,8 @@ What is checked, and why (the traps are in docs/TRAINING.md):
   leaf; its mixed precision must agree with the stage's);
 - the outputs (a writable folder with room for a checkpoint; a finished `<stage>_final` is not replaced unless
   `overwrite_final`), the logging integrations it reports to, the checkpoint named by `resume_from_checkpoint`;
-- LoRA/QLoRA (4/8-bit weights need bitsandbytes and a CUDA GPU; the merged final needs unsharded weights).
+- LoRA/QLoRA (4/8-bit weights need bitsandbytes and a CUDA GPU; the merged final needs unsharded weights) and the
+  push to the Hub (a repo id, `hub_strategy: end`, no `hub_token` in the config, a token and the Hub switched on).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .arguments import (
     VerifierConfig,
 )
 from .checkpoints import final_model_problem, named_checkpoint_problem, resume_request, weights_problem
+from .hub import stage_push_problems
 
 STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig}
 # Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
@@ -538,6 +540,7 @@ def stage_problems(stage: str, script, training, model_args, *, architecture: di
         *_adapter_problems(model_args, accelerate, gpu_available, rehearsal),
         *_output_problems(stage, training, script, architecture, model_args, finished_ok),
         *_report_problems(training),
+        *stage_push_problems(training, check_machine=not rehearsal),
     ]
 
 

@@ -273,9 +273,31 @@ def test_lora_is_refused_where_the_merged_final_cannot_be_built(tmp_path):
     assert "not both" in problem
 
 
+@pytest.mark.parametrize("overrides, words", [
+    (("--hub_strategy", "every_save"), "set hub_strategy: end"),
+    ((), "`hub_model_id` is missing"),
+    (("--hub_model_id", "just-a-name"), "needs its namespace"),
+    (("--hub_model_id", "me/x"), "HF_HUB_OFFLINE=1"),  # tests/conftest.py switches the Hub off
+])
+def test_push_settings_are_checked_before_loading(overrides, words, tmp_path):
+    problems = _problems("dpo", tmp_path, "--push_to_hub", "true", *overrides)
+    assert any(words in p for p in problems), problems
+
+
 def test_resume_from_checkpoint_means_the_same_from_yaml_and_command_line():
     from modeling_modern_llm.training.checkpoints import resume_request
 
     assert resume_request(False) == resume_request("false") == resume_request("False") == "fresh"
     assert resume_request(None) == resume_request(True) == resume_request("true") == "auto"
     assert resume_request("out/checkpoint-10") == "out/checkpoint-10"
+
+
+def test_a_pipeline_push_is_checked_with_the_stages(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(open(os.path.join(CONFIGS, "pipeline.yaml")).read()
+                      + "push_to_hub: true\nhub_model_id: me/tiny\nstage_args:\n  dpo: --push_to_hub true --hub_model_id me/d\n")
+    result, _ = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "dpo: its config pushes it" in result.stderr and "pipeline: pushing to the Hub with HF_HUB_OFFLINE=1" in \
+        result.stderr
+    assert not (tmp_path / "runs").exists()
