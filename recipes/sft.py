@@ -55,7 +55,8 @@ def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics, push=push)
+    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics,
+               push=push)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,10 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     if training_args.eval_strategy != "no":
         problems["eval"] = (script_args.dataset_test_split, list(load_split(
             script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed)))
-    policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs).to(training_args.device)
+    # The policy samples as it is evaluated: in its own precision, never QLoRA's 4-bit copy
+    policy_kwargs = model_load_kwargs(model_args, quantized=False)
+    policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **policy_kwargs)
+    policy = policy.to(training_args.device)
     state = PartialState()  # each process samples its share of the problems; the shards are joined in order
     records = {}
     for key, (split, rows) in problems.items():

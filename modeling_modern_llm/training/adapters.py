@@ -39,6 +39,10 @@ def stage_peft_config(stage: str, model_args, model: nn.Module):
     config = get_peft_config(model_args)
     if config is None:
         return None
+    if isinstance(config.target_modules, str) and config.target_modules.isidentifier():
+        # TRL's ModelConfig turns a one-item list into its item ("all-linear" needs that), and PEFT reads a string
+        # as a regex over whole module paths, which a bare name like "q_proj" never matches: keep it a name.
+        config.target_modules = {config.target_modules}
     if config.target_modules is None:
         targets = linear_projections(model)
         config.target_modules = set(targets)
@@ -99,6 +103,7 @@ def save_adapter_and_merge(model, folder: str, base_path: str | None):
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     dtype = getattr(config, "dtype", None) or torch.bfloat16
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     full = type(base).from_pretrained(base_path, config=config, dtype=dtype)
     return PeftModel.from_pretrained(full, adapter_dir).merge_and_unload()
 

@@ -30,12 +30,11 @@ from .checkpoints import final_model_problem
 
 logger = logging.getLogger(__name__)
 DEFAULT_RESULTS_FILE = "experiments/results/task_metrics.json"
-# Files of a final folder never uploaded: atomic-write leftovers and half-written staging copies.
-IGNORED = [".*", "*.tmp", "*.partial/*"]
+IGNORED = [".*"]  # hidden files: the temporary files of `cli.atomic_write_*`, editors' leftovers
 
 
 class PushError(InputError):
-    """The Hub refused or could not be reached; the folder is untouched (exit 1)."""
+    """The Hub refused the push or could not be reached; the folder is kept as it is (exit 1)."""
 
     exit_code = 1
 
@@ -50,6 +49,7 @@ class PushTarget:
 
 
 def repo_id_problem(repo_id: str | None, field: str = "hub_model_id") -> str | None:
+    """Why ``repo_id`` cannot name a repo to push to (huggingface_hub's own check, plus a namespace), or None."""
     if not repo_id:
         return f"`{field}` is missing: name the repo as <user or organization>/<name>"
     try:
@@ -77,19 +77,19 @@ def stage_push_problems(training, check_machine: bool = True) -> list[str]:
     ``check_machine``, also whether this machine can push (a rehearsal never pushes, so it does not ask)."""
     problems = []
     if training.hub_token:
-        problems.append("`hub_token` is set: a token in a config or on the command line ends up in training_summary.json, "
-                        "the model card and the checkpoints' training_args.bin; remove it and set HF_TOKEN or run "
-                        "`hf auth login`")
+        problems.append("`hub_token` is set: a token in a config or on the command line ends up in "
+                        "training_summary.json, the model card and the checkpoints' training_args.bin; remove it and "
+                        "set HF_TOKEN or run `hf auth login`")
     if not training.push_to_hub:
         return problems
     problem = repo_id_problem(training.hub_model_id)
     if problem:
         problems.append(f"push_to_hub: {problem}")
-    if str(getattr(training.hub_strategy, "value", training.hub_strategy)) != "end":
-        problems.append(f"`hub_strategy: {getattr(training.hub_strategy, 'value', training.hub_strategy)}` makes Trainer "
-                        "push output_dir while training (half-trained weights, the trained tokenizer's folder, the "
-                        "verifier's sample cache); the finished <stage>_final is what is pushed, at the end: set "
-                        "hub_strategy: end")
+    strategy = str(getattr(training.hub_strategy, "value", training.hub_strategy))  # transformers' HubStrategy enum
+    if strategy != "end":
+        problems.append(f"`hub_strategy: {strategy}` makes Trainer push output_dir while training (half-trained "
+                        "weights, the trained tokenizer's folder, the verifier's sample cache); the finished "
+                        "<stage>_final is what is pushed, at the end: set hub_strategy: end")
     return problems + (push_problems() if check_machine else [])
 
 

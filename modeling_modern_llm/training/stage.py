@@ -101,12 +101,13 @@ def build_model_config(model_args, tokenizer):
                            eos_token_id=tokenizer.eos_token_id)
 
 
-def model_load_kwargs(model_args) -> dict:
-    """from_pretrained kwargs of a stage that starts from a saved model."""
+def model_load_kwargs(model_args, quantized: bool = True) -> dict:
+    """from_pretrained kwargs of a stage that starts from a saved model (QLoRA's 4/8-bit loading unless
+    ``quantized`` is False)."""
     kwargs = {"dtype": model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    return {**kwargs, **quantization_kwargs(model_args)}
+    return {**kwargs, **(quantization_kwargs(model_args) if quantized else {})}
 
 
 def load_train_and_eval(script_args, training_args):

@@ -325,7 +325,8 @@ def _model_problems(stage: str, model_args, training, architecture: dict | None,
                     "`model_name_or_path` to continue pretraining a saved model"]
         if model_args.use_peft:
             problems.append("`use_peft: true` trains a LoRA adapter on a saved model, not on a new one: set "
-                            "`model_name_or_path` (continued pretraining) instead of `model_config`, or use_peft: false")
+                            "`model_name_or_path` (continued pretraining) instead of `model_config`, or "
+                            "use_peft: false")
         known = set(inspect.signature(ModernLLMConfig.__init__).parameters) | set(ModernLLMConfig().to_dict())
         unknown = sorted(set(fields) - known)
         if unknown:

@@ -26,7 +26,8 @@ NAMESPACE = "standin-user"  # the namespace of a repo created without one
 
 class StandInHub:
     def __init__(self, max_requests: int = 2000, lifetime_s: float = 900.0):
-        self.repos: dict[str, dict] = {}  # repo_id -> {"private": bool, "branches": {name: {path: bytes}}, "commits": [...]}
+        # repo_id -> {"private": bool, "branches": {name: {path: bytes}}, "commits": [{"oid", "revision", "files"}]}
+        self.repos: dict[str, dict] = {}
         self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[tuple[str, str]] = []
         self.tokens: set[str] = set()  # bearer tokens the client sent
@@ -246,7 +247,8 @@ def _handler(hub: StandInHub):
             files = self._snapshot(repo, revision or "main")
             if files is None:
                 return
-            sha = revision if revision and revision not in repo["branches"] else self._commit_of(repo, revision or "main")
+            branch = revision or "main"
+            sha = self._commit_of(repo, branch) if branch in repo["branches"] else branch
             self._send(200, {"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": sha,
                              "siblings": [{"rfilename": path} for path in sorted(files)]})
 
