@@ -9,11 +9,14 @@ dataset loads: a bad combination anywhere in the run is one line per problem, in
 its own process (`launcher` + `recipes/<stage>.py --config <stage config>`), starting from the previous stage's
 `<stage>_final`, with `--output_dir <runs_dir>/<run>/<stage>`. A stage whose `<stage>_final/` is complete is skipped;
 an interrupted one resumes from its last valid checkpoint. On SIGTERM/SIGUSR1 (SLURM before the time limit) the
-running stage saves a checkpoint and stops. Then `eval/evaluate_tasks.py` and `report/build_report.py` run. Per-step
-wall times, commands and statuses go to `<runs_dir>/<run>/pipeline_summary.json`.
+running stage saves a checkpoint and stops. Then `eval/evaluate_tasks.py` and `report/build_report.py` run and, with
+`push_to_hub: true` and `hub_model_id: <user>/<prefix>`, `recipes/push_to_hub.py` pushes each stage to
+`<prefix>-<stage>` (results on the card, the report under `report/`). Per-step wall times, commands and statuses go
+to `<runs_dir>/<run>/pipeline_summary.json`.
 
 `--rehearse` runs the same pipeline shrunk (`modeling_modern_llm.training.rehearsal`) into
-`<runs_dir>/<run>-rehearsal/`, interrupting and resuming every stage once: what to run before `sbatch`.
+`<runs_dir>/<run>-rehearsal/`, interrupting and resuming every stage once: what to run before `sbatch`. A
+rehearsal never pushes to the Hub.
 """
 
 from __future__ import annotations
@@ -42,8 +45,17 @@ from modeling_modern_llm.training import (
     stage_problems,
 )
 from modeling_modern_llm.training.callbacks import STOP_AT_STEP_ENV
-from modeling_modern_llm.training.rehearsal import STOP_STEP, stage_overrides, write_standins
-from modeling_modern_llm.training.stage import ACCELERATE_CONFIG_ENV, LAUNCHER_ENV, REHEARSAL_ENV
+from modeling_modern_llm.training.hub import push_problems, repo_id_problem
+from modeling_modern_llm.training.rehearsal import (
+    STOP_STEP,
+    stage_overrides,
+    write_standins,
+)
+from modeling_modern_llm.training.stage import (
+    ACCELERATE_CONFIG_ENV,
+    LAUNCHER_ENV,
+    REHEARSAL_ENV,
+)
 from modeling_modern_llm.training.validation import (
     FileProblem,
     accelerate_config_of,
@@ -87,6 +99,12 @@ class PipelineArguments:
         "help": "Evaluation flags appended in a rehearsal (tiny limits)."})
     stop_timeout_s: float = field(default=300.0, metadata={
         "help": "On SIGTERM, how long a stage may take to save its checkpoint before it is killed."})
+    push_to_hub: bool = field(default=False, metadata={
+        "help": "After the report, push every stage's <stage>_final to <hub_model_id>-<stage> (its evaluation "
+                "results on the card, the report under report/), with recipes/push_to_hub.py. Never in a rehearsal."})
+    hub_model_id: str | None = field(default=None, metadata={
+        "help": "<user or organization>/<prefix> of the pushed repos: <prefix>-pretrain, <prefix>-sft, ..."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the pushed repos private."})
 
     def __post_init__(self):
         unknown = [stage for stage in self.stages if stage not in STAGES]
@@ -162,6 +180,13 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         argvs[stage] = argv
         if not script.local_data_dir:  # the Hub datasets a stage reads from the Hub (or its cache)
             datasets.update(name for name, _ in script.mixture() if not REGISTRY[name].embedded)
+        if args.push_to_hub and training.push_to_hub:
+            problems.append(f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
+                            "(push_to_hub: true in the pipeline config); keep one")
+    if args.push_to_hub:
+        problem = repo_id_problem(args.hub_model_id)
+        problems += [f"pipeline: push_to_hub: {problem}"] if problem else []
+        problems += [] if args.rehearse else [f"pipeline: {line}" for line in push_problems()]
     if problems:
         stages_of: dict[str, list[str]] = {}  # one line per problem, naming every stage it concerns
         for line in problems:
@@ -293,9 +318,18 @@ def main(args: PipelineArguments) -> None:
                      args.stop_timeout_s, expect=STOPPED_EXIT_CODE)
         run_step(stage, command, summary, summary_path, env, args.stop_timeout_s)
 
-    if args.skip_eval:
-        return
     finals = {stage: os.path.join(run_dir, f"{stage}_final") for stage in STAGES}
+    if not args.skip_eval:
+        evaluate_and_report(args, run_dir, finals, summary, summary_path)
+    if args.push_to_hub:
+        push_stages(args, finals, summary, summary_path)
+    if args.rehearse:
+        logger.info("[rehearsal] passed: %s", ", ".join(
+            f"{name} {step['wall_time_s']:.0f} s" for name, step in summary["steps"].items() if "wall_time_s" in step))
+
+
+def evaluate_and_report(args: PipelineArguments, run_dir: str, finals: dict[str, str], summary: dict,
+                        summary_path: str) -> None:
     eval_args = args.eval_args + (f" {args.rehearse_eval_args}" if args.rehearse else "")
     if args.local_data_dir:
         eval_args += f" --local_dir {args.local_data_dir}"
@@ -315,9 +349,24 @@ def main(args: PipelineArguments) -> None:
             write_summary(summary, summary_path)
             continue
         run_step(name, command, summary, summary_path, stop_timeout_s=args.stop_timeout_s)
-    if args.rehearse:
-        logger.info("[rehearsal] passed: %s", ", ".join(
-            f"{name} {step['wall_time_s']:.0f} s" for name, step in summary["steps"].items() if "wall_time_s" in step))
+
+
+def push_stages(args: PipelineArguments, finals: dict[str, str], summary: dict, summary_path: str) -> None:
+    """Each trained stage to ``<hub_model_id>-<stage>`` with its results and the report (a step each, recorded);
+    a rehearsal pushes nothing and says so."""
+    report_ok = summary["steps"].get("report", {}).get("status") == "ok"
+    for stage in args.stages:
+        name, repo_id = f"push-{stage}", f"{args.hub_model_id}-{stage}"
+        command = [sys.executable, os.path.join(RECIPES, "push_to_hub.py"), finals[stage], repo_id,
+                   "--results_dir", args.results_dir,
+                   *(["--private"] if args.hub_private_repo else []),
+                   *(["--report", args.report_output] if report_ok else [])]
+        if args.rehearse:
+            logger.info("[rehearsal] [%s] SKIPPED: a rehearsal never pushes to the Hub (%s)", name, repo_id)
+            summary["steps"][name] = {"command": shlex.join(command), "status": "skipped: rehearsal"}
+            write_summary(summary, summary_path)
+            continue
+        run_step(name, command, summary, summary_path, stop_timeout_s=args.stop_timeout_s)
 
 
 def parse_pipeline_args(argv: list[str]) -> PipelineArguments:

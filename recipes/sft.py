@@ -7,7 +7,9 @@
 
 TRL's `SFTTrainer` on `messages` rows: the tokenizer's ChatML template marks the assistant turns with
 `{% generation %}`, so `assistant_only_loss=True` masks everything else, and `eos_token: <|im_end|>`
-makes the model stop at the end of its turn. Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
+makes the model stop at the end of its turn. Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`; with
+`use_peft: true` only a LoRA adapter trains, and the final folder holds the merged model and `adapter/`;
+with `push_to_hub: true` the final folder goes to `hub_model_id` (docs/TRAINING.md, "Sharing").
 """
 
 from transformers import AutoModelForCausalLM, set_seed
@@ -25,6 +27,8 @@ from modeling_modern_llm.training import (
     setup_stage,
     stage_callbacks,
     stage_main,
+    stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -32,6 +36,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args: ModelArguments):
     validate_stage("sft", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -42,14 +47,16 @@ def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **model_load_kwargs(model_args))
 
-    # Train
+    # Train (only a LoRA adapter with use_peft: true)
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=True))
+                         processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=True),
+                         peft_config=stage_peft_config("sft", model_args, model))
     train_with_resume(trainer)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics)
+    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics,
+               push=push)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@
    `ModernLLMForSequenceClassification(num_labels=1)` initialised from the policy with TRL's `RewardTrainer`
    (Bradley-Terry loss; the score is read at the last non-pad token, so `pad_token_id` is set). The pairs are
    tokenised as evaluation scores a solution, `tokenizer(format_verifier_input(question, solution))`.
-Writes `<output_dir>/checkpoint-*` and `<output_dir>_final`.
+With `use_peft: true` a LoRA adapter trains the trunk and the new `score` head trains in full (`modules_to_save`).
+Writes `<output_dir>/checkpoint-*` and `<output_dir>_final` (after LoRA: merged, with `adapter/`).
 """
 
 import gc
@@ -39,6 +40,8 @@ from modeling_modern_llm.training import (
     setup_stage,
     stage_callbacks,
     stage_main,
+    stage_peft_config,
+    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -56,6 +59,7 @@ TRAIN_PAIRS_SCORED = 256  # training pairs re-scored after training, to show mem
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
     validate_stage("verifier", script_args, training_args, model_args)
+    push = take_push_target(training_args)
     start = setup_stage(training_args)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
@@ -69,7 +73,10 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     if training_args.eval_strategy != "no":
         problems["eval"] = (script_args.dataset_test_split, list(load_split(
             script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed)))
-    policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs).to(training_args.device)
+    # The policy samples as it is evaluated: in its own precision, never QLoRA's 4-bit copy
+    policy_kwargs = model_load_kwargs(model_args, quantized=False)
+    policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **policy_kwargs)
+    policy = policy.to(training_args.device)
     state = PartialState()  # each process samples its share of the problems; the shards are joined in order
     records = {}
     for key, (split, rows) in problems.items():
@@ -98,10 +105,11 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     model = AutoModelForSequenceClassification.from_pretrained(
         model_args.model_name_or_path, num_labels=1, pad_token_id=tokenizer.pad_token_id, **load_kwargs)
 
-    # Train
+    # Train (with use_peft: a LoRA adapter on the trunk and the whole score head)
     trainer = RewardTrainer(model=model, args=training_args, train_dataset=pairs["train"],
                             eval_dataset=pairs.get("eval"), processing_class=tokenizer,
-                            callbacks=stage_callbacks(language_modelling=False))
+                            callbacks=stage_callbacks(language_modelling=False),
+                            peft_config=stage_peft_config("verifier", model_args, model))
     train_with_resume(trainer)
     metrics = trainer.evaluate() if "eval" in pairs else {}
     # Pair accuracy on training pairs next to the held-out one: a verifier this small tends to memorise its
@@ -113,10 +121,12 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
                      "eval": metrics.get("eval_accuracy")}
 
     # Save
-    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, extra_summary={
-        "policy_sample_accuracy": policy_accuracy, "pairs": {key: len(ds) for key, ds in pairs.items()},
-        "pair_accuracy": pair_accuracy, "train_pairs_scored": len(seen),
-        "samples_per_problem": training_args.samples_per_problem, "scoring_text": "tokenizer(format_verifier_input(question, solution))"})
+    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, push=push,
+               extra_summary={
+                   "policy_sample_accuracy": policy_accuracy, "pairs": {key: len(ds) for key, ds in pairs.items()},
+                   "pair_accuracy": pair_accuracy, "train_pairs_scored": len(seen),
+                   "samples_per_problem": training_args.samples_per_problem,
+                   "scoring_text": "tokenizer(format_verifier_input(question, solution))"})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What the training recipes share: argument dataclasses, checks before anything loads, callbacks, checkpoint checks
-and resume, the final save, and the rehearsal of a run on a small machine."""
+and resume, LoRA adapters, the final save and its push to the Hub, and the rehearsal of a run on a small machine."""
+
+from .adapters import ADAPTER_DIR, stage_peft_config
 
 from .arguments import (
     DPOStageConfig,
@@ -24,6 +26,7 @@ from .checkpoints import (
     safetensors_problem,
     torch_file_problem,
 )
+from .hub import PushTarget, push_folder, take_push_target
 from .model_card import write_model_card, write_training_summary
 from .stage import (
     STOPPED_EXIT_CODE,
@@ -48,6 +51,8 @@ from .validation import (
 )
 
 __all__ = [
+    "ADAPTER_DIR",
+    "stage_peft_config",
     "DPOStageConfig",
     "ModelArguments",
     "PretrainConfig",
@@ -65,6 +70,9 @@ __all__ = [
     "last_valid_checkpoint",
     "safetensors_problem",
     "torch_file_problem",
+    "PushTarget",
+    "push_folder",
+    "take_push_target",
     "write_model_card",
     "write_training_summary",
     "STOPPED_EXIT_CODE",

@@ -79,8 +79,14 @@ class ModelArguments(ModelConfig):
                 raise ValueError(f"model_config must be a mapping or a JSON object string: {error}") from None
 
 
+@dataclass
 class _DeviceDefaults:
-    """TRL turns bf16 on unless told otherwise; on a machine without CUDA that is ~30x slower, so default to fp32."""
+    """TRL turns bf16 on unless told otherwise; on a machine without CUDA that is ~30x slower, so default to fp32.
+    A stage pushes its finished ``<stage>_final`` once, at the end (`hub_strategy: end`; see `training.hub`)."""
+
+    hub_strategy: str = field(default="end", metadata={
+        "help": "With push_to_hub: modern-llm pushes the finished <stage>_final at the end (end, the only value "
+                "accepted); transformers' other strategies would push output_dir while training."})
 
     def __post_init__(self):
         if self.bf16 is None and not self.fp16:

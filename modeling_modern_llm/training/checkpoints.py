@@ -29,12 +29,14 @@ import pickle
 import re
 import shutil
 import struct
+import time
 import zipfile
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FINAL_FILES = ("config.json", "tokenizer_config.json", "training_summary.json", "README.md")
+ADAPTER_CONFIG = "adapter_config.json"
 MODEL_TYPE = "modern_llm"
 
 
@@ -95,6 +97,16 @@ def weights_problem(folder: str) -> str | None:
     else:
         shards = ["model.safetensors"]
     return next((p for p in (safetensors_problem(os.path.join(folder, s)) for s in shards) if p), None)
+
+
+def adapter_problem(folder: str) -> str | None:
+    """Why a PEFT adapter folder (a LoRA run's checkpoint holds only the adapter) is unusable, or None."""
+    try:
+        with open(os.path.join(folder, ADAPTER_CONFIG)) as handle:
+            json.load(handle)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return f"{ADAPTER_CONFIG} is missing or corrupt"
+    return safetensors_problem(os.path.join(folder, "adapter_model.safetensors"))
 
 
 def distributed_checkpoint_problem(folder: str) -> str | None:
@@ -175,7 +187,8 @@ def checkpoint_problem(folder: str) -> str | None:
         problem = (torch_file_problem(os.path.join(folder, "pytorch_model_fsdp.bin"))
                    or torch_file_problem(os.path.join(folder, "optimizer.bin")))
     else:
-        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights_problem(folder)
+        weights = adapter_problem if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG)) else weights_problem
+        problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights(folder)
     if problem:
         return problem
     # DeepSpeed keeps the scheduler in its own state when it owns it; every other engine writes scheduler.pt.
@@ -209,6 +222,54 @@ def final_model_problem(folder: str, stage: str | None = None) -> str | None:
     if stage is not None and summary_stage != stage:
         return f"training_summary.json is of stage {summary_stage!r}, not {stage!r}"
     return weights_problem(folder)
+
+
+def resume_request(value) -> str:
+    """What ``resume_from_checkpoint`` asks for: "auto" (unset or true), "fresh" (false) or a checkpoint path.
+
+    YAML gives ``false``/``true`` as booleans and the command line as strings; both mean the same here.
+    """
+    if value is None or value is True or (isinstance(value, str) and value.lower() == "true"):
+        return "auto"
+    if value is False or (isinstance(value, str) and value.lower() == "false"):
+        return "fresh"
+    return str(value)
+
+
+def named_checkpoint_problem(path: str) -> str | None:
+    """Why the checkpoint named by ``resume_from_checkpoint`` cannot be resumed from, or None."""
+    return checkpoint_problem(path) if os.path.isdir(path) else "it does not exist"
+
+
+def checkpoint_step(folder: str) -> int:
+    """The global step a checkpoint was saved at (its trainer_state.json, else its name)."""
+    try:
+        with open(os.path.join(folder, "trainer_state.json")) as handle:
+            return int(json.load(handle)["global_step"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        match = _CHECKPOINT.match(os.path.basename(os.path.normpath(folder)))
+        return int(match.group(1)) if match else 0
+
+
+def set_aside_checkpoints(output_dir: str, after_step: int = -1) -> str | None:
+    """Move every ``checkpoint-N`` of ``output_dir`` with N > ``after_step`` into ``<output_dir>/set-aside-<time>/``.
+
+    A run that starts again from an earlier step (``resume_from_checkpoint: <older one>`` or ``false``) would save
+    over those folders, and Trainer's ``save_total_limit`` would delete by step number, mixing two runs. Moved, not
+    deleted: nothing is lost. Returns the folder they went to (None when there was nothing to move).
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    newer = sorted(name for name in os.listdir(output_dir)
+                   if (m := _CHECKPOINT.match(name)) and int(m.group(1)) > after_step)
+    if not newer:
+        return None
+    aside = os.path.join(output_dir, "set-aside-" + time.strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(aside, exist_ok=True)
+    for name in newer:
+        os.replace(os.path.join(output_dir, name), os.path.join(aside, name))
+    logger.warning("Set aside %s into %s (nothing deleted)", ", ".join(newer), aside)
+    return aside
 
 
 def last_valid_checkpoint(output_dir: str, move_aside: bool = True) -> str | None:

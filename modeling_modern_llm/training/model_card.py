@@ -14,6 +14,17 @@ def write_training_summary(folder: str, summary: dict) -> None:
     atomic_write_json(os.path.join(folder, "training_summary.json"), summary)
 
 
+def _adapter_lines(peft: dict | None) -> list[str]:
+    if not peft:
+        return []
+    return [f"- LoRA (r {peft['r']}, alpha {peft['lora_alpha']}, dropout {peft['lora_dropout']}) on "
+            f"{', '.join(peft['target_modules'])}"
+            + (f", {', '.join(peft['modules_to_save'])} trained in full" if peft["modules_to_save"] else "")
+            + f": {peft['trainable_parameters']:,} trainable parameters. These weights have the adapter merged in; "
+            f"the adapter itself is in `{peft['adapter']}` (`PeftModel.from_pretrained(<base model>, "
+            f"\"{peft['adapter'].rstrip('/')}\")`)."]
+
+
 def write_model_card(folder: str, summary: dict, model_config: dict, base_model: str | None, eval_metrics: dict) -> None:
     """README.md: YAML front matter (library_name, license, tags, datasets, base_model), then the facts of the run."""
     stage = summary["stage"]
@@ -45,7 +56,8 @@ def write_model_card(folder: str, summary: dict, model_config: dict, base_model:
         f"- steps: {summary['steps']}, tokens: {summary['train_tokens']}, per-device batch: "
         f"{summary['per_device_batch_size']}, learning rate: {summary['learning_rate']}",
         f"- hardware: {summary['hardware']}, world size {summary.get('world_size', 1)}, "
-        f"wall time {summary['wall_time_s']:.0f} s, {summary['tokens_per_s']} tokens/s", "",
+        f"wall time {summary['wall_time_s']:.0f} s, {summary['tokens_per_s']} tokens/s",
+        *_adapter_lines(summary.get("peft")), "",
         "## Results", "",
         *(f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}" for key, value in results.items()),
         "", "Task scores (perplexity, SST-2, GSM8K, against GPT-2) are in the project's evaluation report.", "",

@@ -9,7 +9,9 @@ only what makes it long or needs a GPU:
   the Hub where it is reachable, else from stand-ins: embedded-corpus rows written in each Hub dataset's exact
   schema, so the Hub normalisers still run);
 - a kernel this machine cannot run (a flash kernel without a GPU) is first checked against the model, then swapped
-  for sdpa; bf16 runs as autocast on a CPU; a multi-process launcher becomes one process. Each swap is said.
+  for sdpa; bf16 runs as autocast on a CPU; QLoRA runs as LoRA without a GPU; a multi-process launcher becomes
+  one process. Each swap is said.
+- nothing is pushed to the Hub (`push_to_hub` off in every stage, the pipeline's pushes skipped), said plainly.
 
 Every stage is interrupted once (a real SIGTERM at `STOP_STEP`, as SLURM sends before the time limit) and resumed.
 """
@@ -98,7 +100,7 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
         overrides["eval_steps"] = STOP_STEP
     if training.max_length:
         overrides["max_length"] = min(training.max_length, MAX_LENGTH)
-    if stage == "pretrain":
+    if stage == "pretrain" and model_args.model_config:  # (continued pretraining keeps its saved model)
         overrides.update(model_config=json.dumps(shrink_model_config(dict(model_args.model_config))),
                          tokenizer_vocab_size=VOCAB_SIZE, tokenizer_train_samples=400)
     if stage == "verifier":  # problems to sample, not rows to train on
@@ -109,6 +111,13 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
     if swapped:
         overrides["attn_implementation"] = kernel
         notes.append(f"{stage}: {swapped}")
+    if training.push_to_hub:
+        overrides["push_to_hub"] = "false"
+        notes.append(f"{stage}: not pushed to {training.hub_model_id} (a rehearsal never pushes to the Hub)")
+    quantized = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit" if model_args.load_in_8bit else None
+    if quantized and not torch.cuda.is_available():
+        overrides[quantized] = "false"
+        notes.append(f"{stage}: QLoRA ({quantized}) runs as LoRA over full-precision weights (no GPU for bitsandbytes)")
     if (training.bf16 or training.fp16) and not torch.cuda.is_available():
         overrides["use_cpu"] = "true"
         notes.append(f"{stage}: {'bf16' if training.bf16 else 'fp16'} runs as autocast on the CPU")

@@ -7,6 +7,7 @@ import errno
 import itertools
 import logging
 import os
+import resource
 import shutil
 import sys
 import time
@@ -23,7 +24,15 @@ from .callbacks import (
     PerplexityCallback,
     ThroughputCallback,
 )
-from .checkpoints import checkpoint_problem, last_valid_checkpoint
+from .checkpoints import (
+    checkpoint_step,
+    last_valid_checkpoint,
+    named_checkpoint_problem,
+    resume_request,
+    set_aside_checkpoints,
+)
+from .adapters import ADAPTER_DIR, peft_summary, quantization_kwargs, save_adapter_and_merge
+from .hub import PushTarget, push_folder
 from .model_card import write_model_card, write_training_summary
 from .optimization import exclude_sinks_and_norms_from_weight_decay
 
@@ -93,12 +102,13 @@ def build_model_config(model_args, tokenizer):
                            eos_token_id=tokenizer.eos_token_id)
 
 
-def model_load_kwargs(model_args) -> dict:
-    """from_pretrained kwargs of a stage that starts from a saved model."""
+def model_load_kwargs(model_args, quantized: bool = True) -> dict:
+    """from_pretrained kwargs of a stage that starts from a saved model (QLoRA's 4/8-bit loading unless
+    ``quantized`` is False)."""
     kwargs = {"dtype": model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    return kwargs
+    return {**kwargs, **(quantization_kwargs(model_args) if quantized else {})}
 
 
 def load_train_and_eval(script_args, training_args):
@@ -121,20 +131,32 @@ def _callback(trainer, kind):
 
 
 def resume_checkpoint(trainer) -> str | None:
-    """The checkpoint to resume from: ``resume_from_checkpoint`` when it names one, a fresh start when it is
-    ``false``, else the newest valid one in ``output_dir`` (the main process first sets broken ones aside, then the
-    other ranks look, so no rank scans a folder while it is being renamed)."""
+    """The checkpoint to resume from.
+
+    - a path in ``resume_from_checkpoint`` wins (checked whole first); the checkpoints of ``output_dir`` saved after
+      its step are set aside, since the run would save over them;
+    - ``false``: step 0, every checkpoint of ``output_dir`` set aside (moved, not deleted);
+    - otherwise the newest valid one in ``output_dir``.
+
+    The main process moves and sets broken ones aside first, then the other ranks look, so no rank scans a folder
+    while it is being renamed.
+    """
     args = trainer.args
-    named = args.resume_from_checkpoint
-    if isinstance(named, str) and named.lower() == "false":
-        logger.info("resume_from_checkpoint is false: training from step 0 (existing checkpoints are left in place)")
-        return None
-    if isinstance(named, str) and named.lower() != "true":
-        problem = checkpoint_problem(named) if os.path.isdir(named) else "it does not exist"
+    request = resume_request(args.resume_from_checkpoint)
+    if request not in ("auto", "fresh"):
+        problem = named_checkpoint_problem(request)
         if problem:
-            raise InputFileError(f"resume_from_checkpoint {named}: cannot resume from it ({problem})")
-        return named
-    with args.main_process_first(desc="finding the last valid checkpoint"):
+            raise InputFileError(f"resume_from_checkpoint {request}: cannot resume from it ({problem})")
+    with args.main_process_first(desc="choosing the checkpoint to resume from"):
+        if request == "fresh":
+            if trainer.is_world_process_zero():
+                set_aside_checkpoints(args.output_dir)
+            logger.info("resume_from_checkpoint is false: training from step 0")
+            return None
+        if request != "auto":
+            if trainer.is_world_process_zero() and os.path.isdir(args.output_dir):
+                set_aside_checkpoints(args.output_dir, after_step=checkpoint_step(request))
+            return request
         return last_valid_checkpoint(args.output_dir, move_aside=trainer.is_world_process_zero())
 
 
@@ -232,6 +254,7 @@ def how_it_ran(trainer) -> dict:
         "rehearsal": os.environ.get(REHEARSAL_ENV) == "1",
         "resumed_from": getattr(trainer, "resumed_from", None),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_host_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),  # ru_maxrss: KiB
     }
 
 
@@ -247,27 +270,45 @@ def _save_weights(trainer, folder: str) -> None:
     trainer.save_model(folder)
 
 
-def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
-               eval_metrics: dict | None = None, extra_summary: dict | None = None) -> str:
-    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
-
-    Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
-    interruption never leaves a final folder that looks finished, nor destroys an earlier one.
-    """
-    args, model, folder = trainer.args, trainer.model, final_dir(trainer.args)
-    staging = folder + ".partial"
-    eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
-                    if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
+def _ready_for_inference(model, tokenizer) -> None:
+    """Generation stops at the tokenizer's eos (and <|endoftext|>) and pads with its pad; the cache is back on."""
     if getattr(model, "generation_config", None) is not None:
         eos = tokenizer.convert_tokens_to_ids([tokenizer.eos_token, "<|endoftext|>"])
         model.generation_config.eos_token_id = list(dict.fromkeys(t for t in eos if t is not None))
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = True
+
+
+def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
+               eval_metrics: dict | None = None, extra_summary: dict | None = None,
+               push: PushTarget | None = None) -> str:
+    """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
+
+    Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
+    interruption never leaves a final folder that looks finished, nor destroys an earlier one. After a LoRA run the
+    folder holds the merged model and the adapter in ``adapter/`` (the trainer's model is merged in place: call
+    this last). With ``push``, the finished folder is then uploaded to the Hub (`hub.push_folder`); a failed push is
+    one line, and the folder stays.
+    """
+    args, folder = trainer.args, final_dir(trainer.args)
+    staging = folder + ".partial"
+    eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
+                    if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    adapter = peft_summary(unwrapped)
+    how = how_it_ran(trainer)  # before a merge unwraps the adapter
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     with disk_full_is_one_line(args.output_dir):
-        _save_weights(trainer, staging)
+        if adapter is None:
+            _ready_for_inference(trainer.model, tokenizer)
+            _save_weights(trainer, staging)
+            model = unwrapped
+        elif trainer.is_world_process_zero():  # LoRA runs keep a whole model per process (validation)
+            model = save_adapter_and_merge(unwrapped, staging, model_args.model_name_or_path)
+            _ready_for_inference(model, tokenizer)
+            model.save_pretrained(staging)
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(staging)
     if not trainer.is_world_process_zero():
@@ -289,15 +330,19 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
         "per_device_batch_size": args.per_device_train_batch_size,
         "learning_rate": args.learning_rate,
         "hardware": _hardware(),
-        "num_parameters": sum(p.numel() for p in trainer.accelerator.unwrap_model(model).parameters()),
-        **how_it_ran(trainer),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        **how,
+        "peft": adapter,
         "eval_metrics": eval_metrics,
         **(extra_summary or {}),
     }
     write_training_summary(staging, summary)
     write_model_card(staging, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
     replace_folder(staging, folder)
-    logger.info("Saved the %s model to %s", stage, folder)
+    logger.info("Saved the %s model to %s%s", stage, folder,
+                f" (merged; the LoRA adapter is in {folder}/{ADAPTER_DIR})" if adapter else "")
+    if push is not None:
+        push_folder(folder, push.repo_id, private=push.private, revision=push.revision)
     return folder
 
 

@@ -15,7 +15,9 @@ What is checked, and why (the traps are in docs/TRAINING.md):
 - the accelerate config against the stage (ZeRO-3 must gather the weights at save; the MoE block must be a ZeRO-3
   leaf; its mixed precision must agree with the stage's);
 - the outputs (a writable folder with room for a checkpoint; a finished `<stage>_final` is not replaced unless
-  `overwrite_final`), the logging integrations it reports to, the checkpoint named by `resume_from_checkpoint`.
+  `overwrite_final`), the logging integrations it reports to, the checkpoint named by `resume_from_checkpoint`;
+- LoRA/QLoRA (4/8-bit weights need bitsandbytes and a CUDA GPU; the merged final needs unsharded weights) and the
+  push to the Hub (a repo id, `hub_strategy: end`, no `hub_token` in the config, a token and the Hub switched on).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from .arguments import (
     SFTStageConfig,
     VerifierConfig,
 )
-from .checkpoints import checkpoint_problem, final_model_problem, weights_problem
+from .checkpoints import final_model_problem, named_checkpoint_problem, resume_request, weights_problem
+from .hub import stage_push_problems
 
 STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig}
 # Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
@@ -312,10 +315,18 @@ def _model_problems(stage: str, model_args, training, architecture: dict | None,
     from modeling_modern_llm import ModernLLMConfig
 
     problems = []
-    if stage == "pretrain":
+    if stage == "pretrain" and model_args.model_name_or_path and model_args.model_config:
+        problems.append("set `model_config` (a new model) or `model_name_or_path` (continue pretraining a saved one), "
+                        "not both")
+    elif stage == "pretrain" and not model_args.model_name_or_path:
         fields = model_args.model_config
         if not fields:
-            return ["`model_config` (the ModernLLMConfig fields of the new model) is missing"]
+            return ["`model_config` (the ModernLLMConfig fields of the new model) is missing; or set "
+                    "`model_name_or_path` to continue pretraining a saved model"]
+        if model_args.use_peft:
+            problems.append("`use_peft: true` trains a LoRA adapter on a saved model, not on a new one: set "
+                            "`model_name_or_path` (continued pretraining) instead of `model_config`, or "
+                            "use_peft: false")
         known = set(inspect.signature(ModernLLMConfig.__init__).parameters) | set(ModernLLMConfig().to_dict())
         unknown = sorted(set(fields) - known)
         if unknown:
@@ -459,9 +470,9 @@ def _output_problems(stage: str, training, script, architecture: dict | None, mo
     if not (script.overwrite_final or finished_ok) and final_model_problem(final) is None:
         problems.append(f"{final} already holds a finished model; pass --overwrite_final true to replace it (it is "
                         "replaced only once the new one is complete), or choose another output_dir")
-    resume = training.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() not in ("true", "false"):
-        problem = checkpoint_problem(resume) if os.path.isdir(resume) else "it does not exist"
+    resume = resume_request(training.resume_from_checkpoint)
+    if resume not in ("auto", "fresh"):
+        problem = named_checkpoint_problem(resume)
         if problem:
             problems.append(FileProblem(f"`resume_from_checkpoint` {resume} cannot be resumed from: {problem}"))
     return problems
@@ -481,6 +492,28 @@ def _bytes_to_save(architecture: dict | None, model_args) -> int:
     vocab = architecture.get("vocab_size", model_args.tokenizer_vocab_size)
     parameters = layers * (4 * hidden * hidden + 3 * hidden * intermediate) + vocab * hidden
     return parameters * BYTES_PER_PARAMETER_SAVED
+
+
+def _adapter_problems(model_args, accelerate: AccelerateSetup | None, gpu_available: bool,
+                      rehearsal: bool) -> list[str]:
+    """LoRA and QLoRA (`modeling_modern_llm.training.adapters`): 4/8-bit weights need bitsandbytes on a CUDA GPU."""
+    problems = []
+    quantized = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit" if model_args.load_in_8bit else None
+    if quantized and not model_args.use_peft:
+        problems.append(f"`{quantized}: true` quantizes weights that cannot then be trained; QLoRA needs "
+                        "`use_peft: true`")
+    if quantized and not rehearsal:  # a rehearsal runs it as LoRA over full-precision weights, and says so
+        if not gpu_available:
+            problems.append(f"`{quantized}: true` (QLoRA) needs bitsandbytes and a CUDA GPU, and this machine has no "
+                            "GPU; remove it (LoRA over full-precision weights runs on a CPU)")
+        elif importlib.util.find_spec("bitsandbytes") is None:
+            problems.append(f"`{quantized}: true` (QLoRA) needs the bitsandbytes package: `pip install bitsandbytes`")
+    sharded = accelerate is not None and (accelerate.distributed_type == "FSDP" or accelerate.zero_stage == 3)
+    if model_args.use_peft and sharded:
+        problems.append(f"`use_peft: true` under {accelerate.source}, which shards the weights: the merged "
+                        "<stage>_final needs the whole model in one process; run LoRA under DDP "
+                        "(accelerate_configs/multi_gpu.yaml) or ZeRO-2 (its weights are small anyway)")
+    return problems
 
 
 def _report_problems(training) -> list[str]:
@@ -512,8 +545,10 @@ def stage_problems(stage: str, script, training, model_args, *, architecture: di
         *_precision_problems(training, model_args, accelerate),
         *_attention_problems(stage, training, model_args, architecture, gpu_available, rehearsal),
         *_accelerate_problems(training, architecture, accelerate),
+        *_adapter_problems(model_args, accelerate, gpu_available, rehearsal),
         *_output_problems(stage, training, script, architecture, model_args, finished_ok),
         *_report_problems(training),
+        *stage_push_problems(training, check_machine=not rehearsal),
     ]
 
 

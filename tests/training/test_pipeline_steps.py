@@ -51,3 +51,15 @@ def test_stages_run_with_the_interpreter_running_the_pipeline(launcher):
         run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
         launcher=launcher)
     assert pipeline.stage_command(args, "sft", "runs/r")[0] == sys.executable
+
+
+def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
+    args = pipeline.PipelineArguments(
+        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path), push_to_hub=True, hub_model_id="me/r", rehearse=True)
+    path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
+    # A real push of these (missing) folders would fail and stop the pipeline
+    pipeline.push_stages(args, {s: str(tmp_path / f"{s}_final") for s in pipeline.STAGES}, summary, path)
+    steps = json.load(open(path))["steps"]
+    assert [steps[f"push-{s}"]["status"] for s in pipeline.STAGES] == ["skipped: rehearsal"] * 4
+    assert "me/r-verifier" in steps["push-verifier"]["command"]

@@ -6,8 +6,10 @@ relative) only absorbs float formatting. A truncated newest checkpoint is moved 
 used, with the same result.
 """
 
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,3 +71,44 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, unin
     assert f"{newest.name} is unusable" in log and "truncated" in log
     assert (output_dir / f"corrupt-{newest.name}").is_dir()
     assert _final_loss(output_dir) == pytest.approx(uninterrupted, rel=1e-6)
+
+
+ROLLBACK = ("--save_steps", "5", "--save_total_limit", "10", "--eval_strategy", "no", "--logging_steps", "1")
+
+
+def _summary(output_dir):
+    with open(output_dir.parent / f"{output_dir.name}_final" / "training_summary.json") as handle:
+        return json.load(handle)
+
+
+def test_a_named_older_checkpoint_wins_and_equals_resuming_there_by_hand(tmp_path):
+    output_dir = tmp_path / "named" / "pretrain"
+    run_recipe("pretrain", output_dir, "--max_steps", "20", *ROLLBACK)  # checkpoints 5, 10, 15, 20
+    by_hand = tmp_path / "by_hand" / "pretrain"
+    for name in ("checkpoint-10", "tokenizer"):  # only checkpoint-10 (and the trained tokenizer) in a fresh folder
+        shutil.copytree(output_dir / name, by_hand / name)
+    # Roll back to checkpoint-10 and train on to 24 steps (a longer schedule, so resuming from the newest
+    # checkpoint instead would end elsewhere)
+    named = run_recipe("pretrain", output_dir, "--max_steps", "24", *ROLLBACK, "--overwrite_final", "true",
+                       "--resume_from_checkpoint", str(output_dir / "checkpoint-10"))
+    run_recipe("pretrain", by_hand, "--max_steps", "24", *ROLLBACK)
+    assert _summary(output_dir)["resumed_from"] == str(output_dir / "checkpoint-10")
+    assert _summary(by_hand)["resumed_from"] == str(by_hand / "checkpoint-10")
+    assert _summary(output_dir)["final_loss"] == pytest.approx(_summary(by_hand)["final_loss"], rel=1e-6)
+    # The abandoned checkpoints 15 and 20 were moved aside, not deleted, nor saved over
+    [aside] = output_dir.glob("set-aside-*")
+    assert sorted(p.name for p in aside.iterdir()) == ["checkpoint-15", "checkpoint-20"]
+    assert "Set aside checkpoint-15, checkpoint-20" in named.stdout + named.stderr
+
+
+def test_resume_false_starts_from_step_0_and_deletes_nothing(tmp_path):
+    output_dir = tmp_path / "pretrain"
+    run_recipe("pretrain", output_dir, "--max_steps", "10", *ROLLBACK)
+    first = _summary(output_dir)["final_loss"]
+    result = run_recipe("pretrain", output_dir, "--max_steps", "10", *ROLLBACK, "--overwrite_final", "true",
+                        "--resume_from_checkpoint", "false")
+    assert "training from step 0" in result.stdout + result.stderr and _summary(output_dir)["resumed_from"] is None
+    assert _summary(output_dir)["final_loss"] == pytest.approx(first, rel=1e-6)  # the same run again, from scratch
+    [aside] = output_dir.glob("set-aside-*")
+    assert sorted(p.name for p in aside.iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]  # new ones

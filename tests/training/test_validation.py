@@ -252,3 +252,52 @@ def test_a_recipe_checks_itself_before_loading(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "learning_rate" in result.stderr and "nowhere does not exist" in result.stderr
     assert time.time() - start < 60 and not (tmp_path / "sft").exists()
+
+
+def test_qlora_needs_a_gpu_and_lora(tmp_path):
+    problems = _problems("sft", tmp_path, "--load_in_4bit", "true")
+    assert any("QLoRA needs `use_peft: true`" in p for p in problems)
+    if not torch.cuda.is_available():
+        (problem,) = _problems("sft", tmp_path, "--load_in_4bit", "true", "--use_peft", "true")
+        assert problem.startswith("`load_in_4bit: true` (QLoRA) needs bitsandbytes and a CUDA GPU")
+        assert _problems("sft", tmp_path, "--load_in_4bit", "true", "--use_peft", "true", rehearsal=True) == []
+
+
+def test_lora_is_refused_where_the_merged_final_cannot_be_built(tmp_path):
+    (problem,) = _problems("sft", tmp_path, "--use_peft", "true", accelerate=_accelerate("fsdp"))
+    assert "`use_peft: true` under" in problem and "whole model in one process" in problem
+    assert _problems("sft", tmp_path, "--use_peft", "true", accelerate=_accelerate("multi_gpu")) == []
+    (problem,) = _problems("pretrain", tmp_path, "--use_peft", "true")  # a LoRA adapter on a new model
+    assert "instead of `model_config`" in problem
+    (problem,) = _problems("pretrain", tmp_path, "--model_name_or_path", str(tmp_path))
+    assert "not both" in problem
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (("--hub_strategy", "every_save"), "set hub_strategy: end"),
+    ((), "`hub_model_id` is missing"),
+    (("--hub_model_id", "just-a-name"), "needs its namespace"),
+    (("--hub_model_id", "me/x"), "HF_HUB_OFFLINE=1"),  # tests/conftest.py switches the Hub off
+])
+def test_push_settings_are_checked_before_loading(overrides, words, tmp_path):
+    problems = _problems("dpo", tmp_path, "--push_to_hub", "true", *overrides)
+    assert any(words in p for p in problems), problems
+
+
+def test_resume_from_checkpoint_means_the_same_from_yaml_and_command_line():
+    from modeling_modern_llm.training.checkpoints import resume_request
+
+    assert resume_request(False) == resume_request("false") == resume_request("False") == "fresh"
+    assert resume_request(None) == resume_request(True) == resume_request("true") == "auto"
+    assert resume_request("out/checkpoint-10") == "out/checkpoint-10"
+
+
+def test_a_pipeline_push_is_checked_with_the_stages(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(open(os.path.join(CONFIGS, "pipeline.yaml")).read()
+                      + "push_to_hub: true\nhub_model_id: me/tiny\nstage_args:\n  dpo: --push_to_hub true --hub_model_id me/d\n")
+    result, _ = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "dpo: its config pushes it" in result.stderr and "pipeline: pushing to the Hub with HF_HUB_OFFLINE=1" in \
+        result.stderr
+    assert not (tmp_path / "runs").exists()
