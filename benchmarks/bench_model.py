@@ -7,7 +7,7 @@ QK-norm and a 4-expert top-2 MoE:
   - greedy generation of 128 new tokens with the KV cache, batch 1; target with sinks + QK-norm <= 1.10x Llama;
   - per-token time with the cache stays flat: over 512 new tokens, the median of the last 32 steps <= 1.10x the
     median of the first 32 (the median of three generations);
-  - training MFU = 6 * params * tokens/s over the fp32 peak of a 2048x2048 matmul measured in the same run.
+  - training MFU = 6 * active params * tokens/s over the fp32 peak of a 2048x2048 matmul measured in the same run.
 Timings are medians of interleaved repetitions (a load spike hits every model alike); run it alone on the machine
 (e.g. `flock /tmp/cpu.lock python benchmarks/bench_model.py`), and rerun before trusting a borderline ratio.
 `--quick` shrinks everything for a smoke check (its numbers are not meaningful).
@@ -21,6 +21,15 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
+
+
+def active_parameters(model) -> int:
+    """The parameters each token goes through: with experts, only k of the E experts' weights (what MFU counts)."""
+    config, total = model.config, model.num_parameters()
+    if not getattr(config, "num_experts", 0):
+        return total
+    experts = sum(p.numel() for name, p in model.named_parameters() if ".mlp.experts." in name)
+    return total - experts + experts * config.num_experts_per_tok // config.num_experts
 
 
 def parse_args():
@@ -147,7 +156,7 @@ def main():
     print(f"{'model':26s} {'params':>8s} {'s/step':>7s} {'tok/s':>7s} {'vs llama':>8s} {'MFU':>6s}")
     for name, seconds in step_seconds.items():
         params = models[name].num_parameters()  # tied embeddings counted once: the lm_head matmul
-        mfu = 6 * params * tokens_per_step / seconds / peak
+        mfu = 6 * active_parameters(models[name]) * tokens_per_step / seconds / peak
         print(f"{name:26s} {params / 1e6:7.2f}M {seconds:7.3f} {tokens_per_step / seconds:7.0f} "
               f"{seconds / llama_step:7.2f}x {mfu:6.1%}")
 

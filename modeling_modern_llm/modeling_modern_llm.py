@@ -367,10 +367,14 @@ class CPUFlashAttentionWithSinks(torch.autograd.Function):
 def cpu_flash_attention_with_sinks(module, query, key, value, attention_mask, scaling, s_aux, **kwargs):
     """Sinks on PyTorch's CPU flash kernels, exact in outputs and gradients (`CPUFlashAttentionWithSinks`); without
     gradients (decoding, evaluation) the same forward runs without autograd's bookkeeping."""
+    # The raw kernel wants one dtype, and autocast does not cast its inputs as it does SDPA's: run in the autocast
+    # dtype, as F.scaled_dot_product_attention would (under bf16 autocast q/k leave RoPE in float32, v in bfloat16).
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else query.dtype
+    query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     if attention_mask is not None and attention_mask.dtype == torch.bool:  # the kernel takes an additive mask
-        attention_mask = torch.zeros_like(attention_mask, dtype=query.dtype).masked_fill(
-            ~attention_mask, torch.finfo(query.dtype).min
-        )
+        attention_mask = torch.zeros_like(attention_mask, dtype=dtype).masked_fill(~attention_mask, torch.finfo(dtype).min)
+    elif attention_mask is not None:
+        attention_mask = attention_mask.to(dtype)
     is_causal = attention_mask is None and query.shape[2] > 1
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value, s_aux)):
         attn_output = CPUFlashAttentionWithSinks.apply(query, key, value, s_aux, attention_mask, is_causal, scaling)

@@ -44,6 +44,27 @@ def test_sinks_eager_equals_sdpa_forward_and_backward(padded, qk_norm):
     assert sdpa_grads["model.layers.0.self_attn.sinks"].abs().sum() > 0
 
 
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("gradient_checkpointing", [False, True])
+def test_sinks_under_bf16_autocast_train_on_sdpa_as_on_eager(padded, gradient_checkpointing):
+    """What `bf16: true` runs on a CPU (the rehearsals): under autocast q/k leave RoPE and the QK-norm in float32 while
+    v is bfloat16; the sink kernel runs them in the autocast dtype, as SDPA would, and matches eager to bf16 rounding."""
+    eager = tiny_model("eager", qk_norm=True).train()
+    sdpa = tiny_model("sdpa", randomize_sinks=False, qk_norm=True).train()
+    sdpa.load_state_dict(eager.state_dict())
+    if gradient_checkpointing:
+        eager.gradient_checkpointing_enable()
+        sdpa.gradient_checkpointing_enable()
+    input_ids, attention_mask = left_padded_batch([9, 5, 2] if padded else [9, 9, 9])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        eager_out, eager_grads = loss_and_grads(eager, input_ids, attention_mask)
+        sdpa_out, sdpa_grads = loss_and_grads(sdpa, input_ids, attention_mask)
+    torch.testing.assert_close(sdpa_out.loss, eager_out.loss, rtol=2e-2, atol=2e-2)
+    sink = "model.layers.0.self_attn.sinks"
+    assert sdpa_grads[sink].dtype == torch.float32 and sdpa_grads[sink].abs().sum() > 0
+    torch.testing.assert_close(sdpa_grads[sink], eager_grads[sink], rtol=5e-2, atol=5e-3)
+
+
 def test_sinks_change_the_output():
     with_sinks = tiny_model("sdpa")
     without = ModernLLMForCausalLM(tiny_config(attention_sinks=False)).eval()
