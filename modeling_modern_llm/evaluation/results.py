@@ -273,6 +273,8 @@ def gsm8k_analysis(run: EvaluationRun, n_examples: int = 3) -> dict | None:
             taxonomy[classify_error(solution)] += 1
     pairs = [(t, b) for t in ("verifier_best_of_n", "verifier_weighted_vote", "majority_vote")
              for b in ("greedy", "majority_vote") if t != b and t in values and b in values]
+    if {"oracle_pass_at_n", "greedy"} <= set(values):
+        pairs.append(("oracle_pass_at_n", "greedy"))  # the ceiling: the most any selector can gain over greedy
     false_positives, false_negatives = [], []
     for p in items if "verifier_best_of_n" in values else []:
         order = sorted(range(len(p.candidates)), key=lambda i, p=p: -p.scores[i])

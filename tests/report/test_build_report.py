@@ -100,6 +100,9 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     versus = next(c for c in analysis["comparisons"] if c["treatment"] == "verifier_best_of_n" and c["baseline"] == "greedy")
     assert f"| verifier best-of-N | GSM8K greedy | {100 * versus['difference']:+.1f} | [{100 * versus['low']:+.1f}, " in text
     assert analysis["selectors"]["greedy"]["value"] != analysis["selectors"]["verifier_best_of_n"]["value"]  # planted
+    ceiling = next(c for c in analysis["comparisons"] if c["treatment"] == "oracle_pass_at_n")
+    assert ceiling["baseline"] == "greedy" and ceiling["difference"] >= versus["difference"]  # no selector beats it
+    assert f"| pass@N | GSM8K greedy | {100 * ceiling['difference']:+.1f} |" in text and "is the ceiling" in text
     assert "Verifier's top pick, wrong (rank 1 of 4" in text and "The learned sinks take" in text
     reproducibility = text.split("## Reproducibility")[1]
     assert "| stage | config | datasets | steps | tokens | wall time (s) | final loss | hardware | world size | mixed precision |" in reproducibility
