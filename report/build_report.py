@@ -129,8 +129,8 @@ def verifier_section(analysis: dict | None, figures: dict, figure_command: str) 
                   f"{first['iterations']} resamples of the problems, seed {first['seed']}."]
         ceiling = next((c for c in analysis["comparisons"] if c["treatment"] == "oracle_pass_at_n"), None)
         if ceiling:
-            lines.append(f"pass@N against greedy ({points(ceiling['difference'])} points) is the ceiling: no selector "
-                         f"over these {analysis['n_samples']} samples can gain more over greedy decoding.")
+            lines += ["", f"pass@N against greedy ({points(ceiling['difference'])} points) is the ceiling: no selector "
+                         f"over these {analysis['n_samples']} samples can gain more over greedy decoding."]
     if "verifier_best_of_n" not in analysis["selectors"]:
         lines.append("No verifier scored the samples (`--verifier`), so there is no verifier selector.")
     lines += ["", made_by(analysis["command"]), ""]
