@@ -23,6 +23,7 @@ import traceback
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from bench_model import active_parameters  # the parameters each token goes through (k of E experts)
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM, attention_capabilities
 
 # Kernels with a sink input that a GPU may have (the capability table in the model says which train the sinks).
@@ -257,9 +258,9 @@ def check_throughput(args):
     llama_generation = statistics.median(generation_times["llama"])
     for name, model in models.items():
         seconds = statistics.median(step_times[name])
-        params = model.num_parameters()
+        params, flops = model.num_parameters(), 6 * active_parameters(model) * batch * seq_len
         rows.append({"model": name, "params_M": params / 1e6, "step_s": seconds, "step_vs_llama": seconds / llama_step,
-                     "tokens_per_s": batch * seq_len / seconds, "mfu": 6 * params * batch * seq_len / seconds / peak,
+                     "tokens_per_s": batch * seq_len / seconds, "mfu": flops / seconds / peak,
                      "generate_s": statistics.median(generation_times[name]),
                      "generate_vs_llama": statistics.median(generation_times[name]) / llama_generation})
     setting = dict(device=device, dtype=str(dtype).removeprefix("torch."), batch=batch, seq_len=seq_len,
