@@ -16,7 +16,7 @@ def test_moe_trains_under_ddp_over_gloo_without_find_unused_parameters(tmp_path)
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", WORKER,
          str(summary_path)],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     summary = json.loads(summary_path.read_text())

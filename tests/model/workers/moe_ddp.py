@@ -48,6 +48,9 @@ def main(summary_path: str, steps: int = 4):
             json.dump({"world_size": world_size, "steps": steps, "losses": losses, "idle_experts": idle_experts,
                        "missing_grads": missing_grads,
                        "max_rank_difference": max((g - flat).abs().max().item() for g in gathered)}, handle)
+    # DDP's reducer goes before its process group: torn down after destroy_process_group, it hung about one exit in two.
+    del ddp_model
+    dist.barrier()
     dist.destroy_process_group()
 
 
