@@ -60,6 +60,7 @@ from modeling_modern_llm.training.validation import (
     FileProblem,
     accelerate_config_of,
     architecture_of,
+    evaluation_problems,
     problems_error,
     read_config,
 )
@@ -183,6 +184,8 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         if args.push_to_hub and training.push_to_hub:
             problems.append(f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
                             "(push_to_hub: true in the pipeline config); keep one")
+    if not args.skip_eval:
+        problems += [f"evaluation: {line}" for line in evaluation_problems()]
     if args.push_to_hub:
         problem = repo_id_problem(args.hub_model_id)
         problems += [f"pipeline: push_to_hub: {problem}"] if problem else []

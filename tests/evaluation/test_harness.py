@@ -82,6 +82,7 @@ def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(
     assert not (out / "gsm8k_analysis.json").exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.slow
 def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
     local, out = local_copies(tmp_path / "local"), tmp_path / "sst2"
     done = subprocess.run([sys.executable, "eval/eval_sst2.py", "--model", str(tiny_run / "sft_final"), "--local_dir",
@@ -93,6 +94,43 @@ def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
     assert len(model.samples("sst2")) == 20  # DIR/sst2/validation.jsonl, every row
 
 
+@pytest.mark.slow
+def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_files(tiny_run, tmp_path, monkeypatch):
+    """eval/eval_sst2.py --num_fewshot 0 --local_dir DIR against lm-eval's own sst2 task reading DIR's files itself."""
+    import runpy
+
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    local, out, model = local_copies(tmp_path / "local"), tmp_path / "sst2", str(tiny_run / "pretrain_final")
+    monkeypatch.syspath_prepend(str(REPO / "eval"))
+    monkeypatch.setattr(sys, "argv", ["eval/eval_sst2.py", "--model", model, "--local_dir", str(local),
+                                      "--num_fewshot", "0", "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "eval" / "eval_sst2.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    ours = results.load_run(out).models[0]
+    assert ours.results["n-shot"]["sst2"] == 0
+
+    manager = TaskManager()
+    sst2 = yaml.safe_load(Path(manager.task_index["sst2"].yaml_path).read_text())
+    sst2.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {
+        split: str(local / "sst2" / f"{split}.jsonl") for split in ("train", "validation")}})
+    theirs = simple_evaluate(model=HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=32), tasks=[sst2],
+                             num_fewshot=0, log_samples=True, task_manager=manager)
+    ours_docs = sorted(ours.samples("sst2"), key=lambda doc: doc["doc_id"])
+    theirs_docs = sorted(theirs["samples"]["sst2"], key=lambda doc: doc["doc_id"])
+    assert len(ours_docs) == len(theirs_docs) == 20  # every row of DIR/sst2/validation.jsonl
+    assert [d["doc"]["sentence"] for d in ours_docs] == [d["doc"]["sentence"] for d in theirs_docs]
+    assert [d["acc"] for d in ours_docs] == [d["acc"] for d in theirs_docs]
+    assert ours.results["results"]["sst2"]["acc,none"] == theirs["results"]["sst2"]["acc,none"]
+    for mine, its in zip(ours_docs, theirs_docs):
+        assert [float(r[0]) for r in mine["filtered_resps"]] == pytest.approx([float(r[0]) for r in its["filtered_resps"]],
+                                                                              abs=1e-4)
+
+
+@pytest.mark.slow
 def test_a_users_task_through_include_path(tiny_run, tmp_path, evaluate):
     user = tmp_path / "my_tasks"
     user.mkdir()
