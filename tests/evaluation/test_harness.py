@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 TASKS = str(REPO / "eval" / "tasks")
 
 
+@pytest.mark.slow
 def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_run):
     index = json.loads((evaluated / "run_index.json").read_text())
     assert [(m["name"], m["stage"], m["status"][:11]) for m in index["models"]] == [
@@ -45,6 +46,7 @@ def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_ru
     assert not list(evaluated.parent.glob(".results.*"))  # no staging folder left behind
 
 
+@pytest.mark.slow
 def test_chat_models_get_their_template_and_the_sft_datas_prompt(evaluated):
     sample = results.read_samples(evaluated / "sft_final", "embedded_sst2_chat")[0]
     context, continuation = sample["arguments"]["gen_args_0"]["arg_0"], sample["arguments"]["gen_args_0"]["arg_1"]
@@ -65,6 +67,7 @@ def local_copies(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(evaluated, tiny_run, tmp_path, evaluate):
     run = results.load_run(evaluated)
     covered = {task for model in run.models if model.results for task in model.results["results"]}
@@ -172,8 +175,19 @@ BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the mess
 ]
 
 
+@pytest.fixture
+def finished(tmp_path) -> Path:
+    """A results folder as a finished evaluation leaves it (its run index and a view), to be kept byte for byte."""
+    out = tmp_path / "results"
+    (out / "pretrain_final").mkdir(parents=True)
+    (out / "run_index.json").write_text(json.dumps({"schema_version": 2, "models": [{"name": "pretrain_final"}]}))
+    (out / "task_metrics.json").write_text("{}")
+    (out / "pretrain_final" / "results_2026-01-01T00-00-00.json").write_text("{}")
+    return out
+
+
 @pytest.mark.parametrize("extra, status, message", BAD_INPUT, ids=[b[2][:30] for b in BAD_INPUT])
-def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, evaluated,
+def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, finished,
                                                                               tiny_run, capsys, monkeypatch, evaluate):
     import transformers
 
@@ -181,23 +195,23 @@ def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(
         raise AssertionError("a model was loaded before the input was checked")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_model_load)
-    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     extra = [arg.replace("{run}", str(tiny_run)) for arg in extra]
     models = [] if "--model" in extra else ["--model", str(tiny_run / "pretrain_final")]
     start = time.time()
     with pytest.raises(SystemExit) as exit_info:
-        evaluate(*models, *extra, "--embedded", "--output_dir", str(evaluated))
+        evaluate(*models, *extra, "--embedded", "--output_dir", str(finished))
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == status and message in err[-1] and "Traceback" not in "\n".join(err)
-    assert time.time() - start < 60 and before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    assert time.time() - start < 60 and before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 
 
-def test_nothing_scorable_exits_1_and_keeps_the_old_results(evaluated, capsys, evaluate):
-    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+def test_nothing_scorable_exits_1_and_keeps_the_old_results(finished, capsys, evaluate):
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
-        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(evaluated), "--overwrite")
+        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished), "--overwrite")
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
-    assert before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 
 
 def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny_run):

@@ -1,5 +1,7 @@
 """Tests of the Llama export: transformers' own LlamaForCausalLM must reproduce ModernLLM's logits and generations."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -279,9 +281,16 @@ def test_a_truncated_source_is_one_line_before_loading(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "modeling_modern_llm.export_llama", *args], capture_output=True, text=True, timeout=300
-    )
+    """`python -m modeling_modern_llm.export_llama ARGS` in this process: its exit status and what it printed."""
+    from modeling_modern_llm.export_llama import main
+
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit_info:
+            returncode = exit_info.code
+    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def test_cli(tmp_path):

@@ -1,5 +1,7 @@
 """Tests of the byte-level BPE tokenizer: round trips, special tokens, reload, chat template, GPT-2-style loading."""
 
+import contextlib
+import io
 import json
 import os
 import random
@@ -227,7 +229,7 @@ def test_load_tokenizer_leaves_a_complete_tokenizer_alone(saved_tokenizer):
     assert loaded.pad_token_id == tokenizer.pad_token_id
 
 
-def run_cli(*args):
+def run_cli_process(*args):
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # a different hash seed than this process, on purpose
     return subprocess.run(
         [sys.executable, "-m", "modeling_modern_llm.tokenizer", *args],
@@ -235,10 +237,25 @@ def run_cli(*args):
     )
 
 
+def run_cli(*args):
+    """`python -m modeling_modern_llm.tokenizer ARGS` in this process: its exit status and what it printed."""
+    from modeling_modern_llm.tokenizer import main
+
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit_info:
+            returncode = exit_info.code
+    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.mark.slow  # another interpreter process, with another hash seed
 def test_cli_on_a_text_file_matches_the_function(tmp_path, corpus):
     text_file = tmp_path / "corpus.txt"
     text_file.write_text("\n".join(corpus), encoding="utf-8")
-    result = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file))
+    result = run_cli_process("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file",
+                             str(text_file))
     assert result.returncode == 0, result.stderr
     from_cli = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     # Same lines in another process give the same vocabulary: training does not depend on hash seeds.

@@ -63,6 +63,7 @@ def untraceable(text: str, allowed: set[str]) -> list[str]:
     return [n for n in NUMBER.findall(prose) if n not in allowed and n.lstrip("+") not in allowed]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_every_number_is_traceable_and_an_invented_one_is_caught(built, report_inputs):
     text, output = built
     allowed = traceable_numbers(*report_inputs, output.parent / "figures")
@@ -73,6 +74,7 @@ def test_every_number_is_traceable_and_an_invented_one_is_caught(built, report_i
     assert untraceable(tampered, allowed) == ["9.876", "12.34"]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_every_figure_is_written_readable_and_cited(built):
     text, output = built
     for name in FIGURES:
@@ -85,6 +87,7 @@ def test_every_figure_is_written_readable_and_cited(built):
             assert "Made by: `python " in "\n\n".join(blocks[index + 1 : index + 4]), block[:80]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_the_report_reads_in_one_minute(built, report_inputs):
     text, _ = built
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
@@ -110,6 +113,7 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     assert "accelerate_configs/cpu_ddp.yaml" in reproducibility and "0.8086 on its training pairs" in reproducibility
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_model_cards_change_only_when_asked_and_only_for_the_runs_own_checkpoints(report_inputs, tmp_path):
     results_dir, run = report_inputs
     cards = {stage: (run / f"{stage}_final" / "README.md").read_text() for stage in ("pretrain", "sft", "dpo", "verifier")}
@@ -133,6 +137,7 @@ def test_missing_results_are_one_line_naming_the_command(tmp_path):
     assert f"{tmp_path / 'results' / 'run_index.json'} not found: run `python eval/evaluate_tasks.py" in done.stderr
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_plots_cli_runs_alone_and_says_what_it_skipped(report_inputs, tmp_path, capsys):
     import plots
 
