@@ -39,8 +39,8 @@ setup(
     ],
     extras_require={
         # llama.cpp's GGUF file from `export_llama --gguf`
-        "gguf": ["gguf>=0.17"],
-        "dev": ["pytest>=8", "pytest-timeout", "gguf>=0.17", "ruff", "tensorboard"],
+        "gguf": ["gguf>=0.18"],
+        "dev": ["pytest>=8", "pytest-timeout", "gguf>=0.18", "ruff", "tensorboard"],
         # The GPU configs train on sdpa (exact sinks on PyTorch's fused kernels), so no flash-attention build is
         # needed; DeepSpeed for zero2/zero3.yaml, tensorboard for their `report_to`. docs/MODEL.md: optional kernels.
         "gpu": ["deepspeed>=0.15", "tensorboard"],

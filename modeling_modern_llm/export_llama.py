@@ -277,8 +277,8 @@ def write_gguf(folder: str, path: str) -> str:
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))  # merges, special ids, chat template
     plain, marked = tokenizer("a", add_special_tokens=False)["input_ids"], tokenizer("a")["input_ids"]
     special.add_special_token = {"bos": marked[:1] != plain[:1], "eos": marked[-1:] != plain[-1:]}  # as transformers
-    if isinstance(special.chat_template, str):
-        special.chat_template = serving_chat_template(special.chat_template)
+    if isinstance(tokenizer.chat_template, str):
+        special.chat_template = serving_chat_template(tokenizer.chat_template)
     special.add_to_gguf(writer, quiet=True)
 
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)

@@ -211,8 +211,20 @@ def check_needs_a_gpu(command, root):
     assert result.returncode == 1 and last_line(result) == "gpu_check.sh: no CUDA device here"
 
 
+def check_fast_tier(command, root):
+    """The fast tier collects without error and still holds at least 3 tests in 4 (running it is the edit loop's job)."""
+    counts = []
+    for tier in ([], ["-m", "not slow"]):
+        result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                                 *tier], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:]
+        counts.append(int(re.search(r"(\d+)(?:/\d+)? tests? collected", result.stdout).group(1)))
+    assert command == 'python -m pytest -q -m "not slow"' and counts[1] >= 0.75 * counts[0], counts
+
+
 CHECKS = [  # (the command's pattern, its check), the first match wins
     (r"^pip install .* && python -m pytest -q$", check_test_command),
+    (r'^python -m pytest -q -m "not slow"$', check_fast_tier),
     (r"^pip install .* && python recipes/pipeline\.py", check_main_job),
     (r"^python recipes/pipeline\.py .*--rehearse", check_rehearsal),
     (r"^python recipes/pipeline\.py ", check_validates),

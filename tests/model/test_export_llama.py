@@ -198,6 +198,24 @@ def test_transformers_reads_the_gguf_back_to_the_exports_logits_and_tokens(expor
         assert gguf_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"], text
 
 
+def test_a_bfloat16_export_writes_bf16_matrices_and_f32_norms(tmp_path):
+    save_tiny_model(tmp_path / "src")
+    train_tokenizer([f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE,
+                    save_dir=str(tmp_path / "src"))
+    export_to_llama(str(tmp_path / "src"), str(tmp_path / "dst"), dtype="bfloat16", gguf=True)
+    reader, fields = gguf_fields(str(tmp_path / "dst" / "model.gguf"))
+    types = {tensor.name: tensor.tensor_type.name for tensor in reader.tensors}
+    assert fields["general.file_type"] == 32  # llama.cpp's MOSTLY_BF16
+    assert {types[name] for name in types if "norm" in name} == {"F32"}
+    assert {types[name] for name in types if "norm" not in name} == {"BF16"}
+    llama = LlamaForCausalLM.from_pretrained(str(tmp_path / "dst"), dtype=torch.float32).eval()
+    from_gguf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "dst"), gguf_file="model.gguf",
+                                                     dtype=torch.float32).eval()
+    input_ids, _ = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(from_gguf(input_ids).logits, llama(input_ids).logits, atol=1e-5, rtol=0)
+
+
 def test_gguf_is_refused_in_one_line_without_its_package_or_for_another_tokenizer(tmp_path, monkeypatch, exported):
     src, _, _ = exported
     monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed
