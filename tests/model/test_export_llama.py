@@ -1,7 +1,5 @@
 """Tests of the Llama export: transformers' own LlamaForCausalLM must reproduce ModernLLM's logits and generations."""
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -17,6 +15,7 @@ from modeling_modern_llm.cli import InputFileError, UsageError
 from modeling_modern_llm.export_llama import export_to_llama
 from modeling_modern_llm.tokenizer import train_tokenizer
 
+from .conftest import run_main
 from .conftest import tiny_config as shared_tiny_config
 
 VOCAB_SIZE = 300  # 256 bytes + 4 special tokens + up to 40 merges
@@ -299,16 +298,10 @@ def test_a_truncated_source_is_one_line_before_loading(tmp_path):
 
 
 def run_cli(*args):
-    """`python -m modeling_modern_llm.export_llama ARGS` in this process: its exit status and what it printed."""
+    """`python -m modeling_modern_llm.export_llama ARGS`, in this process."""
     from modeling_modern_llm.export_llama import main
 
-    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main(list(args))
-        except SystemExit as exit_info:
-            returncode = exit_info.code
-    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
+    return run_main(main, *args)
 
 
 def test_cli(tmp_path):

@@ -1,7 +1,5 @@
 """Tests of the byte-level BPE tokenizer: round trips, special tokens, reload, chat template, GPT-2-style loading."""
 
-import contextlib
-import io
 import json
 import os
 import random
@@ -22,6 +20,8 @@ from modeling_modern_llm.tokenizer import (
     load_tokenizer,
     train_tokenizer,
 )
+
+from .conftest import run_main
 
 VOCAB_SIZE = 400
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "away", "über", "naïve", "日本語", "😀", "3.14", "\n"]
@@ -238,16 +238,10 @@ def run_cli_process(*args):
 
 
 def run_cli(*args):
-    """`python -m modeling_modern_llm.tokenizer ARGS` in this process: its exit status and what it printed."""
+    """`python -m modeling_modern_llm.tokenizer ARGS`, in this process."""
     from modeling_modern_llm.tokenizer import main
 
-    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            main(list(args))
-        except SystemExit as exit_info:
-            returncode = exit_info.code
-    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())
+    return run_main(main, *args)
 
 
 @pytest.mark.slow  # another interpreter process, with another hash seed
