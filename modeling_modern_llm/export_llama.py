@@ -216,7 +216,8 @@ def serving_chat_template(template: str) -> str:
 def _rotary_rows_for_llama_cpp(weight: torch.Tensor, heads: int) -> torch.Tensor:
     """q/k projection rows from transformers' rotary layout (each head's first half of dimensions paired with its
     second half) to llama.cpp's (pairs of neighbouring dimensions), as its convert_hf_to_gguf.py permutes them."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    pairs = weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])  # (heads, half, d/2, ...)
+    return pairs.swapaxes(1, 2).reshape(weight.shape)
 
 
 def write_gguf(folder: str, path: str) -> str:
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     run_command(export_to_llama, args.src, args.dst, dtype=args.dtype, tolerance=args.tolerance,
                 overwrite=args.overwrite, gguf=args.gguf)
-    print(f"Exported {args.src} to {args.dst} as LlamaForCausalLM" + (f" and {args.dst}/{GGUF_FILE}" if args.gguf else ""))
+    also = f" and {args.dst}/{GGUF_FILE}" if args.gguf else ""
+    print(f"Exported {args.src} to {args.dst} as LlamaForCausalLM{also}")
 
 
 if __name__ == "__main__":

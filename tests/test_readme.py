@@ -47,6 +47,7 @@ def after_main_job(tmp_path_factory) -> Path:
     """A working copy as the main job leaves it: the code linked in, the demo's four final models, its results."""
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM, ModernLLMForSequenceClassification
     from modeling_modern_llm.tokenizer import train_tokenizer
+    from modeling_modern_llm.training.model_card import write_model_card, write_training_summary
 
     root = tmp_path_factory.mktemp("checkout")
     for name in LINKED:
@@ -62,6 +63,12 @@ def after_main_job(tmp_path_factory) -> Path:
         final = root / "experiments" / "runs" / "demo" / f"{stage}_final"
         model_class(config).save_pretrained(final)
         tokenizer.save_pretrained(final)
+        summary = {"stage": stage, "datasets": ["embedded-text"], "command": f"python recipes/{stage}.py",
+                   "config_path": f"recipes/configs/cpu-demo/{stage}.yaml", "steps": 2, "train_tokens": 512,
+                   "per_device_batch_size": 2, "learning_rate": 1e-3, "hardware": "cpu", "wall_time_s": 1.0,
+                   "tokens_per_s": 512.0}  # what a finished stage records (recipes' save_final)
+        write_training_summary(str(final), summary)
+        write_model_card(str(final), summary, config.to_dict(), None, {})
     results = root / "experiments" / "results"
     results.mkdir()
     (results / "run_index.json").write_text(json.dumps({"schema_version": 2, "models": []}))
@@ -159,7 +166,8 @@ def check_export(command, root):
         check_pretrain_llama(next(c for c in readme_commands() if "pretrain_llama.yaml" in c), root)
     result = run(command, root)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert {"config.json", "model.safetensors", "tokenizer.json", "model.gguf"} <= set(os.listdir(root / "llama_export"))
+    exported = set(os.listdir(root / "llama_export"))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "model.gguf"} <= exported
     refused = run(command.replace("experiments/runs/llama/pretrain_final", "experiments/runs/demo/sft_final")
                   .replace("llama_export", "demo_export"), root)  # the demo's own model: sinks and QK-norm
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
@@ -212,7 +220,8 @@ def check_needs_a_gpu(command, root):
 
 
 def check_fast_tier(command, root):
-    """The fast tier collects without error and still holds at least 3 tests in 4 (running it is the edit loop's job)."""
+    """The fast tier collects without error and still holds at least 3 tests in 4 (running it is the edit loop's
+    job)."""
     counts = []
     for tier in ([], ["-m", "not slow"]):
         result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",

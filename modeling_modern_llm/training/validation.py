@@ -549,8 +549,8 @@ def evaluation_problems() -> list[str]:
         if tuple(int(part) for part in re.findall(r"\d+", version)[:3]) >= LM_EVAL_MINIMUM:
             return []
         found = f"{version} is installed"
-    return [f"the evaluation step runs lm-evaluation-harness >= {minimum} and {found}: `pip install 'lm-eval>={minimum}'` "
-            "(modern-llm's own install brings it), or set skip_eval: true"]
+    return [f"the evaluation step runs lm-evaluation-harness >= {minimum} and {found}: "
+            f"`pip install 'lm-eval>={minimum}'` (modern-llm's own install brings it), or set skip_eval: true"]
 
 
 def stage_problems(stage: str, script, training, model_args, *, architecture: dict | None = None,

@@ -128,9 +128,9 @@ def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_fi
     assert [d["doc"]["sentence"] for d in ours_docs] == [d["doc"]["sentence"] for d in theirs_docs]
     assert [d["acc"] for d in ours_docs] == [d["acc"] for d in theirs_docs]
     assert ours.results["results"]["sst2"]["acc,none"] == theirs["results"]["sst2"]["acc,none"]
-    for mine, its in zip(ours_docs, theirs_docs):
-        assert [float(r[0]) for r in mine["filtered_resps"]] == pytest.approx([float(r[0]) for r in its["filtered_resps"]],
-                                                                              abs=1e-4)
+    for mine, its in zip(ours_docs, theirs_docs):  # the log-likelihood of each choice
+        theirs_scores = [float(choice[0]) for choice in its["filtered_resps"]]
+        assert [float(choice[0]) for choice in mine["filtered_resps"]] == pytest.approx(theirs_scores, abs=1e-4)
 
 
 @pytest.mark.slow
@@ -209,7 +209,8 @@ def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(
 def test_nothing_scorable_exits_1_and_keeps_the_old_results(finished, capsys, evaluate):
     before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
-        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished), "--overwrite")
+        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished),
+                 "--overwrite")
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
     assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 

@@ -154,7 +154,7 @@ def test_the_gguf_holds_llama_cpps_metadata_vocabulary_and_chat_template(exporte
     assert fields["tokenizer.ggml.add_bos_token"] is False and fields["tokenizer.ggml.add_eos_token"] is False
     messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     template = fields["tokenizer.chat_template"]
-    assert "{%- generation %}" not in template  # transformers' training-only tag: plain Jinja (llama.cpp's tools) lacks it
+    assert "{%- generation %}" not in template  # transformers' training-only tag, unknown to plain Jinja
     assert jinja2.Environment().from_string(template).render(messages=messages, add_generation_prompt=False) == \
         tokenizer.apply_chat_template(messages, tokenize=False)
 
@@ -192,7 +192,8 @@ def test_transformers_reads_the_gguf_back_to_the_exports_logits_and_tokens(expor
     with torch.no_grad():
         torch.testing.assert_close(from_gguf(input_ids, attention_mask=attention_mask).logits,
                                    llama(input_ids, attention_mask=attention_mask).logits, atol=1e-5, rtol=0)
-    tokenizer, gguf_tokenizer = AutoTokenizer.from_pretrained(dst), AutoTokenizer.from_pretrained(dst, gguf_file="model.gguf")
+    tokenizer = AutoTokenizer.from_pretrained(dst)
+    gguf_tokenizer = AutoTokenizer.from_pretrained(dst, gguf_file="model.gguf")
     for text in ["the cat 12 sat on mat 84", "<|im_start|>user\nhi  1234567<|im_end|>\n", "  two\tspaces  "]:
         assert gguf_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"], text
 

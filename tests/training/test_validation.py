@@ -218,7 +218,8 @@ def _pipeline(*args):
 
     pipeline, stderr, returncode = _pipeline_module(), io.StringIO(), 0
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}  # main sets its own
-    log, handler, level = logging.getLogger("pipeline"), logging.StreamHandler(stderr), logging.getLogger("pipeline").level
+    log, handler = logging.getLogger("pipeline"), logging.StreamHandler(stderr)
+    level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     cwd, start = os.getcwd(), time.time()
@@ -377,7 +378,8 @@ def test_use_vllm_needs_the_vllm_package(tmp_path, monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
     script, training, model = _args("dpo", tmp_path)
     architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0}
     problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)
