@@ -36,6 +36,7 @@ setup(
         "matplotlib>=3.7",
         "pandas",
         "pyarrow",
+        "scipy",  # Student's t quantiles of the intervals across seeds
     ],
     extras_require={
         # llama.cpp's GGUF file from `export_llama --gguf`
