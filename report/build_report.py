@@ -128,7 +128,8 @@ def minute_section(run: results.EvaluationRun, summaries: dict, checkpoints: dic
         pipeline = run_dir / "pipeline_summary.json" if run_dir else None
         total = run_files.read_json(pipeline).get("total_wall_time_s") if pipeline and pipeline.is_file() else None
         lines.append(f"- **Training** on {hardware}: {stages}" + (f"; the whole pipeline {fmt(total)} s" if total else "")
-                     + (f", for each of {len(seeds['seeds'])} seeds" if seeds else "") + ".")
+                     + (f" (seed {seeds['seeds'][0]}; the pipeline ran once for each of the {len(seeds['seeds'])} seeds)"
+                        if seeds else "") + ".")
     metrics = seeds["metrics"] if seeds else seed_summary.run_metrics(run)
     estimate, source = ("mean", seeds["command"]) if seeds else ("value", run.command)
     across = (f"the mean of {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))}), its "
