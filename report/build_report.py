@@ -95,8 +95,10 @@ def interval(entry: dict, bounds: list[float] | None, signed: bool = True) -> st
 
 
 def sign_agreement(entry: dict) -> str:
-    """"3 of 3 positive": how many seeds agree with the sign of the mean."""
-    side = "positive" if (entry["mean"] or 0) >= 0 else "negative"
+    """"3 of 3 positive": how many seeds agree with the sign of the mean ("1 positive, 1 negative" at a mean of 0)."""
+    if not entry["mean"]:
+        return f"{entry['positive']} positive, {entry['negative']} negative"
+    side = "positive" if entry["mean"] > 0 else "negative"
     return f"{entry[side]} of {entry['n_seeds']} {side}"
 
 

@@ -179,7 +179,7 @@ def seeded(report_inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
     second = root / "seed-1-results"
     shutil.copytree(results_dir, second)
-    plant_gsm8k(second, solutions=SOLUTIONS[1:] + SOLUTIONS[:1])
+    plant_gsm8k(second, solutions=SOLUTIONS[:2])  # two of the three patterns: other exact matches
     summary_path = root / "seed_summary.json"
     summary = seed_summary.write_seed_summary(summary_path, [0, 1], [results_dir, second],
                                               "/opt/venv/bin/python3.11 recipes/pipeline.py --seeds 0 1")
@@ -222,8 +222,8 @@ def test_the_report_of_seeds_shows_the_spread_next_to_the_within_run_error(seede
     assert cells[2] == f"{100 * metric['mean']:+.1f} ± {100 * metric['sd']:.1f}"
     assert cells[3] == f"[{100 * metric['interval'][0]:+.1f}, {100 * metric['interval'][1]:+.1f}]"
     assert cells[4] == f"{100 * metric['mean_stderr']:.1f}"
-    side = "positive" if metric["mean"] >= 0 else "negative"
-    assert cells[5] == f"{metric[side]} of 2 {side}"
+    side = "positive" if metric["mean"] > 0 else "negative"
+    assert metric["mean"] != 0 and cells[5] == f"{metric[side]} of 2 {side}"
     minute = text.split("## In one minute")[1].split("\n## ")[0]
     assert "the mean of 2 seeds (0, 1), its 95% t interval across seeds" in minute and " of 2 " in minute
     assert "Made by: `python recipes/pipeline.py --seeds 0 1`" in across  # the interpreter's path is `python`
