@@ -121,3 +121,15 @@ def report_inputs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report")
     run = make_run(root)
     return make_results(root, run), run
+
+
+@pytest.fixture(scope="session")
+def second_seed_results(report_inputs, tmp_path_factory) -> Path:
+    """The evaluation of report_inputs as a second seed would leave it: the same run, with two of the three planted
+    GSM8K patterns, so its exact matches differ from the first seed's and everything else is equal."""
+    import shutil
+
+    second = tmp_path_factory.mktemp("seed-1") / "results"
+    shutil.copytree(report_inputs[0], second)
+    plant_gsm8k(second, solutions=SOLUTIONS[:2])
+    return second
