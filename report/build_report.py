@@ -361,9 +361,9 @@ def build_report(results_dir: str, run_dir: str | None, output: str, skip_figure
     checkpoints = run_files.final_checkpoints(run_path) if run_path else {}
     figures_dir = Path(figures_dir) if figures_dir else output_path.parent / "figures"
     # What a reader sees has no machine paths: the run as <run>, its results as <results>, the seeds' folder as
-    # <seeds_dir>, the figures' as <figures> (where they are absolute paths; relative ones stay as given)
+    # <seeds_dir>, the figures' as <figures>, the report's as <report_dir> (absolute paths; relative ones stay as given)
     anchors = {str(Path(seed_summary_path).parent) if seeds else "": "<seeds_dir>", str(run_path or ""): "<run>",
-               str(results_path): "<results>", str(figures_dir): "<figures>"}
+               str(results_path): "<results>", str(figures_dir): "<figures>", str(output_path.parent): "<report_dir>"}
     rows, analysis = results.headline(run), results.gsm8k_analysis(run)
     figure_command = plots.command_line(results_path, run_path, figures_dir)
     causal = [path for stage, path in checkpoints.items() if stage in POLICY_STAGES]
