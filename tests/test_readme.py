@@ -231,6 +231,15 @@ def check_fast_tier(command, root):
     assert command == 'python -m pytest -q -m "not slow"' and counts[1] >= 0.75 * counts[0], counts
 
 
+def check_reference_report(command, root):
+    """After the main job there is no reference run: one line naming the command that makes it, nothing written
+    (tests/report/test_reference_report.py builds it from a run of two seeds)."""
+    result = run(command, root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "--run_name reference --seeds 0 1 2` first" in last_line(result)
+    assert not (root / "docs").exists()
+
+
 CHECKS = [  # (the command's pattern, its check), the first match wins
     (r"^pip install .* && python -m pytest -q$", check_test_command),
     (r'^python -m pytest -q -m "not slow"$', check_fast_tier),
@@ -239,6 +248,7 @@ CHECKS = [  # (the command's pattern, its check), the first match wins
     (r"^python recipes/pipeline\.py ", check_validates),
     (r"^accelerate launch .*recipes/\w+\.py --config recipes/configs/gpu-", check_one_gpu_stage),
     (r"sbatch .*recipes/slurm/tacc_pipeline\.slurm$", check_slurm),
+    (r"^python report/reference_report\.py ", check_reference_report),
     (r"^python -m modeling_modern_llm\.tokenizer ", check_tokenizer),
     (r"^python recipes/pretrain\.py --config recipes/configs/cpu-demo/pretrain_llama\.yaml$", check_pretrain_llama),
     (r"^python -m modeling_modern_llm\.export_llama ", check_export),
