@@ -108,10 +108,11 @@ def portable(text: str, anchors: dict[str, str] | None = None) -> str:
     paths for provenance; what a reader sees (the report, a model card) goes through this."""
     text = str(text)
     folders = {os.path.abspath(folder): name for folder, name in (anchors or {}).items() if folder}
+    folders.pop(os.path.abspath(os.sep), None)  # the root folder would swallow every absolute path
     for folder, name in sorted(folders.items(), key=lambda item: -len(item[0])):
-        text = re.sub(re.escape(folder) + r"(?![\w.-])", lambda _, name=name: name, text)
+        text = re.sub(r"(?<![\w.-])" + re.escape(folder) + r"(?![\w.-])", lambda _, name=name: name, text)
     if (cwd := os.getcwd()) != os.sep:
-        text = re.sub(re.escape(cwd + os.sep), "", text)
+        text = re.sub(r"(?<![\w.-])" + re.escape(cwd + os.sep), "", text)
     return _INTERPRETER.sub("python", text)
 
 

@@ -361,9 +361,12 @@ def build_report(results_dir: str, run_dir: str | None, output: str, skip_figure
     checkpoints = run_files.final_checkpoints(run_path) if run_path else {}
     figures_dir = Path(figures_dir) if figures_dir else output_path.parent / "figures"
     # What a reader sees has no machine paths: the run as <run>, its results as <results>, the seeds' folder as
-    # <seeds_dir>, the figures' as <figures>, the report's as <report_dir> (absolute paths; relative ones stay as given)
-    anchors = {str(Path(seed_summary_path).parent) if seeds else "": "<seeds_dir>", str(run_path or ""): "<run>",
-               str(results_path): "<results>", str(figures_dir): "<figures>", str(output_path.parent): "<report_dir>"}
+    # <seeds_dir> and the folder of runs that holds it as <runs_dir>, the report's and figures' folders as <report_dir>
+    # and <figures> (absolute paths; relative ones stay as given). Where two are one folder, the later name wins.
+    top = Path(seed_summary_path).parent if seeds else run_files.seeds_folder(run_path) or run_path
+    anchors = {str(output_path.parent): "<report_dir>", str(figures_dir): "<figures>",
+               str(top.parent) if top else "": "<runs_dir>", str(top) if top != run_path else "": "<seeds_dir>",
+               str(run_path or ""): "<run>", str(results_path): "<results>"}
     rows, analysis = results.headline(run), results.gsm8k_analysis(run)
     figure_command = plots.command_line(results_path, run_path, figures_dir)
     causal = [path for stage, path in checkpoints.items() if stage in POLICY_STAGES]

@@ -19,6 +19,7 @@ def test_portable_names_the_interpreter_python_and_paths_from_their_anchor(tmp_p
         f"python recipes/pipeline.py --x <run>/seed-0/pretrain_final,{run}-other "  # a sibling folder is not the run
         "pretrained=<run>/sft_final,trust_remote_code=True python recipes/a.py")
     assert portable("experiments/runs/demo/dpo_final 3.11.7 python3 x/python") == "experiments/runs/demo/dpo_final 3.11.7 python3 x/python"
+    assert portable(f"../..{run}/x {run}/y /", {str(run): "<run>", "/": "<root>"}) == f"../..{run}/x <run>/y /"
     monkeypatch.chdir(tmp_path)  # relative anchors are taken from the working directory, as the paths were given
     assert portable(f"{run}/dpo_final and {tmp_path}/results", {"runs/demo": "<run>"}) == "<run>/dpo_final and results"
 
