@@ -38,8 +38,8 @@ def write_model_card(folder: str, summary: dict, model_config: dict, base_model:
         "datasets": summary["datasets"],
         "pipeline_tag": "text-generation" if stage != "verifier" else "text-classification",
     }
-    if base_model:
-        front["base_model"] = base_model
+    if base_model and not (os.path.isabs(base_model) or os.path.exists(base_model)):
+        front["base_model"] = base_model  # the Hub accepts only a Hub model id here; a local base is named below
     architecture = {key: model_config.get(key) for key in (
         "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
         "vocab_size", "max_position_embeddings", "attention_sinks", "qk_norm", "num_experts") if key in model_config}
@@ -55,6 +55,7 @@ def write_model_card(folder: str, summary: dict, model_config: dict, base_model:
         "## Training data", "",
         *(f"- `{name}` (modern-llm dataset registry)" for name in summary["datasets"]), "",
         "## Training procedure", "",
+        *([f"- trained from: `{base_model}`"] if base_model else []),
         f"- command: `{summary['command']}`", f"- config: `{summary['config_path']}`",
         f"- steps: {summary['steps']}, tokens: {summary['train_tokens']}, per-device batch: "
         f"{summary['per_device_batch_size']}, learning rate: {summary['learning_rate']}",

@@ -36,5 +36,5 @@ def test_the_model_card_shows_no_machine_paths(tmp_path):
     card = (final / "README.md").read_text()
     assert str(tmp_path) not in card and sys.executable not in card
     assert "--output_dir <run>/sft --model_name_or_path <run>/pretrain_final" in card
-    assert "base_model: <run>/pretrain_final" in card
+    assert "- trained from: `<run>/pretrain_final`" in card and "base_model:" not in card  # the Hub wants a Hub id there
     assert json.loads((final / "training_summary.json").read_text())["python"] == sys.executable  # provenance kept

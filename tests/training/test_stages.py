@@ -41,7 +41,9 @@ def test_model_card_has_hub_front_matter(tiny_run):
     _, front, body = text.split("---\n", 2)
     meta = yaml.safe_load(front)
     assert meta["library_name"] == "transformers" and meta["license"]
-    assert meta["datasets"] == ["embedded-alpaca"] and meta["base_model"] == tiny_run["pretrain"]
+    # a local base is not a Hub id, so it stays out of the front matter and is named, run-relative, in the body
+    assert meta["datasets"] == ["embedded-alpaca"] and "base_model" not in meta
+    assert "- trained from: `<run>/pretrain_final`" in body and tiny_run["pretrain"] not in text
     assert "sft" in meta["tags"]
     for section in ("## Model", "## Training data", "## Results", "## Intended use and limitations"):
         assert section in body
