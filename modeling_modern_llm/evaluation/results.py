@@ -356,7 +356,8 @@ def error_taxonomy(items: list[selectors.Problem], values: dict) -> dict:
                 examples.setdefault(kind, {"selector": selector, "question": p.question, "reference": p.reference,
                                            "text": solution, "answer": extract_flexible(solution)})
         by_selector[selector] = {"n_wrong": sum(counts.values()), "counts": counts}
-    return {"kinds": list(TAXONOMY), "by_selector": by_selector, "examples": examples}
+    return {"kinds": list(TAXONOMY), "by_selector": by_selector,
+            "examples": {kind: examples[kind] for kind in TAXONOMY if kind in examples}}
 
 
 def calculator_twin(model: ModelRun, task: str) -> str | None:

@@ -16,8 +16,8 @@ from modeling_modern_llm.calculator import (
     token_texts,
 )
 
-CORPUS = ["Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4 = <<3+4=7>>7 apples."
-          "\n#### 7", "Once upon a time there was a little dog who liked to play in the park with 2 cats."] * 20
+CORPUS = ["Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4 = <<3+4=7>>7 apples.\n#### 7",
+          "Once upon a time there was a little dog who liked to play in the park with 2 cats."] * 20
 PLAIN = "Once upon a time there was"
 
 
@@ -81,7 +81,7 @@ def test_forced_results_appear_in_greedy_and_sampled_generation(model, tokenizer
     torch.manual_seed(1)
     sampled = generate(model, tokenizer, prompts * 4, do_sample=True, temperature=1.5, top_k=0)
     assert all(s.startswith(f) for s, f in zip(sampled, ["48>>", "2>>", "33.33>>"] * 4))
-    assert len(set(s[7:] for s in sampled)) > 1  # after ">>" the samples are free again, and differ
+    assert len({s[7:] for s in sampled}) > 1  # after ">>" the samples are free again, and differ
 
 
 def test_unrelated_text_is_untouched_and_batch_rows_are_independent(model, tokenizer):
