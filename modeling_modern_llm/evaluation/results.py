@@ -327,7 +327,7 @@ def verifier_mistakes(items: list[selectors.Problem], n_examples: int) -> dict:
         if not any(flags):
             continue
         with_correct += 1
-        order = sorted(range(len(p.candidates)), key=lambda i, p=p: -p.scores[i])
+        order = selectors.verifier_order(p)
         if flags[order[0]]:
             continue
         positives.append(_ranked(p, order, order[0]))

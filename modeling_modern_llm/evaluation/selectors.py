@@ -80,7 +80,7 @@ def choose(problem: Problem, selector: str, n: int | None = None) -> str:
         if problem.scores is None:
             raise ValueError(f"{selector} needs verifier scores: evaluate with --verifier")
         scores = problem.scores[: len(candidates)]
-        ranked = sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: equal scores keep sampling order
+        ranked = verifier_order(problem, len(candidates))
         if selector == "verifier_best_of_n":
             index = ranked[0] if ranked else None
         elif selector == "verifier_top_k_vote":
@@ -92,6 +92,12 @@ def choose(problem: Problem, selector: str, n: int | None = None) -> str:
     else:
         raise ValueError(f"unknown selector {selector!r}; selectors: {', '.join(SELECTORS)}")
     return "" if index is None else candidates[index]
+
+
+def verifier_order(problem: Problem, n: int | None = None) -> list[int]:
+    """The indices of the first `n` samples, highest verifier score first (equal scores keep sampling order)."""
+    scores = problem.scores[: len(problem.candidates[:n])]
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
 def available_selectors(problems: list[Problem]) -> list[str]:
