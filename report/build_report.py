@@ -190,9 +190,10 @@ def verifier_section(analysis: dict | None, figures: dict, figure_command: str) 
                      f"over these {analysis['n_samples']} samples can gain more over greedy decoding."]
     if "verifier_best_of_n" not in analysis["selectors"]:
         lines.append("No verifier scored the samples (`--verifier`), so there is no verifier selector.")
-    lines += ranking_table(analysis)
-    lines += calculator_table(analysis)
-    lines += ["", made_by(analysis["command"]), ""]
+    lines += ["", made_by(analysis["command"])]
+    for part in (ranking_table(analysis), calculator_table(analysis)):  # each table followed by its command
+        lines += [*part, "", made_by(analysis["command"])] if part else []
+    lines.append("")
     return lines + figure_block("gsm8k_em_vs_n.png", figures, figure_command)
 
 

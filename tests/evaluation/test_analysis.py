@@ -146,3 +146,25 @@ def test_which_policy_is_analysed(tmp_path):
     assert analysed([("policy", "other"), *stages], policy="runs/demo/policy", folder="c") == "policy"  # by path
     assert analysed([s for s in stages if s[1] != "dpo"], folder="d") == "sft_final"  # the most trained before DPO
     assert analysed([("grpo_final", "grpo")], folder="e") == "grpo_final"  # nothing else ran
+
+
+def test_the_verifiers_policy_is_read_from_its_training_summary(tmp_path):
+    from modeling_modern_llm.evaluation.verifier import trained_policy
+
+    def policy(summary, config=None):
+        folder = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        if config is not None:
+            (folder / "verifier.yaml").write_text(config)
+            summary["config_path"] = str(folder / "verifier.yaml")
+        (folder / "training_summary.json").write_text(json.dumps(summary))
+        return trained_policy(str(folder))
+
+    pipeline = "python recipes/verifier.py --config c.yaml --output_dir runs/demo/verifier --model_name_or_path runs/demo/dpo_final"
+    assert policy({"policy": "runs/x/sft_final", "command": pipeline}) == "runs/x/sft_final"  # its own field first
+    assert policy({"command": pipeline}) == "runs/demo/dpo_final"
+    assert policy({"command": "python recipes/verifier.py --model_name_or_path=runs/y/dpo_final"}) == "runs/y/dpo_final"
+    assert policy({"command": "python recipes/verifier.py --config v.yaml"}, "model_name_or_path: runs/z/dpo_final\n") == \
+        "runs/z/dpo_final"
+    assert policy({"command": "python recipes/verifier.py"}) is None
+    assert trained_policy(str(tmp_path / "no_such_folder")) is None
