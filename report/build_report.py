@@ -218,7 +218,8 @@ def errors_section(analysis: dict | None) -> list[str]:
                   "(a step's written result recomputes differently); then reasoning, every step computing: a quantity "
                   "not in the question (a step uses a number that is neither the question's nor an earlier result), "
                   "the answer is not the last result computed, or a step missing (every number comes from the question "
-                  "or earlier steps and the answer is the last result, yet it is wrong).", ""]
+                  "or earlier steps and the answer is the last result, yet it is wrong: a needed step was not done, or a step used "
+                  "the wrong one of the question's quantities).", ""]
     for kind, example in taxonomy["examples"].items():
         lines.append(f"- {KIND_NAMES.get(kind, kind)} ({results.SELECTOR_COLUMNS[example['selector']]}, answer "
                      f"{code(example['answer'])}, reference {code(example['reference'])}): {code(example['question'])} → "

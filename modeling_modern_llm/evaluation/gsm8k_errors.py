@@ -14,8 +14,9 @@ these kinds that applies:
     are its numbers ("1,200", "$3.50") and number words (``NUMBER_WORDS``: "three", "twice" = 2, "half" = 2 or 0.5,
     "dozen" = 12, "percent" = 100, ...);
   - ``answer_not_last_result``: the solution computes at least one result, and its answer is not the last one;
-  - ``missing_step``: every operand comes from the question or an earlier step and the answer is the last result (or,
-    with no steps, a quantity of the question), yet it is wrong: something the problem needed was not done.
+  - ``missing_step``: the rest. Every operand comes from the question or an earlier step and the answer is the last
+    result (or, with no steps, a quantity of the question), yet it is wrong: a step the problem needed was not done
+    (or a step used the wrong one of the question's quantities, which no model-free check tells apart).
 
 Numbers are equal when they agree to 1e-6 (relative). Without the question, ``unsupported_quantity`` is never given.
 """
