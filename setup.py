@@ -1,7 +1,9 @@
-"""Installs modern-llm: the model package plus the recipes', evaluation's and report's dependencies.
+"""Installs modern-llm: the model package plus what every step of the pipeline imports (training, lm-eval for the
+evaluation, the report's plots), so a plain ``pip install -e .`` can run the whole pipeline.
 
 CPU machines (laptops, CI): ``pip install -c constraints/cpu.txt -e ".[dev]"`` pins the CPU build of
-torch and the versions tested together; GPU clusters: ``pip install -e ".[gpu]"``.
+torch and the versions tested together; GPU clusters: ``pip install -e ".[gpu]"``. Floors are the oldest versions
+with the APIs the code calls (lm-eval 0.4.12: the task index the evaluation loads tasks through).
 """
 
 from setuptools import find_packages, setup
@@ -24,16 +26,22 @@ setup(
         "peft>=0.17",
         "datasets>=3.0",
         "evaluate>=0.4",
+        "lm-eval>=0.4.12",
         "tokenizers>=0.21",
         "huggingface_hub>=1.0",
+        "safetensors",
+        "numpy",
         "pyyaml",
         "tqdm",
         "matplotlib>=3.7",
         "pandas",
         "pyarrow",
+        "scipy",  # Student's t quantiles of the intervals across seeds
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout", "lm-eval>=0.4.5", "ruff", "tensorboard"],
+        # llama.cpp's GGUF file from `export_llama --gguf`
+        "gguf": ["gguf>=0.18"],
+        "dev": ["pytest>=8", "pytest-timeout", "gguf>=0.18", "ruff", "tensorboard"],
         # The GPU configs train on sdpa (exact sinks on PyTorch's fused kernels), so no flash-attention build is
         # needed; DeepSpeed for zero2/zero3.yaml, tensorboard for their `report_to`. docs/MODEL.md: optional kernels.
         "gpu": ["deepspeed>=0.15", "tensorboard"],

@@ -10,12 +10,14 @@ one line that names the field and the fix, and an exit status, instead of a trac
 any other exception keeps its traceback, because it is a bug to report. The `atomic_*` writers write to a temporary
 file in the same folder and rename it into place, so a crash or a full disk leaves the old file whole;
 `replace_folder` does the same for a folder, and `check_new_output` refuses to replace finished work unasked.
+`portable` writes a command line or path as a report or model card shows it, without this machine's paths.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -95,5 +97,24 @@ def check_new_output(path: str, overwrite: bool, flag: str = "--overwrite") -> N
                              "once the new content is complete), or choose another path")
 
 
+# An interpreter given by its absolute path (sys.executable in a recorded command line): shown as `python`.
+_INTERPRETER = re.compile(r"(?<![\w./-])/[^\s'\"`]*/python[\d.]*(?![\w./-])")
+
+
+def portable(text: str, anchors: dict[str, str] | None = None) -> str:
+    """`text` (a command line, a path, a whole report) without this machine's paths: an absolute path under a folder
+    of `anchors` (``{"/scratch/runs/demo": "<run>"}``) starts from its placeholder instead, one under the working
+    directory is made relative to it, and an interpreter's absolute path is `python`. JSON records keep the full
+    paths for provenance; what a reader sees (the report, a model card) goes through this."""
+    text = str(text)
+    folders = {os.path.abspath(folder): name for folder, name in (anchors or {}).items() if folder}
+    folders.pop(os.path.abspath(os.sep), None)  # the root folder would swallow every absolute path
+    for folder, name in sorted(folders.items(), key=lambda item: -len(item[0])):
+        text = re.sub(r"(?<![\w.-])" + re.escape(folder) + r"(?![\w.-])", lambda _, name=name: name, text)
+    if (cwd := os.getcwd()) != os.sep:
+        text = re.sub(r"(?<![\w.-])" + re.escape(cwd + os.sep), "", text)
+    return _INTERPRETER.sub("python", text)
+
+
 __all__ = ["InputError", "InputFileError", "UsageError", "atomic_write_json", "atomic_write_text", "check_new_output",
-           "command_name", "replace_folder", "run_command"]
+           "command_name", "portable", "replace_folder", "run_command"]

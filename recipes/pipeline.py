@@ -14,6 +14,10 @@ running stage saves a checkpoint and stops. Then `eval/evaluate_tasks.py` and `r
 `<prefix>-<stage>` (results on the card, the report under `report/`). Per-step wall times, commands and statuses go
 to `<runs_dir>/<run>/pipeline_summary.json`.
 
+`--seeds 0 1 2` runs the whole pipeline once per training seed into `<runs_dir>/<run>/seed-<s>/`, then writes
+`seed_summary.json` (every reported number's mean, sd and t interval across seeds) and the report across seeds
+(`modeling_modern_llm.training.seeds`).
+
 `--rehearse` runs the same pipeline shrunk (`modeling_modern_llm.training.rehearsal`) into
 `<runs_dir>/<run>-rehearsal/`, interrupting and resuming every stage once: what to run before `sbatch`. A
 rehearsal never pushes to the Hub.
@@ -51,6 +55,7 @@ from modeling_modern_llm.training.rehearsal import (
     stage_overrides,
     write_standins,
 )
+from modeling_modern_llm.training.seeds import run_seeds
 from modeling_modern_llm.training.stage import (
     ACCELERATE_CONFIG_ENV,
     LAUNCHER_ENV,
@@ -60,6 +65,7 @@ from modeling_modern_llm.training.validation import (
     FileProblem,
     accelerate_config_of,
     architecture_of,
+    evaluation_problems,
     problems_error,
     read_config,
 )
@@ -105,6 +111,10 @@ class PipelineArguments:
     hub_model_id: str | None = field(default=None, metadata={
         "help": "<user or organization>/<prefix> of the pushed repos: <prefix>-pretrain, <prefix>-sft, ..."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the pushed repos private."})
+    seeds: list[int] | None = field(default=None, metadata={
+        "help": "Run the whole pipeline once per training seed (every stage's --seed and the evaluation's) into "
+                "<runs_dir>/<run_name>/seed-<s>/, then write seed_summary.json and the report across seeds; the "
+                "embedded corpus stays the same. Unset: one run with the configs' seeds."})
 
     def __post_init__(self):
         unknown = [stage for stage in self.stages if stage not in STAGES]
@@ -118,6 +128,11 @@ class PipelineArguments:
                 raise UsageError(f"stage_configs.{stage}: {self.stage_configs[stage]} does not exist")
         if self.verifier_policy not in POLICY_STAGES:
             raise UsageError(f"verifier_policy: {self.verifier_policy!r} is not one of {', '.join(POLICY_STAGES)}")
+        if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds) or min(self.seeds, default=-1) < 0):
+            raise UsageError(f"seeds: {self.seeds} must be one or more different non-negative integers")
+        if self.seeds and self.push_to_hub:
+            raise UsageError("seeds: a run of several seeds pushes nothing (push_to_hub: true); push one seed's "
+                             "stages with recipes/push_to_hub.py <runs_dir>/<run_name>/seed-<s>/<stage>_final <repo>")
         if self.rehearse:
             self.run_name += "-rehearsal"  # never mixed with a real run's outputs
             rehearsal_dir = os.path.join(self.runs_dir, self.run_name)
@@ -183,6 +198,8 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         if args.push_to_hub and training.push_to_hub:
             problems.append(f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
                             "(push_to_hub: true in the pipeline config); keep one")
+    if not args.skip_eval:
+        problems += [f"evaluation: {line}" for line in evaluation_problems()]
     if args.push_to_hub:
         problem = repo_id_problem(args.hub_model_id)
         problems += [f"pipeline: push_to_hub: {problem}"] if problem else []
@@ -283,6 +300,8 @@ def main(args: PipelineArguments) -> None:
     logging.basicConfig(format="%(asctime)s - %(name)s - %(message)s", level=logging.INFO)
     for signum in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(signum, _stop_on_signal)
+    if args.seeds:
+        return run_seeds(args, main)
     run_dir = os.path.join(args.runs_dir, args.run_name)
     accelerate_path = accelerate_config_of(args.launcher or "")
     accelerate = AccelerateSetup.from_file(accelerate_path) if accelerate_path else None

@@ -2,13 +2,20 @@
 
     python report/build_report.py --results_dir experiments/results --run_dir experiments/runs/<run> \
         --output report/final_report.md [--update_model_cards]
+    python report/build_report.py --results_dir experiments/runs/<run>/seed-0/results \
+        --run_dir experiments/runs/<run>/seed-0 --seed_summary experiments/runs/<run>/seed_summary.json \
+        --output report/final_report.md            # a run of several seeds (recipes/pipeline.py --seeds ...)
 
 Reads the evaluation only through modeling_modern_llm.evaluation.results (lm-eval's results and samples, the
 verifier's scores, the run index) and the run's training_summary.json files and trainer logs; draws the figures
 (plots.py, and visualize_attention.py on the run's last causal LM) unless --skip_figures. Every number is one the
 results module computed or a run file holds, with its standard error and n where it is a measurement; every table
 and figure names the command that made it. --update_model_cards also writes each evaluated checkpoint's headline
-row into its model card. The report is never edited by hand.
+row into its model card. With --seed_summary (the pipeline's `--seeds`), every number also shows its mean ± sd
+across the seeds, their t interval and, for each change, how many seeds agree in its sign. It opens with what a
+reviewer reads in a minute. Paths show relative to the run (`<run>/...`) and the interpreter as `python`;
+--figures_dir puts the figures elsewhere (links relative to the report, e.g. docs/reference_report_figures/).
+The report is never edited by hand.
 
 Rule of the report/ folder: everything that turns result files into the report (scripts and their helpers) lives
 here; the library (modeling_modern_llm/) computes and never draws or writes a report.
@@ -17,6 +24,7 @@ here; the library (modeling_modern_llm/) computes and never draws or writes a re
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -27,8 +35,8 @@ import plots  # noqa: E402
 import run_files  # noqa: E402
 import visualize_attention  # noqa: E402
 
-from modeling_modern_llm.cli import atomic_write_text, run_command  # noqa: E402
-from modeling_modern_llm.evaluation import results  # noqa: E402
+from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command  # noqa: E402
+from modeling_modern_llm.evaluation import results, seed_summary  # noqa: E402
 from modeling_modern_llm.stages import POLICY_STAGES, get_stage  # noqa: E402
 
 SINK_THRESHOLD = 0.3  # mean attention on token 0 above which it counts as an attention sink
@@ -38,6 +46,7 @@ TRAINING_FIELDS = (  # (training_summary.json field, column); a column shows whe
     ("hardware", "hardware"), ("world_size", "world size"), ("mixed_precision", "mixed precision"),
     ("param_dtype", "param dtype"), ("attn_implementation", "attention"), ("packing_strategy", "packing"),
     ("padding_free", "padding-free"), ("accelerate_config", "accelerate config"), ("rehearsal", "rehearsal"))
+MINUTE_MEASURES = ("bits per byte", "SST-2", results.SELECTOR_COLUMNS["greedy"])  # each stage's effect, in one minute
 ARCHITECTURE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
                        "max_position_embeddings", "attention_sinks", "qk_norm", "num_experts")
 
@@ -71,6 +80,125 @@ def cell(value: dict | None, column: str) -> str:
 
 def points(fraction: float) -> str:
     return f"{100 * fraction:+.1f}"
+
+
+def number(entry: dict, value: float | None, signed: bool = False) -> str:
+    """A metric's value as the report prints it: points (percent) or bits per byte, signed for a change."""
+    if value is None:
+        return "n/a"
+    scale, digits = (100, 1) if entry["percent"] else (1, 3)
+    return f"{scale * value:{'+' if signed else ''}.{digits}f}"
+
+
+def interval(entry: dict, bounds: list[float] | None, signed: bool = True) -> str:
+    return "n/a" if bounds is None else f"[{number(entry, bounds[0], signed)}, {number(entry, bounds[1], signed)}]"
+
+
+def sign_agreement(entry: dict) -> str:
+    """"3 of 3 positive": how many seeds agree with the sign of the mean ("1 positive, 1 negative" at a mean of 0)."""
+    if not entry["mean"]:
+        return f"{entry['positive']} positive, {entry['negative']} negative"
+    side = "positive" if entry["mean"] > 0 else "negative"
+    return f"{entry[side]} of {entry['n_seeds']} {side}"
+
+
+def display(name: str) -> str:
+    return get_stage(name).display_name if name in POLICY_STAGES else results.SELECTOR_COLUMNS.get(name, name)
+
+
+def minute_section(run: results.EvaluationRun, summaries: dict, checkpoints: dict, run_dir: Path | None,
+                   seeds: dict | None) -> list[str]:
+    """What was trained, on what and how long; each stage's effect and the verifier's, with their intervals; what
+    the data is. With seeds: means across seeds, t intervals, sign agreement; else the run's own intervals."""
+    lines = ["## In one minute", ""]
+    causal = [stage for stage in checkpoints if stage in POLICY_STAGES]
+    if causal:
+        folder = checkpoints[causal[-1]]
+        config = run_files.read_json(folder / "config.json")
+        kv = config.get("num_key_value_heads") or config.get("num_attention_heads")
+        flags = [name for key, name in (("attention_sinks", "learned attention sinks"), ("qk_norm", "QK-norm")) if config.get(key)]
+        experts = f"{config['num_experts']} experts" if config.get("num_experts") else "dense MLPs"
+        lines.append(f"- **Model**: {run_files.count_parameters(folder)} parameters ({code(folder)}), a decoder-only "
+                     f"transformer: hidden size {config.get('hidden_size')}, {config.get('num_hidden_layers')} layers, "
+                     f"{config.get('num_attention_heads')} attention heads sharing {kv} key-value heads, vocabulary "
+                     f"{config.get('vocab_size')}, context {config.get('max_position_embeddings')} tokens, "
+                     + ", ".join([*flags, experts]) + ".")
+    if summaries:
+        hardware = ", ".join(dict.fromkeys(str(s.get("hardware")) for s in summaries.values()))
+        stages = "; ".join(f"{display(stage)} {fmt(s.get('train_tokens'))} tokens in {fmt(s.get('wall_time_s'))} s"
+                           for stage, s in summaries.items())
+        pipeline = run_dir / "pipeline_summary.json" if run_dir else None
+        total = run_files.read_json(pipeline).get("total_wall_time_s") if pipeline and pipeline.is_file() else None
+        lines.append(f"- **Training** on {hardware}: {stages}" + (f"; the whole pipeline {fmt(total)} s" if total else "")
+                     + (f" (seed {seeds['seeds'][0]}; the pipeline ran once for each of the {len(seeds['seeds'])} seeds)"
+                        if seeds else "") + ".")
+    metrics = seeds["metrics"] if seeds else seed_summary.run_metrics(run)
+    estimate, source = ("mean", seeds["command"]) if seeds else ("value", run.command)
+    across = (f"the mean of {len(seeds['seeds'])} seeds ({', '.join(map(str, seeds['seeds']))}), its "
+              f"{100 * seeds['confidence']:.0f}% t interval across seeds and how many seeds agree in sign") if seeds else None
+    gains = [m for m in metrics.values() if m["kind"] == "gain" and m["measure"] in MINUTE_MEASURES]
+    steps = list(dict.fromkeys((m["previous_stage"], m["stage"]) for m in gains))
+    if steps:
+        measures = [measure for measure in MINUTE_MEASURES if any(m["measure"] == measure for m in gains)]
+        body = []
+        for previous, stage in steps:
+            by_measure = {m["measure"]: m for m in gains if (m["previous_stage"], m["stage"]) == (previous, stage)}
+            body.append([f"{display(previous)} → {display(stage)}", *(
+                "—" if (m := by_measure.get(measure)) is None else f"{number(m, m[estimate], True)} {interval(m, m['interval'])}"
+                + (f", {sign_agreement(m)}" if seeds else "") for measure in measures)])
+        how = across or ("one training run: the change and its 95% interval from the standard errors of the two "
+                         "measurements, as if independent")
+        lines += ["", f"**What each stage did** ({how}; points, bits per byte: lower is better):", "",
+                  table(["stage", *measures], body), "", made_by(source), ""]
+    differences = [m for m in metrics.values() if m["kind"] == "difference"]
+    verifier = [m for m in differences if m["treatment"].startswith("verifier")]
+    if verifier:
+        how = across or "one training run: the difference and its 95% paired bootstrap interval over the problems"
+        lines += [f"**What the verifier did**: its pick among the {display(verifier[0]['stage'])} model's samples of "
+                  f"{code(verifier[0]['task'])}, against the other selectors on the same problems ({how}):", "",
+                  table(["selector", "against", "difference (points)", "interval", *(["seeds"] if seeds else [])],
+                        [[display(m["treatment"]), display(m["baseline"]), number(m, m[estimate], True),
+                          interval(m, m["interval"]), *([sign_agreement(m)] if seeds else [])] for m in verifier]), "",
+                  made_by(source), ""]
+        if ceiling := next((m for m in differences if m["treatment"] == "oracle_pass_at_n" and m["baseline"] == "greedy"), None):
+            lines += [f"pass@N against greedy, {number(ceiling, ceiling[estimate], True)} points, is the most any "
+                      "selector over these samples can gain over greedy decoding.", ""]
+    tasks = {m["task"] for m in metrics.values()}
+    if any(task.startswith("embedded") for task in tasks):
+        lines += ["**The data** is the embedded corpus (`modeling_modern_llm/data/embedded.py`): templated stories, "
+                  "instructions, preference pairs, arithmetic word problems and sentiment sentences generated from a "
+                  "seed, every evaluation item held out from training by construction. It shows the pipeline learning "
+                  "in minutes on a CPU. It is not WikiText, SST-2 or GSM8K: its numbers are not comparable with "
+                  "published results on those benchmarks.", ""]
+    return lines
+
+
+def seeds_section(seeds: dict) -> list[str]:
+    """Every metric of the seed summary: the seeds' values, mean ± sd, the t interval and the within-run error."""
+    count = len(seeds["seeds"])
+    lines = ["## Across seeds", "",
+             f"The whole pipeline trained and evaluated once per seed ({', '.join(map(str, seeds['seeds']))}: every "
+             "stage's initialisation, data order and sampling, and the evaluation's sampling; the same corpus and "
+             f"held-out items). Mean ± sd: the sample standard deviation over the {count} seeds; the "
+             f"{100 * seeds['confidence']:.0f}% interval of the mean uses Student's t with n - 1 degrees of "
+             "freedom (n seeds); within-run SE: the standard error over the test items of one run (mean over seeds), which "
+             "covers the items, not the training run. The sections below show the first seed's run in detail.", ""]
+    titles = {"value": "Values", "gain": "Stage gains (change from the previous stage)",
+              "difference": "Selector differences (paired, same problems)"}
+    for kind, title in titles.items():
+        entries = [(key, m) for key, m in seeds["metrics"].items() if m["kind"] == kind]
+        if not entries:
+            continue
+        signed = kind != "value"
+        header = ["metric", "per seed", "mean ± sd", f"{100 * seeds['confidence']:.0f}% t interval", "within-run SE",
+                  *(["seeds agreeing in sign"] if signed else [])]
+        body = [[code(key), ", ".join(number(m, v, signed) for v in m["values"]),
+                 f"{number(m, m['mean'], signed)} ± {number(m, m['sd'])}" if m["sd"] is not None else number(m, m["mean"], signed),
+                 interval(m, m["interval"], signed), number(m, m["mean_stderr"]),
+                 *([sign_agreement(m)] if signed else [])] for key, m in entries]
+        lines += [f"**{title}** (percent metrics in points, `bits_per_byte` in bits; keys `<stage>/<task>/<metric>`)",
+                  "", table(header, body), "", made_by(seeds["command"]) + " (its `seed_summary.json`)", ""]
+    return lines
 
 
 def headline_section(run: results.EvaluationRun, rows: list[dict]) -> list[str]:
@@ -112,7 +240,8 @@ def stage_gains_section(run: results.EvaluationRun, rows: list[dict]) -> list[st
             "values are in the headline table.", "", made_by(run.command), ""]
 
 
-def interval(comparison: dict) -> str:
+def paired_interval(comparison: dict) -> str:
+    """"+3.2 [-1.0, +7.5]": a paired difference in points and its bootstrap interval."""
     return f"{points(comparison['difference'])} [{points(comparison['low'])}, {points(comparison['high'])}]"
 
 
@@ -133,7 +262,7 @@ def selector_table(analysis: dict) -> list[str]:
     baselines = ("random_of_n", "greedy", "majority_vote")
     pairs = {(c["treatment"], c["baseline"]): c for c in analysis["comparisons"]}
     body = [[results.SELECTOR_COLUMNS[selector], cell(value, "GSM8K"),
-             *(interval(pairs[selector, b]) if (selector, b) in pairs else "—" for b in baselines)]
+             *(paired_interval(pairs[selector, b]) if (selector, b) in pairs else "—" for b in baselines)]
             for selector, value in analysis["selectors"].items()]
     first = analysis["comparisons"][0] if analysis["comparisons"] else {"confidence": 0.95, "iterations": 0, "seed": 0}
     header = ["selector", "exact match (%)", *(f"vs {results.SELECTOR_COLUMNS[b]} (points) [{100 * first['confidence']:.0f}% "
@@ -170,7 +299,7 @@ def calculator_table(analysis: dict) -> list[str]:
     if not effect:
         return []
     body = [[results.SELECTOR_COLUMNS[row["selector"]], f"{100 * row['without']:.1f}", f"{100 * row['with']:.1f}",
-             interval(row)] for row in effect["rows"]]
+             paired_interval(row)] for row in effect["rows"]]
     return ["", table(["selector", "without the calculator (%)", "with it (%)", "with − without (points) [95% interval]"],
                       body), "",
             f"The calculator at generation on its own: {code(effect['tasks']['without'])} against "
@@ -302,14 +431,24 @@ def model_card_section(row: dict, run: results.EvaluationRun, source: Path) -> s
 
 
 def build_report(results_dir: str, run_dir: str | None, output: str, skip_figures: bool = False,
-                 update_model_cards: bool = False, command: str = "") -> str:
-    """Write the report (and, unless `skip_figures`, its figures); returns its text."""
+                 update_model_cards: bool = False, command: str = "", seed_summary_path: str | None = None,
+                 figures_dir: str | None = None) -> str:
+    """Write the report (and, unless `skip_figures`, its figures into `figures_dir`, by default `figures/` beside
+    it); returns its text. `seed_summary_path`: the seed_summary.json of a run of several seeds."""
     results_path, output_path = Path(results_dir), Path(output)
     run = results.load_run(results_path)
     run_path = Path(run_dir) if run_dir else None
+    seeds = run_files.read_json(Path(seed_summary_path)) if seed_summary_path else None
     summaries = run_files.training_summaries(run_path) if run_path else {}
     checkpoints = run_files.final_checkpoints(run_path) if run_path else {}
-    figures_dir = output_path.parent / "figures"
+    figures_dir = Path(figures_dir) if figures_dir else output_path.parent / "figures"
+    # What a reader sees has no machine paths: the run as <run>, its results as <results>, the seeds' folder as
+    # <seeds_dir> and the folder of runs that holds it as <runs_dir>, the report's and figures' folders as <report_dir>
+    # and <figures> (absolute paths; relative ones stay as given). Where two are one folder, the later name wins.
+    top = Path(seed_summary_path).parent if seeds else run_files.seeds_folder(run_path) or run_path
+    anchors = {str(output_path.parent): "<report_dir>", str(figures_dir): "<figures>",
+               str(top.parent) if top else "": "<runs_dir>", str(top) if top != run_path else "": "<seeds_dir>",
+               str(run_path or ""): "<run>", str(results_path): "<results>"}
     rows, analysis = results.headline(run), results.gsm8k_analysis(run)
     figure_command = plots.command_line(results_path, run_path, figures_dir)
     causal = [path for stage, path in checkpoints.items() if stage in POLICY_STAGES]
@@ -326,19 +465,23 @@ def build_report(results_dir: str, run_dir: str | None, output: str, skip_figure
     lines = ["# modern-llm: final report", "",
              f"Generated by {code(command)} from {code(results_path)}" + (f" and {code(run_path)}" if run_path else "")
              + "; never edited by hand. Every table and figure names the command that made it.", ""]
+    lines += minute_section(run, summaries, checkpoints, run_path, seeds)
+    lines += seeds_section(seeds) if seeds else []
     lines += headline_section(run, rows)
     lines += stage_gains_section(run, rows)
     lines += verifier_section(analysis, figures, figure_command)
     lines += errors_section(analysis)
     lines += interpretability_section(stats, attention_command)
     lines += reproducibility_section(run, summaries, checkpoints, run_path, command, figures, figure_command)
-    text = "\n".join(lines)
+    text = portable("\n".join(lines), anchors)
+    if (link := Path(os.path.relpath(figures_dir, output_path.parent)).as_posix()) != "figures":
+        text = text.replace("](figures/", f"]({link}/")  # the sections link figures/<name>: where they really are
     atomic_write_text(str(output_path), text)
     if update_model_cards:
         for row, model in zip(rows, run.models):
             folder = Path(model.entry["path"]).resolve()
             if row["status"] == "ok" and folder in {p.resolve() for p in checkpoints.values()} and (folder / "README.md").is_file():
-                run_files.update_model_card(folder, model_card_section(row, run, results_path))
+                run_files.update_model_card(folder, portable(model_card_section(row, run, results_path), anchors))
     return text
 
 
@@ -351,9 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip_figures", action="store_true", help="do not draw figures or rerun the attention analysis")
     parser.add_argument("--update_model_cards", action="store_true",
                         help="write each evaluated <run>/<stage>_final's headline numbers into its model card")
+    parser.add_argument("--seed_summary", default=None,
+                        help="<run>/seed_summary.json of `recipes/pipeline.py --seeds ...`: every number across seeds")
+    parser.add_argument("--figures_dir", default=None,
+                        help="where the figures go (default: figures/ beside --output); the links follow them")
     args = parser.parse_args(argv)
+    if args.seed_summary and not Path(args.seed_summary).is_file():
+        raise InputFileError(f"--seed_summary {args.seed_summary} not found: run `python recipes/pipeline.py --config "
+                             "<pipeline.yaml> --seeds 0 1 2` first")
     build_report(args.results_dir, args.run_dir, args.output, args.skip_figures, args.update_model_cards,
-                 command=shlex.join(["python", "report/build_report.py", *argv]))
+                 command=shlex.join(["python", "report/build_report.py", *argv]), seed_summary_path=args.seed_summary,
+                 figures_dir=args.figures_dir)
     print(f"wrote {args.output}")
     return 0
 

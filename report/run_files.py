@@ -2,6 +2,7 @@
 
 `experiments/runs/<run>/<stage>_final/` holds the saved model, `training_summary.json` and the model card README.md;
 `<stage>/trainer_state.json` (or its newest checkpoint's) the loss log; `pipeline_summary.json` the pipeline's steps.
+A run of several seeds keeps one such run per seed in `<run>/seed-<s>/`, beside its `seed_summary.json`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from modeling_modern_llm.stages import STAGE_NAMES
 
 CARD_SECTION = "## Evaluation results"
 _SECTION = re.compile(r"^## Evaluation results\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+
+
+def seeds_folder(run_dir: Path | None) -> Path | None:
+    """The folder of a run of several seeds that holds `run_dir` (`<run>/seed-<s>/`, `pipeline.py --seeds`), if it is
+    one of its seeds."""
+    return run_dir.parent if run_dir and re.fullmatch(r"seed-\d+", run_dir.name) else None
 
 
 def read_json(path: Path) -> dict:

@@ -233,7 +233,7 @@ class TaskLoader:
             generation["max_gen_toks"] = args.max_gen_toks
         config["generation_kwargs"] = generation or None
         if args.local_dir and not config.get("custom_dataset"):
-            config.update(_registry_twin(config, args.num_fewshot))
+            config.update(_registry_twin(config))
         return self.manager.load([config])["tasks"].values()
 
     def check_fewshot(self, task) -> None:
@@ -248,9 +248,12 @@ def _shots(configured: int | None, override: int | None) -> int:
     return override if override is not None and configured != 0 else configured or 0
 
 
-def _registry_twin(config: dict, num_fewshot: int | None) -> dict:
+def _registry_twin(config: dict) -> dict:
     """For --local_dir: read an lm-eval task's Hub dataset through the registry entry with the same Hub id, so its
-    local copy DIR/<registry name>/<split>.jsonl is used (e.g. lm-eval's sst2 reads DIR/sst2/validation.jsonl)."""
+    local copy DIR/<registry name>/<split>.jsonl is used (e.g. lm-eval's sst2 reads DIR/sst2/validation.jsonl).
+
+    Every split the task names is served, whatever the shot count: lm-eval builds a task's few-shot sampler from its
+    training (or few-shot) split when the task loads, even for 0 shots, as its own run of the Hub dataset does."""
     from modeling_modern_llm.data import REGISTRY, registry_splits
 
     spec = next((s for s in REGISTRY.values() if s.hub_id == config.get("dataset_path")
@@ -258,9 +261,8 @@ def _registry_twin(config: dict, num_fewshot: int | None) -> dict:
     if spec is None:
         raise InputFileError(f"task {config['task']}: its dataset {config.get('dataset_path')} has no registry entry, "
                              "so --local_dir cannot serve it")
-    shots = _shots(config.get("num_fewshot"), num_fewshot)
-    keys = ["validation_split", "test_split"] + (["training_split", "fewshot_split"] if shots else [])
-    splits = list(dict.fromkeys(config[key] for key in keys if config.get(key)))
+    named = [config.get(key) for key in ("validation_split", "test_split", "training_split", "fewshot_split")]
+    splits = list(dict.fromkeys(filter(None, [*named, (config.get("fewshot_config") or {}).get("split")])))
     return {"custom_dataset": registry_splits, "dataset_kwargs": {"registry_name": spec.name, "splits": splits}}
 
 

@@ -145,15 +145,17 @@ def standard_error(values: list[float]) -> float:
 
 def paired_bootstrap(baseline: list[float], treatment: list[float], iterations: int = 10_000, seed: int = 0,
                      confidence: float = 0.95) -> dict:
-    """The mean difference treatment - baseline over the same problems and its percentile bootstrap interval,
-    resampling problems (so both selectors see the same resample): ``{"difference", "low", "high", ...}``. Per-problem
-    results are numbers in [0, 1] (booleans, or ``random_of_n``'s fractions)."""
+    """The mean difference treatment - baseline over the same problems, its paired standard error and its percentile
+    bootstrap interval, resampling problems (so both selectors see the same resample): ``{"difference", "stderr",
+    "low", "high", ...}``. Per-problem results are numbers in [0, 1] (booleans, or ``random_of_n``'s fractions)."""
     if len(baseline) != len(treatment) or not baseline:
         raise ValueError("a paired bootstrap needs two equally long, non-empty lists of per-problem results")
     differences = np.array(treatment, dtype=float) - np.array(baseline, dtype=float)
     resamples = np.random.default_rng(seed).integers(0, len(differences), size=(iterations, len(differences)))
     low, high = np.quantile(differences[resamples].mean(axis=1), [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"difference": float(differences.mean()), "low": float(low), "high": float(high), "confidence": confidence,
+    stderr = standard_error(differences.tolist())
+    return {"difference": float(differences.mean()), "stderr": None if math.isnan(stderr) else stderr,
+            "low": float(low), "high": float(high), "confidence": confidence,
             "iterations": iterations, "seed": seed, "n": len(differences)}
 
 

@@ -14,11 +14,12 @@ command line recorded in ``training_summary.json`` and the card, and into Traine
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 
-import httpx2
 from huggingface_hub import EvalResult, HfApi, ModelCard, get_token
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
@@ -173,7 +174,7 @@ def push_folder(folder: str, repo_id: str, *, private: bool | None = None, revis
             api.upload_folder(repo_id=repo_id, folder_path=report_dir, path_in_repo="report", revision=revision,
                               allow_patterns=[os.path.basename(report), "figures/*"],
                               commit_message="Upload the evaluation report")
-    except (HfHubHTTPError, httpx2.HTTPError, ConnectionError) as error:  # ConnectionError: HF_HUB_OFFLINE
+    except (HfHubHTTPError, ConnectionError, *_transport_errors()) as error:  # ConnectionError: HF_HUB_OFFLINE
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         if not isinstance(error, HfHubHTTPError):
             reason = f"cannot reach {hub_constants.ENDPOINT} ({type(error).__name__}: {reason})"
@@ -181,6 +182,13 @@ def push_folder(folder: str, repo_id: str, *, private: bool | None = None, revis
                         f"`python recipes/push_to_hub.py {folder} {repo_id}`") from None
     logger.info("Pushed %s to %s/%s (%s)", folder, hub_constants.ENDPOINT, repo_id, commit.commit_url)
     return commit.commit_url
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's own errors (no route to the Hub, a timeout): huggingface_hub 1.x runs on httpx, 2.x on httpx2,
+    and whichever it runs on came with it."""
+    return tuple(importlib.import_module(client).HTTPError for client in ("httpx2", "httpx")
+                 if importlib.util.find_spec(client) is not None)
 
 
 __all__ = ["DEFAULT_RESULTS_DIR", "add_model_index", "PushError", "PushTarget", "push_folder", "push_problems", "repo_id_problem",

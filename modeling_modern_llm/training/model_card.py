@@ -1,4 +1,7 @@
-"""The model card (README.md in the Hub's form) and training_summary.json written into each ``<stage>_final``."""
+"""The model card (README.md in the Hub's form) and training_summary.json written into each ``<stage>_final``.
+
+The card shows no machine paths (`cli.portable`: the run folder as `<run>`, the interpreter as `python`);
+training_summary.json keeps them for provenance."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import os
 
 import yaml
 
-from modeling_modern_llm.cli import atomic_write_json
+from modeling_modern_llm.cli import atomic_write_json, portable
 from modeling_modern_llm.stages import get_stage
 
 
@@ -67,5 +70,6 @@ def write_model_card(folder: str, summary: dict, model_config: dict, base_model:
         "cannot be relied on for arithmetic, and inherits the biases of its training sets. The demo scales "
         "(cpu-demo, gpu-smoke) only check that the pipeline works; their outputs are not meaningful text.", "",
     ]
+    run_dir = os.path.dirname(os.path.abspath(folder))  # <run>/<stage>_final: paths on the card start from <run>
     with open(os.path.join(folder, "README.md"), "w") as handle:
-        handle.write("\n".join(lines))
+        handle.write(portable("\n".join(lines), {run_dir: "<run>"}))

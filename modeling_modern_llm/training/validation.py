@@ -17,7 +17,9 @@ What is checked, and why (the traps are in docs/TRAINING.md):
 - the outputs (a writable folder with room for a checkpoint; a finished `<stage>_final` is not replaced unless
   `overwrite_final`), the logging integrations it reports to, the checkpoint named by `resume_from_checkpoint`;
 - LoRA/QLoRA (4/8-bit weights need bitsandbytes and a CUDA GPU; the merged final needs unsharded weights) and the
-  push to the Hub (a repo id, `hub_strategy: end`, no `hub_token` in the config, a token and the Hub switched on).
+  push to the Hub (a repo id, `hub_strategy: end`, no `hub_token` in the config, a token and the Hub switched on);
+- the packages a run needs only for some settings: vLLM for `use_vllm: true`, and lm-evaluation-harness for the
+  pipeline's evaluation step (`evaluation_problems`), so a cluster run cannot train for hours and then fail to evaluate.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import inspect
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 
 import torch
 import yaml
@@ -58,6 +62,7 @@ DECODER_LAYER_CLASS = "ModernLLMDecoderLayer"
 # Python modules behind Trainer's `report_to` integrations.
 REPORT_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
                   "comet_ml": ("comet_ml",), "trackio": ("trackio",), "clearml": ("clearml",)}
+LM_EVAL_MINIMUM = (0, 4, 12)  # the first lm-eval with the task index that evaluation/harness.py loads tasks through
 BYTES_PER_PARAMETER_SAVED = 4 * 4  # one checkpoint (fp32 weights + AdamW's two moments) plus the final weights
 
 
@@ -526,6 +531,28 @@ def _report_problems(training) -> list[str]:
     return problems
 
 
+def _vllm_problems(training, rehearsal: bool) -> list[str]:
+    if getattr(training, "use_vllm", False) and not rehearsal and importlib.util.find_spec("vllm") is None:
+        return ["`use_vllm: true` needs the vllm package, which is not installed: `pip install vllm` (a CUDA machine), "
+                "or set use_vllm: false"]
+    return []
+
+
+def evaluation_problems() -> list[str]:
+    """What the pipeline's evaluation step (eval/evaluate_tasks.py) needs installed: lm-evaluation-harness."""
+    minimum = ".".join(map(str, LM_EVAL_MINIMUM))
+    try:
+        version = metadata.version("lm_eval")
+    except metadata.PackageNotFoundError:
+        found = "it is not installed"
+    else:
+        if tuple(int(part) for part in re.findall(r"\d+", version)[:3]) >= LM_EVAL_MINIMUM:
+            return []
+        found = f"{version} is installed"
+    return [f"the evaluation step runs lm-evaluation-harness >= {minimum} and {found}: "
+            f"`pip install 'lm-eval>={minimum}'` (modern-llm's own install brings it), or set skip_eval: true"]
+
+
 def stage_problems(stage: str, script, training, model_args, *, architecture: dict | None = None,
                    accelerate: AccelerateSetup | None = None, check_inputs: bool = True,
                    rehearsal: bool = False, finished_ok: bool = False) -> list[str]:
@@ -548,6 +575,7 @@ def stage_problems(stage: str, script, training, model_args, *, architecture: di
         *_adapter_problems(model_args, accelerate, gpu_available, rehearsal),
         *_output_problems(stage, training, script, architecture, model_args, finished_ok),
         *_report_problems(training),
+        *_vllm_problems(training, rehearsal),
         *stage_push_problems(training, check_machine=not rehearsal),
     ]
 

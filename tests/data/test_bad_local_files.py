@@ -2,7 +2,7 @@
 (`datasets` alone says StopIteration, UnicodeDecodeError or "An error occurred while generating the dataset")."""
 
 import os
-import subprocess
+import runpy
 import sys
 
 import pytest
@@ -32,7 +32,7 @@ def test_bad_local_file_names_the_file(kind, streaming, tmp_path):
     assert isinstance(raised.value, InputFileError)  # a command prints it as one line, exit status 1
 
 
-def test_a_recipe_on_an_empty_local_file_fails_in_one_line(tmp_path):
+def test_a_recipe_on_an_empty_local_file_fails_in_one_line(tmp_path, monkeypatch, capsys):
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
     from modeling_modern_llm.tokenizer import train_tokenizer
 
@@ -42,11 +42,12 @@ def test_a_recipe_on_an_empty_local_file_fails_in_one_line(tmp_path):
                                          num_hidden_layers=1, num_attention_heads=4)).save_pretrained(model)
     (tmp_path / "data" / "alpaca").mkdir(parents=True)
     (tmp_path / "data" / "alpaca" / "train.jsonl").write_bytes(b"")
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "recipes", "sft.py"), "--config",
-         os.path.join(REPO, "tests", "training", "configs", "sft.yaml"), "--dataset_name", "alpaca",
-         "--eval_strategy", "no", "--local_data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "sft"),
-         "--model_name_or_path", str(model)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "train.jsonl is empty" in result.stderr.strip().splitlines()[-1]
+    monkeypatch.setattr(sys, "argv", [
+        "recipes/sft.py", "--config", os.path.join(REPO, "tests", "training", "configs", "sft.yaml"), "--dataset_name",
+        "alpaca", "--eval_strategy", "no", "--local_data_dir", str(tmp_path / "data"), "--output_dir",
+        str(tmp_path / "sft"), "--model_name_or_path", str(model)])
+    with pytest.raises(SystemExit) as exit_info:  # the recipe as `python recipes/sft.py` runs it, in this process
+        runpy.run_path(os.path.join(REPO, "recipes", "sft.py"), run_name="__main__")
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert "train.jsonl is empty" in stderr.strip().splitlines()[-1]

@@ -1,9 +1,8 @@
-"""verify_datasets and prefetch as users run them: offline, against local fixtures, and on a broken file."""
+"""verify_datasets and prefetch as users run them (their `__main__`, in this process): offline, against local
+fixtures, and on a broken file."""
 
-import os
 import runpy
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,12 +14,6 @@ from modeling_modern_llm.data.verify import verify_datasets
 
 REPO = Path(__file__).resolve().parents[2]
 HUB_NAMES = [name for name, spec in REGISTRY.items() if not spec.embedded]
-
-
-def run_script(script, *args, env_overrides=None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env_overrides or {})}
-    return subprocess.run([sys.executable, str(REPO / "recipes" / script), *args], check=False, capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=600)
 
 
 def run_script_in_process(script, *args, capsys, monkeypatch):
@@ -40,22 +33,22 @@ def table_rows(stdout: str) -> dict[str, str]:
     return {name: line for name, line in table_rows_any(stdout).items() if name in REGISTRY}
 
 
-def test_offline_every_hub_dataset_is_unreachable_without_traceback():
-    result = run_script("verify_datasets.py", "--quick")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stdout + result.stderr
-    rows = table_rows(result.stdout)
+def test_offline_every_hub_dataset_is_unreachable_without_traceback(capsys, monkeypatch):
+    code, stdout = run_script_in_process("verify_datasets.py", "--quick", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 1 and "Traceback" not in stdout
+    rows = table_rows(stdout)
     assert set(rows) == set(REGISTRY)
     for name in HUB_NAMES:
         assert "unreachable" in rows[name] and "no network" in rows[name] and "prefetch" in rows[name], rows[name]
     assert all(" ok " in rows[name] for name in REGISTRY if name not in HUB_NAMES)
 
 
-def test_local_fixtures_pass(fixtures_dir):
-    result = run_script("verify_datasets.py", "--local_dir", str(fixtures_dir))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{len(REGISTRY)}/{len(REGISTRY)} datasets OK" in result.stdout
-    assert table_rows(result.stdout)["hh-rlhf"].split()[1:3] == ["ok", "5"]  # 3 train + 2 test pairs
+def test_local_fixtures_pass(fixtures_dir, capsys, monkeypatch):
+    code, stdout = run_script_in_process("verify_datasets.py", "--local_dir", str(fixtures_dir), capsys=capsys,
+                                         monkeypatch=monkeypatch)
+    assert code == 0, stdout
+    assert f"{len(REGISTRY)}/{len(REGISTRY)} datasets OK" in stdout
+    assert table_rows(stdout)["hh-rlhf"].split()[1:3] == ["ok", "5"]  # 3 train + 2 test pairs
 
 
 def test_file_missing_a_field_names_dataset_file_and_field(fixtures_dir, tmp_path, capsys, monkeypatch):

@@ -20,6 +20,7 @@ TASKS = str(REPO / "eval" / "tasks")
 CALCULATOR_TASKS = ["embedded_gsm8k_calculator", "embedded_gsm8k_sampled_calculator"]
 
 
+@pytest.mark.slow
 def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_run):
     index = json.loads((evaluated / "run_index.json").read_text())
     assert [(m["name"], m["stage"], m["status"][:11]) for m in index["models"]] == [
@@ -46,6 +47,7 @@ def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_ru
     assert not list(evaluated.parent.glob(".results.*"))  # no staging folder left behind
 
 
+@pytest.mark.slow
 def test_chat_models_get_their_template_and_the_sft_datas_prompt(evaluated):
     sample = results.read_samples(evaluated / "sft_final", "embedded_sst2_chat")[0]
     context, continuation = sample["arguments"]["gen_args_0"]["arg_0"], sample["arguments"]["gen_args_0"]["arg_1"]
@@ -66,6 +68,7 @@ def local_copies(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(evaluated, tiny_run, tmp_path, evaluate):
     run = results.load_run(evaluated)
     covered = {task for model in run.models if model.results for task in model.results["results"]}
@@ -87,6 +90,7 @@ def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(
     assert not (out / "gsm8k_analysis.json").exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.slow
 def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
     local, out = local_copies(tmp_path / "local"), tmp_path / "sst2"
     done = subprocess.run([sys.executable, "eval/eval_sst2.py", "--model", str(tiny_run / "sft_final"), "--local_dir",
@@ -98,6 +102,43 @@ def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
     assert len(model.samples("sst2")) == 20  # DIR/sst2/validation.jsonl, every row
 
 
+@pytest.mark.slow
+def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_files(tiny_run, tmp_path, monkeypatch):
+    """eval/eval_sst2.py --num_fewshot 0 --local_dir DIR against lm-eval's own sst2 task reading DIR's files itself."""
+    import runpy
+
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    local, out, model = local_copies(tmp_path / "local"), tmp_path / "sst2", str(tiny_run / "pretrain_final")
+    monkeypatch.syspath_prepend(str(REPO / "eval"))
+    monkeypatch.setattr(sys, "argv", ["eval/eval_sst2.py", "--model", model, "--local_dir", str(local),
+                                      "--num_fewshot", "0", "--output_dir", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "eval" / "eval_sst2.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    ours = results.load_run(out).models[0]
+    assert ours.results["n-shot"]["sst2"] == 0
+
+    manager = TaskManager()
+    sst2 = yaml.safe_load(Path(manager.task_index["sst2"].yaml_path).read_text())
+    sst2.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {
+        split: str(local / "sst2" / f"{split}.jsonl") for split in ("train", "validation")}})
+    theirs = simple_evaluate(model=HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=32), tasks=[sst2],
+                             num_fewshot=0, log_samples=True, task_manager=manager)
+    ours_docs = sorted(ours.samples("sst2"), key=lambda doc: doc["doc_id"])
+    theirs_docs = sorted(theirs["samples"]["sst2"], key=lambda doc: doc["doc_id"])
+    assert len(ours_docs) == len(theirs_docs) == 20  # every row of DIR/sst2/validation.jsonl
+    assert [d["doc"]["sentence"] for d in ours_docs] == [d["doc"]["sentence"] for d in theirs_docs]
+    assert [d["acc"] for d in ours_docs] == [d["acc"] for d in theirs_docs]
+    assert ours.results["results"]["sst2"]["acc,none"] == theirs["results"]["sst2"]["acc,none"]
+    for mine, its in zip(ours_docs, theirs_docs):  # the log-likelihood of each choice
+        theirs_scores = [float(choice[0]) for choice in its["filtered_resps"]]
+        assert [float(choice[0]) for choice in mine["filtered_resps"]] == pytest.approx(theirs_scores, abs=1e-4)
+
+
+@pytest.mark.slow
 def test_a_users_task_through_include_path(tiny_run, tmp_path, evaluate):
     user = tmp_path / "my_tasks"
     user.mkdir()
@@ -139,8 +180,19 @@ BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the mess
 ]
 
 
+@pytest.fixture
+def finished(tmp_path) -> Path:
+    """A results folder as a finished evaluation leaves it (its run index and a view), to be kept byte for byte."""
+    out = tmp_path / "results"
+    (out / "pretrain_final").mkdir(parents=True)
+    (out / "run_index.json").write_text(json.dumps({"schema_version": 2, "models": [{"name": "pretrain_final"}]}))
+    (out / "task_metrics.json").write_text("{}")
+    (out / "pretrain_final" / "results_2026-01-01T00-00-00.json").write_text("{}")
+    return out
+
+
 @pytest.mark.parametrize("extra, status, message", BAD_INPUT, ids=[b[2][:30] for b in BAD_INPUT])
-def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, evaluated,
+def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, finished,
                                                                               tiny_run, capsys, monkeypatch, evaluate):
     import transformers
 
@@ -148,23 +200,24 @@ def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(
         raise AssertionError("a model was loaded before the input was checked")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_model_load)
-    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     extra = [arg.replace("{run}", str(tiny_run)) for arg in extra]
     models = [] if "--model" in extra else ["--model", str(tiny_run / "pretrain_final")]
     start = time.time()
     with pytest.raises(SystemExit) as exit_info:
-        evaluate(*models, *extra, "--embedded", "--output_dir", str(evaluated))
+        evaluate(*models, *extra, "--embedded", "--output_dir", str(finished))
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == status and message in err[-1] and "Traceback" not in "\n".join(err)
-    assert time.time() - start < 60 and before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    assert time.time() - start < 60 and before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 
 
-def test_nothing_scorable_exits_1_and_keeps_the_old_results(evaluated, capsys, evaluate):
-    before = {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+def test_nothing_scorable_exits_1_and_keeps_the_old_results(finished, capsys, evaluate):
+    before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
-        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(evaluated), "--overwrite")
+        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished),
+                 "--overwrite")
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
-    assert before == {p: p.read_bytes() for p in evaluated.rglob("*") if p.is_file()}
+    assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
 
 
 def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny_run):

@@ -1,4 +1,9 @@
-"""Tiny ModernLLM configurations shared by the model tests (hidden 64, 2 layers, vocab 128: seconds on a CPU)."""
+"""Tiny ModernLLM configurations shared by the model tests (hidden 64, 2 layers, vocab 128: seconds on a CPU), and
+a command's `main` run in this process as its command line would run it."""
+
+import contextlib
+import io
+import subprocess
 
 import pytest
 import torch
@@ -52,3 +57,15 @@ def left_padded_batch(lengths, total=None, seed=0):
 @pytest.fixture
 def model_factory():
     return tiny_model
+
+
+def run_main(main, *args: str) -> subprocess.CompletedProcess:
+    """`main(args)` of a command in this process: its exit status and what it printed, as a subprocess would give them
+    (without starting an interpreter and importing torch again)."""
+    stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit_info:
+            returncode = exit_info.code
+    return subprocess.CompletedProcess(args, returncode, stdout.getvalue(), stderr.getvalue())

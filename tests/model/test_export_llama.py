@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,10 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
 from modeling_modern_llm import ModernLLMForCausalLM
-from modeling_modern_llm.cli import InputFileError
+from modeling_modern_llm.cli import InputFileError, UsageError
 from modeling_modern_llm.export_llama import export_to_llama
 from modeling_modern_llm.tokenizer import train_tokenizer
 
+from .conftest import run_main
 from .conftest import tiny_config as shared_tiny_config
 
 VOCAB_SIZE = 300  # 256 bytes + 4 special tokens + up to 40 merges
@@ -51,7 +53,7 @@ def exported(request, tmp_path_factory):
     tokenizer = train_tokenizer([f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE)
     tokenizer.save_pretrained(src)
     GenerationConfig(eos_token_id=[3, 0], pad_token_id=1, max_new_tokens=7).save_pretrained(src)
-    assert export_to_llama(str(src), str(dst)) == str(dst)
+    assert export_to_llama(str(src), str(dst), gguf=True) == str(dst)
     return str(src), str(dst), request.param
 
 
@@ -106,6 +108,128 @@ def test_export_is_a_plain_llama_checkpoint_with_tokenizer_and_generation_config
     assert tokenizer.pad_token_id == 1 and tokenizer.eos_token_id == 0
     generation_config = GenerationConfig.from_pretrained(dst)
     assert generation_config.eos_token_id == [3, 0] and generation_config.max_new_tokens == 7
+
+
+def test_the_tokenizer_config_is_one_transformers_4_reads_too(exported):
+    _, dst, _ = exported
+    with open(os.path.join(dst, "tokenizer_config.json")) as handle:
+        config = json.load(handle)
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"  # 4.x has no TokenizersBackend
+    assert config["additional_special_tokens"] == ["<|im_start|>", "<|im_end|>"]
+    assert not isinstance(config.get("extra_special_tokens"), list)  # 4.x reads that key as a mapping
+    tokenizer = AutoTokenizer.from_pretrained(dst)
+    assert tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"]) == [2, 3]
+    assert tokenizer("<|im_start|>user")["input_ids"][0] == 2  # still one special token, not split into bytes
+
+
+def gguf_fields(path):
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    return reader, {name: field.contents() for name, field in reader.fields.items()}
+
+
+def test_the_gguf_holds_llama_cpps_metadata_vocabulary_and_chat_template(exported):
+    import jinja2
+
+    src, dst, _ = exported
+    _, fields = gguf_fields(os.path.join(dst, "model.gguf"))
+    tokenizer, config = AutoTokenizer.from_pretrained(src), ModernLLMForCausalLM.from_pretrained(src).config
+    assert fields["general.architecture"] == "llama" and fields["general.file_type"] == 0  # all F32
+    assert (fields["llama.block_count"], fields["llama.embedding_length"], fields["llama.feed_forward_length"]) == (
+        config.num_hidden_layers, config.hidden_size, config.intermediate_size)
+    assert (fields["llama.attention.head_count"], fields["llama.attention.head_count_kv"]) == (4, 2)
+    assert fields["llama.context_length"] == config.max_position_embeddings and fields["llama.vocab_size"] == VOCAB_SIZE
+    assert fields["llama.rope.freq_base"] == 5000.0 and fields["llama.rope.dimension_count"] == config.head_dim
+    assert fields["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(config.rms_norm_eps)
+    assert (fields["tokenizer.ggml.model"], fields["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
+    vocab = tokenizer.get_vocab()
+    assert fields["tokenizer.ggml.tokens"][:len(vocab)] == sorted(vocab, key=vocab.get)
+    assert [fields["tokenizer.ggml.token_type"][i] for i in range(6)] == [3, 3, 3, 3, 1, 1]  # control, then normal
+    with open(os.path.join(src, "tokenizer.json")) as handle:
+        merges = json.load(handle)["model"]["merges"]
+    assert fields["tokenizer.ggml.merges"] == [" ".join(pair) for pair in merges] and len(merges) > 10
+    assert (fields["tokenizer.ggml.bos_token_id"], fields["tokenizer.ggml.eos_token_id"],
+            fields["tokenizer.ggml.padding_token_id"]) == (0, 0, 1)
+    assert fields["tokenizer.ggml.add_bos_token"] is False and fields["tokenizer.ggml.add_eos_token"] is False
+    messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    template = fields["tokenizer.chat_template"]
+    assert "{%- generation %}" not in template  # transformers' training-only tag, unknown to plain Jinja
+    assert jinja2.Environment().from_string(template).render(messages=messages, add_generation_prompt=False) == \
+        tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def test_the_gguf_holds_every_tensor_in_llama_cpps_names_and_rotary_layout(exported):
+    _, dst, tied = exported
+    reader, fields = gguf_fields(os.path.join(dst, "model.gguf"))
+    llama = LlamaForCausalLM.from_pretrained(dst).state_dict()
+    tensors = {tensor.name: torch.from_numpy(tensor.data.copy()).reshape(tuple(reversed(tensor.shape.tolist())))
+               for tensor in reader.tensors}
+    blocks = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    expected = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+                **({} if tied else {"output.weight": "lm_head.weight"}),
+                **{f"blk.{i}.{ours}.weight": f"model.layers.{i}.{theirs}.weight" for i in range(2)
+                   for theirs, ours in blocks.items()}}
+    assert set(tensors) == set(expected)
+    heads = {"attn_q": fields["llama.attention.head_count"], "attn_k": fields["llama.attention.head_count_kv"]}
+    for name, hf_name in expected.items():
+        weight, kind = llama[hf_name], name.split(".")[-2]
+        if kind in heads:  # llama.cpp rotates neighbouring dimensions (2i, 2i+1); transformers rotates (i, i + d/2)
+            head_dim = weight.shape[0] // heads[kind]
+            order = [h * head_dim + i + half * head_dim // 2 for h in range(heads[kind])
+                     for i in range(head_dim // 2) for half in (0, 1)]
+            weight = weight[order]
+        assert torch.equal(tensors[name], weight), name
+
+
+def test_transformers_reads_the_gguf_back_to_the_exports_logits_and_tokens(exported):
+    _, dst, _ = exported
+    llama = LlamaForCausalLM.from_pretrained(dst).eval()
+    from_gguf = AutoModelForCausalLM.from_pretrained(dst, gguf_file="model.gguf").eval()
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(from_gguf(input_ids, attention_mask=attention_mask).logits,
+                                   llama(input_ids, attention_mask=attention_mask).logits, atol=1e-5, rtol=0)
+    tokenizer = AutoTokenizer.from_pretrained(dst)
+    gguf_tokenizer = AutoTokenizer.from_pretrained(dst, gguf_file="model.gguf")
+    for text in ["the cat 12 sat on mat 84", "<|im_start|>user\nhi  1234567<|im_end|>\n", "  two\tspaces  "]:
+        assert gguf_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"], text
+
+
+def test_a_bfloat16_export_writes_bf16_matrices_and_f32_norms(tmp_path):
+    save_tiny_model(tmp_path / "src")
+    train_tokenizer([f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE,
+                    save_dir=str(tmp_path / "src"))
+    export_to_llama(str(tmp_path / "src"), str(tmp_path / "dst"), dtype="bfloat16", gguf=True)
+    reader, fields = gguf_fields(str(tmp_path / "dst" / "model.gguf"))
+    types = {tensor.name: tensor.tensor_type.name for tensor in reader.tensors}
+    assert fields["general.file_type"] == 32  # llama.cpp's MOSTLY_BF16
+    assert {types[name] for name in types if "norm" in name} == {"F32"}
+    assert {types[name] for name in types if "norm" not in name} == {"BF16"}
+    llama = LlamaForCausalLM.from_pretrained(str(tmp_path / "dst"), dtype=torch.float32).eval()
+    from_gguf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "dst"), gguf_file="model.gguf",
+                                                     dtype=torch.float32).eval()
+    input_ids, _ = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(from_gguf(input_ids).logits, llama(input_ids).logits, atol=1e-5, rtol=0)
+
+
+def test_gguf_is_refused_in_one_line_without_its_package_or_for_another_tokenizer(tmp_path, monkeypatch, exported):
+    src, _, _ = exported
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed
+    with pytest.raises(UsageError, match="`pip install gguf`"):
+        export_to_llama(src, str(tmp_path / "dst"), gguf=True)
+    monkeypatch.undo()
+    shutil.copytree(src, tmp_path / "prefix_space")
+    with open(tmp_path / "prefix_space" / "tokenizer.json") as handle:
+        tokenizer = json.load(handle)
+    tokenizer["pre_tokenizer"]["add_prefix_space"] = True
+    (tmp_path / "prefix_space" / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(InputFileError, match="not GPT-2's byte-level BPE"):
+        export_to_llama(str(tmp_path / "prefix_space"), str(tmp_path / "dst"), gguf=True)
+    assert not (tmp_path / "dst").exists()
 
 
 def written_dtypes(folder):
@@ -175,9 +299,10 @@ def test_a_truncated_source_is_one_line_before_loading(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "modeling_modern_llm.export_llama", *args], capture_output=True, text=True, timeout=300
-    )
+    """`python -m modeling_modern_llm.export_llama ARGS`, in this process."""
+    from modeling_modern_llm.export_llama import main
+
+    return run_main(main, *args)
 
 
 def test_cli(tmp_path):

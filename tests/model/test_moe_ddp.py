@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(REPO, "tests", "model", "workers", "moe_ddp.py")
 
 
+@pytest.mark.slow  # two DDP worker processes
 def test_moe_trains_under_ddp_over_gloo_without_find_unused_parameters(tmp_path):
     summary_path = tmp_path / "summary.json"
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}

@@ -91,6 +91,7 @@ REMOTE_LOAD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a clean interpreter process per head
 @pytest.mark.parametrize("head", ["causal", "classifier"])
 def test_remote_code_loads_in_a_process_without_the_package(tmp_path, head):
     folder = tmp_path / "model"

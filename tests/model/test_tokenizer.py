@@ -21,6 +21,8 @@ from modeling_modern_llm.tokenizer import (
     train_tokenizer,
 )
 
+from .conftest import run_main
+
 VOCAB_SIZE = 400
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "away", "über", "naïve", "日本語", "😀", "3.14", "\n"]
 # Text unlike the training corpus: every latin-1 character, control bytes, astral-plane emoji, combining marks, RTL.
@@ -227,7 +229,7 @@ def test_load_tokenizer_leaves_a_complete_tokenizer_alone(saved_tokenizer):
     assert loaded.pad_token_id == tokenizer.pad_token_id
 
 
-def run_cli(*args):
+def run_cli_process(*args):
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # a different hash seed than this process, on purpose
     return subprocess.run(
         [sys.executable, "-m", "modeling_modern_llm.tokenizer", *args],
@@ -235,10 +237,19 @@ def run_cli(*args):
     )
 
 
+def run_cli(*args):
+    """`python -m modeling_modern_llm.tokenizer ARGS`, in this process."""
+    from modeling_modern_llm.tokenizer import main
+
+    return run_main(main, *args)
+
+
+@pytest.mark.slow  # another interpreter process, with another hash seed
 def test_cli_on_a_text_file_matches_the_function(tmp_path, corpus):
     text_file = tmp_path / "corpus.txt"
     text_file.write_text("\n".join(corpus), encoding="utf-8")
-    result = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file))
+    result = run_cli_process("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file",
+                             str(text_file))
     assert result.returncode == 0, result.stderr
     from_cli = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     # Same lines in another process give the same vocabulary: training does not depend on hash seeds.

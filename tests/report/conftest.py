@@ -78,8 +78,8 @@ SOLUTIONS = [
 ]
 
 
-def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final") -> None:
-    """Replace a model's logged GSM8K solutions (greedy and sampled) and the verifier's scores with SOLUTIONS."""
+def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final", solutions: list = SOLUTIONS) -> None:
+    """Replace a model's logged GSM8K solutions (greedy and sampled) and the verifier's scores with `solutions`."""
     from modeling_modern_llm.cli import atomic_write_json
     from modeling_modern_llm.evaluation.results import load_run, write_views
 
@@ -91,7 +91,7 @@ def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final") -> None:
         for line in path.read_text().splitlines():
             sample = json.loads(line)
             gold = sample["doc"]["answer"].rpartition("#### ")[2]
-            candidates, doc_scores, greedy = SOLUTIONS[sample["doc_id"] % len(SOLUTIONS)]
+            candidates, doc_scores, greedy = solutions[sample["doc_id"] % len(solutions)]
             sample["resps"] = [[c.format(g=gold) for c in candidates]] if sampled else [[greedy.format(g=gold)]]
             scores[sample["doc_id"]] = doc_scores
             lines.append(json.dumps(sample))
@@ -121,3 +121,15 @@ def report_inputs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report")
     run = make_run(root)
     return make_results(root, run), run
+
+
+@pytest.fixture(scope="session")
+def second_seed_results(report_inputs, tmp_path_factory) -> Path:
+    """The evaluation of report_inputs as a second seed would leave it: the same run, with two of the three planted
+    GSM8K patterns, so its exact matches differ from the first seed's and everything else is equal."""
+    import shutil
+
+    second = tmp_path_factory.mktemp("seed-1") / "results"
+    shutil.copytree(report_inputs[0], second)
+    plant_gsm8k(second, solutions=SOLUTIONS[:2])
+    return second

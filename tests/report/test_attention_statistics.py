@@ -59,6 +59,7 @@ def test_sink_mass_follows_the_models_learned_sink_logits():
     assert max(off) < 1e-6 and all(0.0 < a < b < 1.0 for a, b in zip(low, high))
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_visualize_attention_rejects_bad_input(report_inputs, tmp_path, capsys):
     _, run = report_inputs
     assert visualize_attention.main(["--model_path", str(tmp_path), "--stats_path", str(tmp_path / "s.json")]) == 1

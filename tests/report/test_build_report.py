@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from modeling_modern_llm.evaluation import results
+from modeling_modern_llm.evaluation import results, seed_summary
 
 import build_report  # noqa: E402  (report/ is on sys.path: conftest)
 
@@ -41,12 +41,13 @@ def _leaves(value):
         yield value
 
 
-def traceable_numbers(results_dir: Path, run: Path, figures: Path) -> set[str]:
-    """Every number the results module computes and the run files hold, in each format the report prints numbers in."""
+def traceable_numbers(results_dir: Path, run: Path, figures: Path, seeds: Path | None = None) -> set[str]:
+    """Every number the results module computes and the run files hold (and the seed summary, given one), in each
+    format the report prints numbers in."""
     evaluation = results.load_run(results_dir)
     values = list(_leaves([results.headline(evaluation), results.stage_gains(evaluation), results.gsm8k_analysis(evaluation),
-                           evaluation.index]))
-    for path in [*run.rglob("*.json"), figures / "attention_stats.json"]:
+                           seed_summary.run_metrics(evaluation), evaluation.index]))
+    for path in [*run.rglob("*.json"), figures / "attention_stats.json", *([seeds] if seeds else [])]:
         values += list(_leaves(json.loads(path.read_text())))
     allowed = set()
     for v in values:
@@ -63,6 +64,7 @@ def untraceable(text: str, allowed: set[str]) -> list[str]:
     return [n for n in NUMBER.findall(prose) if n not in allowed and n.lstrip("+") not in allowed]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_every_number_is_traceable_and_an_invented_one_is_caught(built, report_inputs):
     text, output = built
     allowed = traceable_numbers(*report_inputs, output.parent / "figures")
@@ -73,6 +75,7 @@ def test_every_number_is_traceable_and_an_invented_one_is_caught(built, report_i
     assert untraceable(tampered, allowed) == ["9.876", "12.34"]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_every_figure_is_written_readable_and_cited(built):
     text, output = built
     for name in FIGURES:
@@ -85,10 +88,12 @@ def test_every_figure_is_written_readable_and_cited(built):
             assert "Made by: `python " in "\n\n".join(blocks[index + 1 : index + 4]), block[:80]
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_the_report_reads_in_one_minute(built, report_inputs):
     text, _ = built
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
-    assert headings == ["Headline", "Stage gains", "Verifier impact", "Errors", "Interpretability", "Reproducibility"]
+    assert headings == ["In one minute", "Headline", "Stage gains", "Verifier impact", "Errors", "Interpretability",
+                        "Reproducibility"]
     headline = text.split("## Headline")[1].split("##")[0]
     assert [line.split(" | ")[0] for line in headline.splitlines() if line.startswith("| ")][1:] == [
         "| pretrain", "| SFT", "| DPO", "| GPT-2", "| DistilGPT-2"]
@@ -123,6 +128,7 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     assert "accelerate_configs/cpu_ddp.yaml" in reproducibility and "0.8086 on its training pairs" in reproducibility
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_model_cards_change_only_when_asked_and_only_for_the_runs_own_checkpoints(report_inputs, tmp_path):
     results_dir, run = report_inputs
     cards = {stage: (run / f"{stage}_final" / "README.md").read_text() for stage in ("pretrain", "sft", "dpo", "verifier")}
@@ -146,9 +152,98 @@ def test_missing_results_are_one_line_naming_the_command(tmp_path):
     assert f"{tmp_path / 'results' / 'run_index.json'} not found: run `python eval/evaluate_tasks.py" in done.stderr
 
 
+@pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_plots_cli_runs_alone_and_says_what_it_skipped(report_inputs, tmp_path, capsys):
     import plots
 
     assert plots.main(["--results_dir", str(report_inputs[0]), "--output_dir", str(tmp_path / "figs")]) == 0
     assert "training_loss.png: not drawn: no trainer log" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["gsm8k_em_vs_n.png"]
+
+
+def test_the_first_section_says_what_was_trained_and_what_each_stage_and_the_verifier_did(built, report_inputs):
+    text, _ = built
+    minute = text.split("## In one minute")[1].split("\n## ")[0]
+    run = report_inputs[1]
+    parameters = build_report.run_files.count_parameters(run / "dpo_final")
+    assert f"**Model**: {parameters} parameters" in minute and "2 layers, 4 attention heads sharing 2 key-value" in minute
+    assert "pretrain 121344 tokens in 41.7 s; SFT 121345 tokens in 42.7 s" in minute and "655.1 s" in minute
+    metrics = seed_summary.run_metrics(results.load_run(report_inputs[0]))
+    gain = next(m for key, m in metrics.items() if key.endswith("/accuracy_gain") and m["stage"] == "sft")
+    low, high = gain["interval"]
+    assert "| stage | bits per byte | SST-2 | GSM8K greedy |" in minute
+    row = next(line for line in minute.splitlines() if line.startswith("| pretrain → SFT |"))
+    assert row.split(" | ")[2] == f"{100 * gain['value']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"  # SST-2
+    versus = [m for m in metrics.values() if m["kind"] == "difference" and m["treatment"].startswith("verifier")]
+    assert {m["baseline"] for m in versus} >= {"greedy", "majority_vote"}
+    for m in versus:  # every verifier comparison the analysis made, with its paired bootstrap interval
+        assert (f"| {build_report.display(m['treatment'])} | {build_report.display(m['baseline'])} | "
+                f"{100 * m['value']:+.1f} | [{100 * m['interval'][0]:+.1f}, {100 * m['interval'][1]:+.1f}] |") in minute
+    assert "is the most any selector over these samples can gain" in minute
+    assert "not comparable with published results" in minute
+
+
+@pytest.fixture(scope="module")
+def seeded(report_inputs, second_seed_results, tmp_path_factory):
+    """The seed summary of two seeds' evaluations (conftest), and the report built from it into a docs-like folder
+    with its figures in a folder of their own."""
+    results_dir, run = report_inputs
+    root = tmp_path_factory.mktemp("seeds")
+    summary_path = root / "seed_summary.json"
+    summary = seed_summary.write_seed_summary(summary_path, [0, 1], [results_dir, second_seed_results],
+                                              "/opt/venv/bin/python3.11 recipes/pipeline.py --seeds 0 1")
+    output = root / "docs" / "reference_report.md"
+    text = build_report.build_report(str(results_dir), str(run), str(output), command="python report/build_report.py (test)",
+                                     seed_summary_path=str(summary_path), figures_dir=str(root / "docs" / "report_figures"))
+    return text, output, summary, summary_path
+
+
+@pytest.mark.slow
+def test_seed_summary_holds_every_number_of_each_seed(seeded, report_inputs):
+    _, _, summary, _ = seeded
+    assert summary["seeds"] == [0, 1]
+    one_run = seed_summary.run_metrics(results.load_run(report_inputs[0]))
+    assert list(summary["metrics"]) == list(one_run)  # the same flattening, every metric of the run
+    kinds = {m["kind"] for m in summary["metrics"].values()}
+    assert kinds == {"value", "gain", "difference"}
+    for key, metric in summary["metrics"].items():
+        assert len(metric["values"]) == 2 and metric["values"][0] == one_run[key]["value"], key
+        assert metric["mean"] == pytest.approx(sum(metric["values"]) / 2), key
+    differing = [key for key, m in summary["metrics"].items() if m["values"][0] != m["values"][1]]
+    assert differing and all("gsm8k" in key for key in differing)  # only the planted GSM8K solutions differ
+    assert summary["metrics"]["dpo/embedded_text/bits_per_byte"]["sd"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_report_of_seeds_shows_the_spread_next_to_the_within_run_error(seeded, report_inputs):
+    text, output, summary, summary_path = seeded
+    headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert headings[:3] == ["In one minute", "Across seeds", "Headline"]
+    allowed = traceable_numbers(*report_inputs, output.parent / "report_figures", summary_path)
+    assert untraceable(text, allowed) == []
+    across = text.split("## Across seeds")[1].split("\n## ")[0]
+    assert "| metric | per seed | mean ± sd | 95% t interval | within-run SE | seeds agreeing in sign |" in across
+    key = next(k for k, m in summary["metrics"].items() if m["kind"] == "gain" and m["values"][0] != m["values"][1])
+    metric = summary["metrics"][key]
+    row = next(line for line in across.splitlines() if line.startswith(f"| `{key}` |"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[1] == ", ".join(f"{100 * v:+.1f}" for v in metric["values"])
+    assert cells[2] == f"{100 * metric['mean']:+.1f} ± {100 * metric['sd']:.1f}"
+    assert cells[3] == f"[{100 * metric['interval'][0]:+.1f}, {100 * metric['interval'][1]:+.1f}]"
+    assert cells[4] == f"{100 * metric['mean_stderr']:.1f}"
+    side = "positive" if metric["mean"] > 0 else "negative"
+    assert metric["mean"] != 0 and cells[5] == f"{metric[side]} of 2 {side}"
+    minute = text.split("## In one minute")[1].split("\n## ")[0]
+    assert "the mean of 2 seeds (0, 1), its 95% t interval across seeds" in minute and " of 2 " in minute
+    assert "Made by: `python recipes/pipeline.py --seeds 0 1`" in across  # the interpreter's path is `python`
+
+
+@pytest.mark.slow
+def test_the_report_shows_no_machine_paths_and_links_its_figures_where_they_are(seeded, report_inputs, tmp_path):
+    text, output, _, _ = seeded
+    for machine in (str(report_inputs[0]), str(report_inputs[1]), str(output.parent), sys.executable, "/opt/venv"):
+        assert machine not in text
+    assert "`<run>/dpo_final`" in text and "from `<results>` and `<run>`" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) == len(FIGURES) and all(link.startswith("report_figures/") for link in links)
+    assert all((output.parent / link).is_file() for link in links)

@@ -6,13 +6,16 @@ ACCELERATE_USE_CPU=true really distributes (see that file).
 
 import json
 import os
+import sys
 
 import pytest
 
 from training_helpers import REPO, run_recipe
 
 pytestmark = pytest.mark.slow
-LAUNCH = ("accelerate", "launch", "--config_file", os.path.join(REPO, "accelerate_configs", "cpu_ddp.yaml"))
+# accelerate's launcher through this interpreter: an `accelerate` first on PATH may belong to another environment
+LAUNCH = (sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+          os.path.join(REPO, "accelerate_configs", "cpu_ddp.yaml"))
 ENV = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}  # two ranks share the two cores
 
 

@@ -1,8 +1,10 @@
-"""The pipeline's bookkeeping: a failed step stops it, and a rerun adds the earlier attempt's time."""
+"""The pipeline's bookkeeping: a failed step stops it, a rerun adds the earlier attempt's time, and each seed of
+`--seeds` gets its own folder and seed."""
 
 import importlib.util
 import json
 import os
+import shlex
 import sys
 
 import pytest
@@ -63,3 +65,33 @@ def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
     steps = json.load(open(path))["steps"]
     assert [steps[f"push-{s}"]["status"] for s in pipeline.STAGES] == ["skipped: rehearsal"] * 4
     assert "me/r-verifier" in steps["push-verifier"]["command"]
+
+
+def test_each_seed_runs_in_its_own_folder_with_its_seed_everywhere_but_the_corpus(tmp_path):
+    from modeling_modern_llm.training.seeds import seed_arguments, seed_finished
+
+    args = pipeline.PipelineArguments(
+        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path), stage_args={"dpo": "--beta 0.2"}, seeds=[3, 7], rehearse=True)
+    one = seed_arguments(args, 7)
+    run_dir = tmp_path / "r-rehearsal" / "seed-7"
+    assert (one.runs_dir, one.run_name, one.seeds) == (str(tmp_path / "r-rehearsal"), "seed-7", None)
+    assert one.results_dir == str(run_dir / "results") and one.report_output == str(run_dir / "final_report.md")
+    assert one.rehearse and args.seeds == [3, 7] and args.stage_args == {"dpo": "--beta 0.2"}  # the original is kept
+    for stage in pipeline.STAGES:
+        argv = pipeline.recipe_argv(pipeline.stage_command(one, stage, str(run_dir)), stage)
+        assert argv[argv.index("--seed") + 1] == "7" and "--embedded_corpus_seed" not in argv
+        assert argv[argv.index("--output_dir") + 1] == str(run_dir / stage)
+    assert "--beta 0.2 --seed 7" in shlex.join(pipeline.stage_command(one, "dpo", str(run_dir)))
+    assert one.eval_args.endswith("--seed 7") and "--corpus_seed" not in one.eval_args
+    assert not seed_finished(one)  # nothing trained yet
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"seeds": [1, 1]}, "different non-negative integers"), ({"seeds": [-1]}, "different non-negative integers"),
+    ({"seeds": [0, 1], "push_to_hub": True, "hub_model_id": "me/r"}, "pushes nothing")])
+def test_bad_seeds_are_one_line(extra, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.PipelineArguments(
+            run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+            **extra)

@@ -196,6 +196,7 @@ def test_an_unreachable_hub_is_one_line_and_the_stage_is_kept(tiny_run, tmp_path
     assert final_model_problem(str(tmp_path / "sft_final"), "sft") is None
 
 
+@pytest.mark.slow  # subprocess commands under the Hub's environment variables
 def test_an_offline_or_tokenless_push_is_refused_before_loading(tmp_path):
     common = ("--model_name_or_path", str(tmp_path / "nowhere"), "--push_to_hub", "true", "--hub_model_id", "me/x")
     offline = run_recipe("sft", tmp_path / "a", *common, env={**_env("http://127.0.0.1:9", tmp_path),
@@ -208,12 +209,14 @@ def test_an_offline_or_tokenless_push_is_refused_before_loading(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # subprocess commands under the Hub's environment variables
 def test_a_token_in_the_config_is_refused(tmp_path):
     result = run_recipe("sft", tmp_path / "sft", "--model_name_or_path", str(tmp_path / "nowhere"), "--hub_token",
                         TOKEN, env=_env("http://127.0.0.1:9", tmp_path), check=False)
     assert result.returncode == 2 and "`hub_token` is set" in result.stderr and "HF_TOKEN" in result.stderr
 
 
+@pytest.mark.slow  # subprocess commands under the Hub's environment variables
 def test_push_command_refuses_a_folder_that_is_not_a_finished_stage(tmp_path):
     result = _push(tmp_path, "me/x", _env("http://127.0.0.1:9", tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -49,7 +50,8 @@ def _job(tmp_path, restart_count, **extra_env):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SCONTROL_LOG": str(tmp_path / "scontrol.log"),
            "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": str(restart_count), "SLURM_SUBMIT_DIR": REPO,
            "SLURM_CPUS_PER_TASK": "2", "RUN_NAME": "slurm", "CONFIG": "tests/training/configs/slurm_pipeline.yaml",
-           "PIPELINE_ARGS": f"--runs_dir {tmp_path / 'runs'}", "LOG_DIR": str(tmp_path / "logs"), "PYTHON": "python",
+           "PIPELINE_ARGS": f"--runs_dir {tmp_path / 'runs'}", "LOG_DIR": str(tmp_path / "logs"),
+           "PYTHON": sys.executable,  # the interpreter running the tests, whatever `python` is first on PATH
            "SCRATCH": "", **extra_env}
     env.pop("SCRATCH")  # unset on many clusters: the script must not abort under `set -u`
     return subprocess.Popen(["bash", os.path.join(REPO, SCRIPTS[0])], cwd=tmp_path, env=env, start_new_session=True,
@@ -92,6 +94,7 @@ def test_usr1_requeues_and_the_requeued_job_resumes(tmp_path):
         assert json.load(handle)["steps"]["pretrain"]["status"] == "ok"
 
 
+@pytest.mark.slow  # it starts the pipeline (a rehearsal that fails its checks)
 def test_a_failed_rehearsal_keeps_the_real_run_from_starting(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("run_name: slurm\nstages: [pretrain]\nstage_configs: {pretrain: tests/training/configs/pretrain.yaml}\n"

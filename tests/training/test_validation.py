@@ -2,8 +2,12 @@
 the fix. Each case of the H100 path's traps (docs/TRAINING.md, "Before you submit") has a test; the shipped GPU configs
 must pass under every accelerate config they are meant for."""
 
+import contextlib
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,11 +211,31 @@ def test_a_read_only_output_dir_is_refused(tmp_path):
         locked.chmod(0o700)
 
 
-def _pipeline(*args, timeout=120):
-    start = time.time()
-    result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=timeout)
-    return result, time.time() - start
+def _pipeline(*args):
+    """`python recipes/pipeline.py ARGS` from the repository, in this process (what it checks needs no other process):
+    its exit status and what it wrote to stderr (its log included), and the seconds it took."""
+    from modeling_modern_llm.cli import run_command
+
+    pipeline, stderr, returncode = _pipeline_module(), io.StringIO(), 0
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}  # main sets its own
+    log, handler = logging.getLogger("pipeline"), logging.StreamHandler(stderr)
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    cwd, start = os.getcwd(), time.time()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stderr(stderr):
+            run_command(lambda: pipeline.main(pipeline.parse_pipeline_args(list(args))))
+    except SystemExit as exit_info:
+        returncode = exit_info.code
+    finally:
+        os.chdir(cwd)
+        log.removeHandler(handler)
+        log.setLevel(level)
+        for signum, handler_before in handlers.items():
+            signal.signal(signum, handler_before)
+    return subprocess.CompletedProcess(args, returncode, "", stderr.getvalue()), time.time() - start
 
 
 @pytest.mark.parametrize("scale", ["cpu-demo", *GPU_SCALES])
@@ -243,14 +267,18 @@ def test_malformed_yaml_is_one_line_with_its_line_number(tmp_path):
     assert "is not valid YAML at line" in result.stderr
 
 
-def test_a_recipe_checks_itself_before_loading(tmp_path):
+def test_a_recipe_checks_itself_before_loading(tmp_path, monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["recipes/sft.py", "--config", os.path.join(CONFIGS, "sft.yaml"), "--output_dir",
+                                      str(tmp_path / "sft"), "--model_name_or_path", str(tmp_path / "nowhere"),
+                                      "--learning_rate", "nan"])
     start = time.time()
-    result = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "sft.py"), "--config",
-                             os.path.join(CONFIGS, "sft.yaml"), "--output_dir", str(tmp_path / "sft"),
-                             "--model_name_or_path", str(tmp_path / "nowhere"), "--learning_rate", "nan"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "learning_rate" in result.stderr and "nowhere does not exist" in result.stderr
+    with pytest.raises(SystemExit) as exit_info:  # the recipe as `python recipes/sft.py` runs it, in this process
+        runpy.run_path(os.path.join(REPO, "recipes", "sft.py"), run_name="__main__")
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert "learning_rate" in stderr and "nowhere does not exist" in stderr
     assert time.time() - start < 60 and not (tmp_path / "sft").exists()
 
 
@@ -301,3 +329,61 @@ def test_a_pipeline_push_is_checked_with_the_stages(tmp_path):
     assert "dpo: its config pushes it" in result.stderr and "pipeline: pushing to the Hub with HF_HUB_OFFLINE=1" in \
         result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _pipeline_module():
+    """recipes/pipeline.py imported in this process (its checks run in-process: no interpreter start, no training)."""
+    import importlib.util
+
+    if "recipes_pipeline" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("recipes_pipeline", os.path.join(REPO, "recipes", "pipeline.py"))
+        sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look their module up there
+        spec.loader.exec_module(sys.modules[spec.name])
+    return sys.modules["recipes_pipeline"]
+
+
+@pytest.mark.parametrize("installed, words", [(None, "and it is not installed"), ("0.4.9", "and 0.4.9 is installed")])
+def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_runs(installed, words, tmp_path,
+                                                                                  monkeypatch):
+    from importlib import metadata
+
+    from modeling_modern_llm.cli import UsageError
+    from modeling_modern_llm.training import validation
+
+    real_version = metadata.version
+
+    def version(name):
+        if name != "lm_eval":
+            return real_version(name)
+        if installed is None:
+            raise metadata.PackageNotFoundError(name)
+        return installed
+
+    monkeypatch.setattr(validation.metadata, "version", version)
+    pipeline = _pipeline_module()
+    argv = ["--config", os.path.join(CONFIGS, "pipeline.yaml"), "--runs_dir", str(tmp_path / "runs")]
+    args = pipeline.parse_pipeline_args(argv)
+    start = time.time()
+    with pytest.raises(UsageError) as error:
+        pipeline.validate_run(args, str(tmp_path / "runs" / "tiny"), None)
+    [line] = [line for line in str(error.value).splitlines() if line.startswith("evaluation:")]
+    assert words in line and "`pip install 'lm-eval>=0.4.12'`" in line and "skip_eval: true" in line
+    assert time.time() - start < 30 and not (tmp_path / "runs").exists()
+    pipeline.validate_run(pipeline.parse_pipeline_args([*argv, "--skip_eval", "true"]), str(tmp_path / "x"), None)
+    monkeypatch.undo()
+    pipeline.validate_run(pipeline.parse_pipeline_args(argv), str(tmp_path / "runs" / "tiny"), None)  # installed here
+
+
+def test_use_vllm_needs_the_vllm_package(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
+    script, training, model = _args("dpo", tmp_path)
+    architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0}
+    problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)
+    assert not any("vllm" in problem for problem in problems)
+    training.use_vllm = True  # as a TRL config with vLLM generation (GRPOConfig's use_vllm) says
+    problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)
+    assert "`use_vllm: true` needs the vllm package, which is not installed: `pip install vllm`" in "\n".join(problems)
