@@ -168,3 +168,13 @@ def test_the_verifiers_policy_is_read_from_its_training_summary(tmp_path):
         "runs/z/dpo_final"
     assert policy({"command": "python recipes/verifier.py"}) is None
     assert trained_policy(str(tmp_path / "no_such_folder")) is None
+
+
+def test_the_calculators_greedy_row_alone_when_only_its_greedy_task_ran(tmp_path):
+    calculator_greedy = {"embedded_gsm8k_calculator_chat": {"docs": DOCS, "resps": [[g] for g in GREEDY], "calculator": True}}
+    run = write_fake_run(tmp_path, [model("dpo_final", "dpo", plain=tasks(*WRONG, calculator=False), calc=calculator_greedy)])
+    found = results.gsm8k_analysis(results.load_run(run))
+    assert found["task"] == "embedded_gsm8k_sampled_chat" and found["calculator"] is False  # the decoding with samples
+    effect = found["calculator_effect"]
+    assert effect["tasks"] == {"without": "embedded_gsm8k_chat", "with": "embedded_gsm8k_calculator_chat"}
+    assert [(r["selector"], r["without"], r["with"]) for r in effect["rows"]] == [("greedy", 0.0, 0.25)]
