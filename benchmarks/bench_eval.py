@@ -5,8 +5,12 @@ the same threads, on a CPU-demo-sized ModernLLM (hidden 192, 4 layers, vocab 409
   - perplexity throughput (tokens/s) of `loglikelihood_rolling` on the embedded text;
   - GSM8K best-of-N throughput (problems/s): the N samples of each problem as lm-eval issues them for a task with
     `repeats: N` (N copies of the request, batched together, `--batch_size` sequences per `generate`), against one
-    `generate` per sample (batch size 1), as a ratio (target >= 4x).
-Neither path stops early (no stop sequence, `max_gen_toks` tokens each), so both generate the same number of tokens.
+    `generate` per sample (batch size 1), as a ratio (target >= 4x);
+  - the same batched sampling with GSM8K's calculator at generation (`calculator: true`, modeling_modern_llm/calculator.py)
+    against without it, as a time ratio, and how many samples wrote a `<<expression=result>>` step (an untrained model
+    writes none: measure the calculator on a trained `--model`).
+No path stops early (no stop sequence, eos masked: `max_gen_toks` tokens each), so all generate the same number of
+tokens.
 Other processes on the machine add noise: rerun before trusting a borderline ratio.
 """
 
@@ -20,7 +24,7 @@ from transformers import HfArgumentParser
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 from modeling_modern_llm.data import load_dataset_by_name
-from modeling_modern_llm.task_formats import format_prompt
+from modeling_modern_llm.task_formats import calculator_annotations, format_prompt
 from modeling_modern_llm.tokenizer import train_tokenizer
 
 
@@ -77,7 +81,9 @@ def main(args: BenchArguments) -> None:
     print(f"perplexity: {tokens} tokens in {seconds:.2f}s = {tokens / seconds:,.0f} tokens/s")
 
     problems = [row["question"] for row in load_dataset_by_name("embedded-gsm8k", "test", limit=args.n_problems)]
-    options = {"until": ["<never>"], "do_sample": True, "temperature": 1.0, "max_gen_toks": args.max_gen_toks}
+    # min_new_tokens: a trained model's eos is masked, so every path generates max_gen_toks tokens per sample
+    options = {"until": ["<never>"], "do_sample": True, "temperature": 1.0, "max_gen_toks": args.max_gen_toks,
+               "min_new_tokens": args.max_gen_toks}
     samples = requests("generate_until", [(format_prompt(q), options) for q in problems for _ in range(args.n_samples)])
     torch.manual_seed(0)
     batched.generate_until(samples[:2], True)  # warm-up
@@ -86,6 +92,16 @@ def main(args: BenchArguments) -> None:
     assert len(together) == len(alone) == len(problems) * args.n_samples
     print(f"gsm8k best-of-{args.n_samples}: batched {len(problems) / together_s:.3f} problems/s, one generate per sample "
           f"{len(problems) / alone_s:.3f} problems/s -> {alone_s / together_s:.1f}x faster (target >= 4x)")
+    calculated = requests("generate_until", [(r.arguments[0], {**options, "calculator": True}) for r in samples])
+    plain_s, calculator_s = [], []
+    for _ in range(2):  # alternated, the faster of two each: less exposed to the machine's other load
+        plain_s.append(timed(lambda: batched.generate_until(samples, True))[1])
+        with_calculator, seconds = timed(lambda: batched.generate_until(calculated, True))
+        calculator_s.append(seconds)
+    steps = sum(len(calculator_annotations(text)) for text in with_calculator)
+    print(f"calculator at generation: batched {len(problems) / min(calculator_s):.3f} problems/s, "
+          f"{min(calculator_s) / min(plain_s):.2f}x the time without it (the faster of two runs each); {steps} "
+          f"`<<expression=result>>` steps written in {len(calculated)} samples")
 
 
 if __name__ == "__main__":

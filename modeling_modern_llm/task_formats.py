@@ -64,7 +64,7 @@ GSM8K_STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"  # lm-eval's "strict-match" filte
 GSM8K_FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"  # lm-eval's "flexible-extract" filter (last match)
 GSM8K_IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")  # lm-eval's exact_match regexes_to_ignore
 _STRICT, _FLEXIBLE = re.compile(GSM8K_STRICT_PATTERN), re.compile(GSM8K_FLEXIBLE_PATTERN)
-_CALCULATOR = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
+CALCULATOR_ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")  # GSM8K's <<expression=result>>
 
 
 def gsm8k_prompt(doc: dict) -> str:
@@ -143,4 +143,4 @@ def is_correct(generation: str, reference_answer: str, mode: str = "strict") -> 
 
 def calculator_annotations(text: str) -> list[tuple[str, str]]:
     """The `<<expression=result>>` steps GSM8K solutions carry, as (expression, written result) pairs."""
-    return [(expression.strip(), result.strip()) for expression, result in _CALCULATOR.findall(text)]
+    return [(expression.strip(), result.strip()) for expression, result in CALCULATOR_ANNOTATION.findall(text)]

@@ -240,42 +240,124 @@ def stage_gains_section(run: results.EvaluationRun, rows: list[dict]) -> list[st
             "values are in the headline table.", "", made_by(run.command), ""]
 
 
+def paired_interval(comparison: dict) -> str:
+    """"+3.2 [-1.0, +7.5]": a paired difference in points and its bootstrap interval."""
+    return f"{points(comparison['difference'])} [{points(comparison['low'])}, {points(comparison['high'])}]"
+
+
+def analysed_model_line(analysis: dict) -> str:
+    stage = analysis["stage"]
+    name = get_stage(stage).display_name if stage in POLICY_STAGES else analysis["model"]
+    policy = analysis.get("verifier_policy")
+    why = (f"It is the policy the verifier was trained on ({code(policy)})." if policy else
+           "The run does not record which policy the verifier was trained on: the DPO stage stands for it (else the "
+           "most trained policy before it).")
+    return (f"{name} ({code(analysis['model'])}) on {code(analysis['task'])}: {analysis['n_problems']} problems, "
+            f"N = {analysis['n_samples']} samples each, greedy decoding from {code(analysis.get('greedy_task'))}, both "
+            f"{'with' if analysis.get('calculator') else 'without'} the calculator at generation. {why}")
+
+
+def selector_table(analysis: dict) -> list[str]:
+    """Exact match of every selector, and each one's paired difference against a random pick, greedy and majority."""
+    baselines = ("random_of_n", "greedy", "majority_vote")
+    pairs = {(c["treatment"], c["baseline"]): c for c in analysis["comparisons"]}
+    body = [[results.SELECTOR_COLUMNS[selector], cell(value, "GSM8K"),
+             *(paired_interval(pairs[selector, b]) if (selector, b) in pairs else "—" for b in baselines)]
+            for selector, value in analysis["selectors"].items()]
+    first = analysis["comparisons"][0] if analysis["comparisons"] else {"confidence": 0.95, "iterations": 0, "seed": 0}
+    header = ["selector", "exact match (%)", *(f"vs {results.SELECTOR_COLUMNS[b]} (points) [{100 * first['confidence']:.0f}% "
+                                               "interval]" for b in baselines)]
+    return [table(header, body), "",
+            f"Differences on the same problems with their paired bootstrap interval ({first['iterations']} resamples of "
+            f"the problems, seed {first['seed']}). A random pick is one of the N at random, scored by its expectation: "
+            "what a verifier at chance scores. The verifier's top-k vote is a majority vote among its "
+            f"{analysis.get('top_k')} best-scored solutions."]
+
+
+def ranking_table(analysis: dict) -> list[str]:
+    ranking = analysis.get("verifier_ranking")
+    if not ranking:
+        return []
+    body = [[title, "n/a" if r["pair_accuracy"] is None else f"{r['pair_accuracy']:.3f}",
+             f"{r['n_pairs']} ({r['n_problems']})", "n/a" if r["auroc"] is None else f"{r['auroc']:.3f}",
+             f"{r['n']} ({r['n_correct']})"] for title, r in (("all", ranking["all"]), ("answer parses", ranking["parsed"]))]
+    lines = ["", table(["candidates", "within-problem pair accuracy", "pairs (problems)", "AUROC",
+                        "candidates (correct)"], body), "",
+             "Pair accuracy: over every (correct, wrong) pair of candidates of the same problem, how often the correct one "
+             "scores higher (ties count half); AUROC: the same over all candidates of all problems. Chance is one half."]
+    if errors := analysis.get("verifier_errors"):
+        lines += ["", f"False positives (the verifier's top pick is wrong although one of the N is correct): "
+                      f"{errors['false_positives']} of the {errors['problems_with_a_correct_candidate']} problems with a "
+                      f"correct candidate (problems without one: {errors['problems_without_a_correct_candidate']}). False "
+                      f"negatives (correct candidates ranked below a wrong top pick): {errors['false_negatives']}. "
+                      "Examples under Errors."]
+    return lines
+
+
+def calculator_table(analysis: dict) -> list[str]:
+    effect = analysis.get("calculator_effect")
+    if not effect:
+        return []
+    body = [[results.SELECTOR_COLUMNS[row["selector"]], f"{100 * row['without']:.1f}", f"{100 * row['with']:.1f}",
+             paired_interval(row)] for row in effect["rows"]]
+    return ["", table(["selector", "without the calculator (%)", "with it (%)", "with − without (points) [95% interval]"],
+                      body), "",
+            f"The calculator at generation on its own: {code(effect['tasks']['without'])} against "
+            f"{code(effect['tasks']['with'])}, the {effect['n_problems']} problems both answered; its gain is the "
+            "calculator's, not the verifier's."]
+
+
 def verifier_section(analysis: dict | None, figures: dict, figure_command: str) -> list[str]:
     lines = ["## Verifier impact", ""]
     if analysis is None:
         return lines + ["Not produced: the evaluation ran no sampled GSM8K task (`--n_samples` > 0).", ""]
-    lines.append(f"{get_stage(analysis['stage']).display_name if analysis['stage'] in POLICY_STAGES else analysis['model']} "
-                 f"({code(analysis['model'])}) on {code(analysis['task'])}: {analysis['n_problems']} problems, "
-                 f"N = {analysis['n_samples']} samples each.")
-    if analysis["comparisons"]:
-        name = results.SELECTOR_COLUMNS.get
-        body = [[name(c["treatment"]), name(c["baseline"]), points(c["difference"]), f"[{points(c['low'])}, {points(c['high'])}]",
-                 c["n"]] for c in analysis["comparisons"]]
-        first = analysis["comparisons"][0]
-        lines += ["", table(["selector", "against", "exact match difference (points)",
-                             f"{100 * first['confidence']:.0f}% paired bootstrap interval", "n"], body), "",
-                  f"{first['iterations']} resamples of the problems, seed {first['seed']}."]
-        ceiling = next((c for c in analysis["comparisons"] if c["treatment"] == "oracle_pass_at_n"), None)
-        if ceiling:
-            lines += ["", f"pass@N against greedy ({points(ceiling['difference'])} points) is the ceiling: no selector "
-                         f"over these {analysis['n_samples']} samples can gain more over greedy decoding."]
+    lines += [analysed_model_line(analysis), ""]
+    lines += selector_table(analysis)
+    ceiling = next((c for c in analysis["comparisons"] if c["treatment"] == "oracle_pass_at_n"), None)
+    if ceiling:
+        lines += ["", f"pass@N against greedy ({points(ceiling['difference'])} points) is the ceiling: no selector "
+                     f"over these {analysis['n_samples']} samples can gain more over greedy decoding."]
     if "verifier_best_of_n" not in analysis["selectors"]:
         lines.append("No verifier scored the samples (`--verifier`), so there is no verifier selector.")
-    lines += ["", made_by(analysis["command"]), ""]
+    lines += ["", made_by(analysis["command"])]
+    for part in (ranking_table(analysis), calculator_table(analysis)):  # each table followed by its command
+        lines += [*part, "", made_by(analysis["command"])] if part else []
+    lines.append("")
     return lines + figure_block("gsm8k_em_vs_n.png", figures, figure_command)
+
+
+KIND_NAMES = {"extraction": "extraction", "arithmetic": "arithmetic",
+              "unsupported_quantity": "reasoning: a quantity not in the question",
+              "answer_not_last_result": "reasoning: the answer is not the last result",
+              "missing_step": "reasoning: a step missing"}
 
 
 def errors_section(analysis: dict | None) -> list[str]:
     if analysis is None:
         return []
-    wrong = sum(analysis["taxonomy"].values())
-    lines = ["## Errors", "", f"The {wrong} wrong answers of `{analysis['taxonomy_of']}`: " + ", ".join(
-        f"{kind} {count}" for kind, count in analysis["taxonomy"].items()) + " (extraction: no number; arithmetic: a "
-        "written step recomputes differently; reasoning: every step computes, the answer is still wrong).", ""]
+    taxonomy = analysis.get("error_taxonomy") or {"by_selector": {}, "kinds": [], "examples": {}}
+    columns = list(taxonomy["by_selector"])
+    lines = ["## Errors", ""]
+    if columns:
+        body = [[KIND_NAMES.get(kind, kind), *(taxonomy["by_selector"][c]["counts"][kind] for c in columns)]
+                for kind in taxonomy["kinds"]]
+        body.append(["wrong answers", *(taxonomy["by_selector"][c]["n_wrong"] for c in columns)])
+        lines += [table(["kind", *(results.SELECTOR_COLUMNS[c] for c in columns)], body), "",
+                  "Each wrong answer gets the first kind that applies: extraction (no number to answer with); arithmetic "
+                  "(a step's written result recomputes differently); then reasoning, every step computing: a quantity "
+                  "not in the question (a step uses a number that is neither the question's nor an earlier result), "
+                  "the answer is not the last result computed, or a step missing (every number comes from the question "
+                  "or earlier steps and the answer is the last result, yet it is wrong: a needed step was not done, or a step used "
+                  "the wrong one of the question's quantities).", ""]
+    for kind, example in taxonomy["examples"].items():
+        lines.append(f"- {KIND_NAMES.get(kind, kind)} ({results.SELECTOR_COLUMNS[example['selector']]}, answer "
+                     f"{code(example['answer'])}, reference {code(example['reference'])}): {code(example['question'])} → "
+                     f"{code(example['text'][:300])}")
     for title, key in (("Verifier's top pick, wrong", "false_positives"), ("Correct, ranked low by the verifier", "false_negatives")):
         for example in analysis[key]:
+            top = f", top pick's score {example['top_score']:.3f}" if key == "false_negatives" else ""
             lines.append(f"- {title} (rank {example['rank']} of {example['n_candidates']}, score "
-                         f"{example['verifier_score']:.3f}, answer {code(example['answer'])}, reference "
+                         f"{example['verifier_score']:.3f}{top}, answer {code(example['answer'])}, reference "
                          f"{code(example['reference'])}): {code(example['question'])} → {code(example['text'][:300])}")
     return lines + ["", made_by(analysis["command"]), ""]
 

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from run_files import loss_history  # noqa: E402
 
-from modeling_modern_llm.evaluation.results import gsm8k_analysis, load_run  # noqa: E402
+from modeling_modern_llm.evaluation.results import SELECTOR_COLUMNS, gsm8k_analysis, load_run  # noqa: E402
 from modeling_modern_llm.stages import STAGE_NAMES  # noqa: E402
 
 FIGURE_NAMES = ("training_loss.png", "gsm8k_em_vs_n.png")
@@ -44,15 +44,17 @@ def plot_em_vs_n(analysis: dict | None, path: Path) -> str:
         return "not drawn: the evaluation ran no sampled GSM8K task"
     sizes = analysis["em_vs_n"]["sizes"]
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    for selector, values in analysis["em_vs_n"]["exact_match"].items():
-        ax.plot(sizes, [100 * v for v in values], marker="o", label=selector)
+    for selector, values in analysis["em_vs_n"]["exact_match"].items():  # every selector, baselines dashed
+        style = "--" if selector in ("greedy", "random_of_n") else ":" if selector == "oracle_pass_at_n" else "-"
+        ax.plot(sizes, [100 * v for v in values], style, marker="o", label=SELECTOR_COLUMNS.get(selector, selector))
     ax.set_xscale("log", base=2)
     ax.set_xlabel("N (samples per problem)")
     ax.set_ylabel("exact match (%)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     _save(fig, path)
     return (f"GSM8K exact match of {analysis['model']} ({analysis['task']}, {analysis['n_problems']} problems) using the "
-            f"first N of its {analysis['n_samples']} samples, N = {', '.join(map(str, sizes))}.")
+            f"first N of its {analysis['n_samples']} samples, N = {', '.join(map(str, sizes))}, for every selector (greedy "
+            "does not depend on N; a random pick is the samples' mean correctness).")
 
 
 def _save(fig, path: Path) -> None:

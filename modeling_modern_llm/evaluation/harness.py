@@ -385,6 +385,8 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
     try:
+        from .verifier import trained_policy
+
         verifier, entries = None, []
         for spec in specs:
             names = [loader.name_for(name, spec.chat) for name in requested]
@@ -402,6 +404,7 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
         index = {"schema_version": 2, "command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "tasks": requested, "limit": args.limit, "n_samples": args.n_samples, "seed": args.seed,
                  "corpus_seed": args.corpus_seed, "chat_template": args.chat_template, "verifier": args.verifier,
+                 "verifier_policy": trained_policy(args.verifier) if args.verifier else None,
                  "unavailable_tasks": {name: task for name, task in loader.loaded.items() if isinstance(task, str)},
                  "environment": environment(), "models": entries}
         atomic_write_json(str(staging / RUN_INDEX), index)

@@ -11,8 +11,10 @@ Views (`write_views` also writes them as files for other tools; nothing reads th
 - `headline` -> baseline_comparison.json: per model bits per byte, SST-2 accuracy and GSM8K exact match of every
   best-of-N selector, each with its standard error and n;
 - `stage_gains` -> stage_gains.csv: the headline numbers stage by stage and the change from the previous stage;
-- `gsm8k_analysis` -> gsm8k_analysis.json: best-of-N on the most trained model's sampled GSM8K task, paired
-  bootstrap intervals of the selectors' differences, the error taxonomy, examples, every problem's candidates.
+- `gsm8k_analysis` -> gsm8k_analysis.json: best-of-N on the sampled GSM8K task of the policy the verifier was trained
+  on (`analysed_policy`), the paired bootstrap intervals of the verifier's selectors against a random pick, greedy and
+  majority vote, the verifier's ranking quality, its false positives and negatives, the error taxonomy of greedy's and
+  the selectors' wrong answers, the calculator's own effect, examples, every problem's candidates.
 The reported SST-2 accuracy and GSM8K exact matches are computed from the logged samples with the `evaluate`
 modules (`metrics.py`); tests/evaluation checks that they equal lm-eval's own numbers.
 """
@@ -29,20 +31,25 @@ from functools import cache
 from pathlib import Path
 
 from modeling_modern_llm.cli import InputFileError, atomic_write_json, atomic_write_text
-from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage
+from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import extract_flexible
 
 from . import selectors
-from .gsm8k_errors import TAXONOMY, classify_error
+from .gsm8k_errors import COARSE_TAXONOMY, TAXONOMY, classify_error, coarse_kind
 from .metrics import Accuracy, GSM8KExactMatch
 
 RUN_INDEX = "run_index.json"
 EVALUATE = "python eval/evaluate_tasks.py --model <run>/pretrain_final <run>/sft_final <run>/dpo_final --output_dir {dir}"
 # The headline measures: (column, the tasks that can supply it, first found wins; the `_chat` variants count as theirs).
 PERPLEXITY_TASKS, SST2_TASKS = ("embedded_text", "wikitext", "tinystories"), ("embedded_sst2", "sst2")
-SAMPLED_GSM8K_TASKS = ("embedded_gsm8k_sampled", "gsm8k_sampled")
-SELECTOR_COLUMNS = {"greedy": "GSM8K greedy", "majority_vote": "majority vote", "verifier_best_of_n": "verifier best-of-N",
-                    "verifier_weighted_vote": "verifier-weighted vote", "oracle_pass_at_n": "pass@N"}
+# With the calculator first: a model that ran both decodings is reported (headline, analysis) with the calculator, and
+# the analysis compares it with the other decoding on the same problems (`calculator_effect`).
+SAMPLED_GSM8K_TASKS = ("embedded_gsm8k_sampled_calculator", "embedded_gsm8k_sampled", "gsm8k_sampled_calculator",
+                       "gsm8k_sampled")
+CALCULATOR_SUFFIX = "_calculator"  # a GSM8K task's twin with the calculator at generation (eval/tasks/*_calculator*)
+SELECTOR_COLUMNS = {"greedy": "GSM8K greedy", "random_of_n": "random pick", "majority_vote": "majority vote",
+                    "verifier_best_of_n": "verifier best-of-N", "verifier_weighted_vote": "verifier-weighted vote",
+                    "verifier_top_k_vote": f"verifier top-{selectors.TOP_K} vote", "oracle_pass_at_n": "pass@N"}
 COLUMNS = ("bits per byte", "SST-2", *SELECTOR_COLUMNS.values())
 
 
@@ -176,14 +183,23 @@ def problems(model: ModelRun, sampled_task: str) -> list[selectors.Problem]:
             for s in model.samples(sampled_task)]
 
 
+def uses_calculator(model: ModelRun, task: str) -> bool:
+    """Whether a task generated with the calculator (`calculator: true` in its generation_kwargs)."""
+    return bool((model.results["configs"][task].get("generation_kwargs") or {}).get("calculator"))
+
+
 def selector_values(model: ModelRun, task: str, items: list[selectors.Problem]) -> dict[str, dict]:
-    """Exact match of every available selector (via `evaluate`), its standard error, n and the task it comes from."""
+    """Exact match of every available selector, its standard error, n and the task it comes from. A selector that picks
+    a solution is scored by the `evaluate` module; `random_of_n` is the mean of its per-problem fractions."""
     values = {}
     for selector in selectors.available_selectors(items):
         source = greedy_task(model, task) if selector == "greedy" else task
-        chosen = [selectors.choose(p, selector) for p in items]
-        em = _metric("gsm8k").compute(predictions=chosen, references=[p.answer for p in items])["exact_match_flexible"]
-        flags = [float(f) for f in selectors.correct(items, selector)]
+        flags = selectors.correct(items, selector)
+        if selector == "random_of_n":
+            em = sum(flags) / len(flags)
+        else:
+            chosen = [selectors.choose(p, selector) for p in items]
+            em = _metric("gsm8k").compute(predictions=chosen, references=[p.answer for p in items])["exact_match_flexible"]
         values[selector] = _value(em, selectors.standard_error(flags), len(items), task=source)
     return values
 
@@ -257,45 +273,157 @@ def _candidate(problem: selectors.Problem, index: int) -> dict:
             "verifier_score": None if problem.scores is None else problem.scores[index]}
 
 
-def gsm8k_analysis(run: EvaluationRun, n_examples: int = 3) -> dict | None:
-    """Best-of-N on the most trained policy that ran a sampled GSM8K task (DPO, else SFT, ...); None if none did."""
-    rank = {stage: i for i, stage in enumerate(POLICY_STAGES)}
+def analysed_policy(run: EvaluationRun) -> tuple[ModelRun, str] | None:
+    """The model the GSM8K analysis is about, and its sampled GSM8K task: the policy the verifier was trained on (the
+    run index's `verifier_policy`, by path, then by stage), else the verifier's default policy stage (DPO), else the
+    most trained policy before it, else the most trained model; None if no model ran a sampled GSM8K task. A later
+    stage (GRPO, say) never takes it over: it has its own rows in the headline and stage-gains tables."""
     ran = [(m, t) for m in run.models if m.results is not None and (t := m.find_task(SAMPLED_GSM8K_TASKS))]
     if not ran:
         return None
-    model, task = max(ran, key=lambda pair: rank.get(pair[0].stage, -1))
+    rank = {stage: i for i, stage in enumerate(POLICY_STAGES)}
+    policy = run.index.get("verifier_policy")
+    if policy:
+        resolved = Path(policy).resolve()
+        for pair in ran:
+            if Path(pair[0].entry["path"]).resolve() == resolved:
+                return pair
+    default = get_stage("verifier").previous
+    for stage in (infer_stage(policy) if policy else None, default):
+        for pair in ran:
+            if stage and pair[0].stage == stage:
+                return pair
+    before = [pair for pair in ran if rank.get(pair[0].stage, len(rank)) < rank.get(default, len(rank))]
+    return max(before or ran, key=lambda pair: rank.get(pair[0].stage, -1))
+
+
+def _comparison(treatment: str, baseline: str, items: list[selectors.Problem]) -> dict:
+    return {"treatment": treatment, "baseline": baseline, **selectors.paired_bootstrap(
+        selectors.correct(items, baseline), selectors.correct(items, treatment))}
+
+
+def comparison_pairs(values: dict) -> list[tuple[str, str]]:
+    """(treatment, baseline): each verifier selector against a random pick, greedy and majority vote; majority vote
+    against greedy and a random pick; pass@N against greedy (the ceiling)."""
+    pairs = [(t, b) for t in selectors.VERIFIER_SELECTORS for b in ("random_of_n", "greedy", "majority_vote")]
+    pairs += [("majority_vote", "greedy"), ("majority_vote", "random_of_n"), ("oracle_pass_at_n", "greedy")]
+    return [(t, b) for t, b in pairs if t in values and b in values]
+
+
+def _ranked(problem: selectors.Problem, order: list[int], index: int) -> dict:
+    """A candidate with its problem, its rank by verifier score (1 = top) and the top pick's score."""
+    return {"question": problem.question, "reference": problem.reference, "rank": order.index(index) + 1,
+            "n_candidates": len(order), "top_score": problem.scores[order[0]], **_candidate(problem, index)}
+
+
+def verifier_mistakes(items: list[selectors.Problem], n_examples: int) -> dict:
+    """False positives: problems whose top-scored candidate is wrong although one of the candidates is correct (a
+    problem with no correct candidate is none). False negatives: the correct candidates ranked below such a wrong top
+    pick (a problem whose top pick is correct has none). Counts, and examples: the most confident false positives, and
+    per false-positive problem its best-ranked correct candidate, the lowest-ranked first."""
+    positives, negatives, best_correct, with_correct = [], 0, [], 0
+    for p in items:
+        flags = selectors.candidate_correct(p)
+        if not any(flags):
+            continue
+        with_correct += 1
+        order = selectors.verifier_order(p)
+        if flags[order[0]]:
+            continue
+        positives.append(_ranked(p, order, order[0]))
+        below = [i for i in order if flags[i]]
+        negatives += len(below)
+        best_correct.append(_ranked(p, order, below[0]))
+    return {"counts": {"false_positives": len(positives), "problems_with_a_correct_candidate": with_correct,
+                       "problems_without_a_correct_candidate": len(items) - with_correct, "false_negatives": negatives},
+            "false_positives": sorted(positives, key=lambda c: -c["verifier_score"])[:n_examples],
+            "false_negatives": sorted(best_correct, key=lambda c: -c["rank"])[:n_examples]}
+
+
+def error_taxonomy(items: list[selectors.Problem], values: dict) -> dict:
+    """Per selector that picks a solution (greedy, majority vote, the verifier's best-of-N): how many of its answers are
+    wrong and the kind of each (gsm8k_errors.TAXONOMY), with the first example of each kind."""
+    by_selector, examples = {}, {}
+    for selector in ("greedy", "majority_vote", "verifier_best_of_n"):
+        if selector not in values:
+            continue
+        counts = dict.fromkeys(TAXONOMY, 0)
+        for p, ok in zip(items, selectors.correct(items, selector)):
+            if not ok:
+                solution = selectors.choose(p, selector)
+                kind = classify_error(solution, p.question)
+                counts[kind] += 1
+                examples.setdefault(kind, {"selector": selector, "question": p.question, "reference": p.reference,
+                                           "text": solution, "answer": extract_flexible(solution)})
+        by_selector[selector] = {"n_wrong": sum(counts.values()), "counts": counts}
+    return {"kinds": list(TAXONOMY), "by_selector": by_selector,
+            "examples": {kind: examples[kind] for kind in TAXONOMY if kind in examples}}
+
+
+def calculator_twin(model: ModelRun, task: str) -> str | None:
+    """The task this model ran that is `task` with the calculator switched (on if off, off if on), if any."""
+    key = task_key(task)
+    twin = key.removesuffix(CALCULATOR_SUFFIX) if key.endswith(CALCULATOR_SUFFIX) else key + CALCULATOR_SUFFIX
+    return model.find_task((twin,))
+
+
+def calculator_effect(model: ModelRun, task: str) -> dict | None:
+    """Exact match without and with the calculator on the problems both decodings answered, and the paired
+    difference (with - without): every selector both sampled tasks allow, or greedy alone when only the other
+    decoding's greedy task ran. None when the model ran one decoding only."""
+    if twin := calculator_twin(model, task):
+        read = lambda name: {p.question: p for p in problems(model, name)}  # noqa: E731
+    elif (greedy := greedy_task(model, task)) and (twin := calculator_twin(model, greedy)):
+        task = greedy
+        read = lambda name: {s["doc"]["question"]: selectors.Problem(  # noqa: E731
+            s["doc"]["question"], s["doc"]["answer"], s["resps"][0][0], []) for s in model.samples(name)}
+    else:
+        return None
+    on, off = (task, twin) if uses_calculator(model, task) else (twin, task)
+    with_calculator, without = read(on), read(off)
+    shared = [question for question in without if question in with_calculator]
+    before, after = [without[q] for q in shared], [with_calculator[q] for q in shared]
+    rows = []
+    for selector in [s for s in selectors.available_selectors(before) if s in selectors.available_selectors(after)]:
+        off_flags, on_flags = selectors.correct(before, selector), selectors.correct(after, selector)
+        rows.append({"selector": selector, "without": sum(off_flags) / len(off_flags), "with": sum(on_flags) / len(on_flags),
+                     **selectors.paired_bootstrap(off_flags, on_flags)})
+    return {"tasks": {"without": off, "with": on}, "n_problems": len(shared), "rows": rows}
+
+
+def gsm8k_analysis(run: EvaluationRun, n_examples: int = 3) -> dict | None:
+    """Best-of-N on the sampled GSM8K task of `analysed_policy`; its greedy solutions come from the greedy task of the
+    same decoding (`metadata.greedy_task`). None if no model ran a sampled GSM8K task."""
+    chosen = analysed_policy(run)
+    if chosen is None:
+        return None
+    model, task = chosen
     items = problems(model, task)
     values = selector_values(model, task, items)
-    final = "verifier_best_of_n" if "verifier_best_of_n" in values else "greedy" if "greedy" in values else "majority_vote"
-    taxonomy = dict.fromkeys(TAXONOMY, 0)
-    for solution, ok in zip((selectors.choose(p, final) for p in items), selectors.correct(items, final)):
+    scored = "verifier_best_of_n" in values
+    final = "verifier_best_of_n" if scored else "greedy" if "greedy" in values else "majority_vote"
+    coarse = dict.fromkeys(COARSE_TAXONOMY, 0)
+    for p, ok in zip(items, selectors.correct(items, final)):
         if not ok:
-            taxonomy[classify_error(solution)] += 1
-    pairs = [(t, b) for t in ("verifier_best_of_n", "verifier_weighted_vote", "majority_vote")
-             for b in ("greedy", "majority_vote") if t != b and t in values and b in values]
-    if {"oracle_pass_at_n", "greedy"} <= set(values):
-        pairs.append(("oracle_pass_at_n", "greedy"))  # the ceiling: the most any selector can gain over greedy
-    false_positives, false_negatives = [], []
-    for p in items if "verifier_best_of_n" in values else []:
-        order = sorted(range(len(p.candidates)), key=lambda i, p=p: -p.scores[i])
-        view = lambda i, p=p, order=order: {"question": p.question, "reference": p.reference, "rank": order.index(i) + 1,  # noqa: E731
-                                            "n_candidates": len(order), **_candidate(p, i)}
-        if not _candidate(p, order[0])["correct"]:
-            false_positives.append(view(order[0]))
-        if right := [i for i in order[1:] if _candidate(p, i)["correct"]]:
-            false_negatives.append(view(right[-1]))
+            coarse[coarse_kind(classify_error(selectors.choose(p, final), p.question))] += 1
+    mistakes = verifier_mistakes(items, n_examples) if scored else {"counts": None, "false_positives": [],
+                                                                     "false_negatives": []}
     sizes = selectors.sample_sizes(max(len(p.candidates) for p in items))
     percent = lambda selector: 100 * values[selector]["value"] if selector in values else None  # noqa: E731
     return {
         "command": run.command, "model": model.name, "stage": model.stage, "task": task,
+        "greedy_task": greedy_task(model, task), "calculator": uses_calculator(model, task),
+        "verifier_policy": run.index.get("verifier_policy"), "top_k": selectors.TOP_K,
         "n_problems": len(items), "n_samples": max(len(p.candidates) for p in items),
         "em_greedy": percent("greedy"), "em_verifier": percent("verifier_best_of_n"),  # in percent, as before
         "selectors": values,
-        "comparisons": [{"treatment": t, "baseline": b, **selectors.paired_bootstrap(
-            selectors.correct(items, b), selectors.correct(items, t))} for t, b in pairs],
-        "taxonomy_of": final, "taxonomy": taxonomy,
-        "false_positives": sorted(false_positives, key=lambda c: -c["verifier_score"])[:n_examples],
-        "false_negatives": sorted(false_negatives, key=lambda c: -c["rank"])[:n_examples],
+        "comparisons": [_comparison(t, b, items) for t, b in comparison_pairs(values)],
+        "verifier_ranking": {"all": selectors.verifier_ranking(items),
+                             "parsed": selectors.verifier_ranking(items, parsed_only=True)} if scored else None,
+        "verifier_errors": mistakes["counts"],
+        "false_positives": mistakes["false_positives"], "false_negatives": mistakes["false_negatives"],
+        "taxonomy_of": final, "taxonomy": coarse, "error_taxonomy": error_taxonomy(items, values),
+        "calculator_effect": calculator_effect(model, task),
         "em_vs_n": {"sizes": sizes, "exact_match": selectors.exact_match_curve(items, sizes)},
         "problems": [{"question": p.question, "reference": p.reference, "greedy": p.greedy,
                       "greedy_answer": None if p.greedy is None else extract_flexible(p.greedy),

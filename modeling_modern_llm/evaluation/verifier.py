@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import torch
+import yaml
 
 from modeling_modern_llm.cli import InputFileError
 
@@ -29,6 +31,28 @@ def check_verifier(path: str) -> None:
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise InputFileError(f"--verifier {path} is a {', '.join(architectures) or 'model of unknown class'}, not a "
                              "sequence-classification verifier: pass <run>/verifier_final")
+
+
+def trained_policy(path: str) -> str | None:
+    """The policy a verifier folder was trained on, from its training_summary.json: its `policy`, else the
+    `--model_name_or_path` of its command, else its config file's `model_name_or_path`; None if none says."""
+    summary_path = os.path.join(path, "training_summary.json")
+    try:
+        with open(summary_path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if summary.get("policy"):
+        return summary["policy"]
+    words = shlex.split(summary.get("command") or "")
+    for index, word in enumerate(words):
+        if word.startswith("--model_name_or_path"):
+            return word.partition("=")[2] or (words[index + 1] if index + 1 < len(words) else None)
+    try:
+        with open(summary.get("config_path") or "", encoding="utf-8") as handle:
+            return (yaml.safe_load(handle) or {}).get("model_name_or_path")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 class Verifier:

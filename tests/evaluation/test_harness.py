@@ -17,6 +17,7 @@ from modeling_modern_llm.evaluation.harness import SUITE_DATASETS, SUITES
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = str(REPO / "eval" / "tasks")
+CALCULATOR_TASKS = ["embedded_gsm8k_calculator", "embedded_gsm8k_sampled_calculator"]
 
 
 @pytest.mark.slow
@@ -71,13 +72,17 @@ def local_copies(root: Path) -> Path:
 def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(evaluated, tiny_run, tmp_path, evaluate):
     run = results.load_run(evaluated)
     covered = {task for model in run.models if model.results for task in model.results["results"]}
-    rest = ["tinystories", "gsm8k_sampled", "generation", "generation_sampled"]
+    rest = ["tinystories", "gsm8k_sampled", "gsm8k_calculator", "gsm8k_sampled_calculator", "generation",
+            "generation_sampled", *CALCULATOR_TASKS, *(f"{t}_chat" for t in CALCULATOR_TASKS)]  # the last: test below
     assert {p.stem for p in Path(TASKS).glob("*.yaml")} == covered | set(rest)  # a new YAML needs a run here
     out, model = tmp_path / "out", str(tiny_run / "dpo_final")
-    evaluate("--model", model, "--tasks", "tinystories", "gsm8k_sampled", "--local_dir", str(local_copies(tmp_path / "local")),
-             "--limit", "3", "--n_samples", "2", "--max_gen_toks", "8", "--output_dir", str(out))
+    evaluate("--model", model, "--tasks", "tinystories", "gsm8k_sampled", "gsm8k_calculator", "gsm8k_sampled_calculator",
+             "--local_dir", str(local_copies(tmp_path / "local")), "--limit", "3", "--n_samples", "2", "--max_gen_toks", "8",
+             "--output_dir", str(out))
     first = results.load_run(out).models[0].results
     assert first["results"]["tinystories"]["bits_per_byte,none"] > 0 and first["n-shot"]["gsm8k_sampled"] == 5
+    assert first["n-shot"]["gsm8k_sampled_calculator"] == 5 and first["configs"]["gsm8k_calculator"]["repeats"] == 1
+    assert first["configs"]["gsm8k_sampled_calculator"]["generation_kwargs"]["calculator"] is True
     evaluate("--model", model, "--tasks", "generation", "generation_sampled", "--n_samples", "2", "--max_gen_toks", "8",
              "--output_dir", str(out), "--overwrite")
     files = sorted(p.name.rpartition("_")[0] for p in (out / "dpo_final").iterdir())
@@ -233,3 +238,42 @@ def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny
         texts[model_class] = lm.generate_until(requests, disable_tqdm=True)
     assert texts[HFLM] == texts[HarnessLM]
     assert len({len(text) for text in texts[HarnessLM]}) > 1  # the sequences stopped at different steps
+
+
+def test_a_task_asks_the_harness_model_for_the_calculator(tiny_run):
+    """`calculator: true` in a request's generation kwargs: the computed value follows `<<expression=`; without it
+    the same model writes something else; lm-eval's own class would refuse the option."""
+    from lm_eval.api.instance import Instance
+
+    from modeling_modern_llm.evaluation.harness_lm import HarnessLM
+
+    lm = HarnessLM(pretrained=str(tiny_run / "pretrain_final"), device="cpu", dtype="float32", batch_size=4)
+    prompts = ["Question: 12 boxes of 4. Answer: 12*4 = <<12*4=", "so <<100/3=", "Once upon a time"]
+    texts = {}
+    for calculator in (False, True):
+        options = {"until": ["\n\n"], "do_sample": False, "max_gen_toks": 10, **({"calculator": True} if calculator else {})}
+        requests = [Instance(request_type="generate_until", doc={}, arguments=(p, options), idx=0) for p in prompts]
+        texts[calculator] = lm.generate_until(requests, disable_tqdm=True)
+    assert texts[True][0].startswith("48>>") and texts[True][1].startswith("33.33>>") and texts[True][2] == texts[False][2]
+    assert not texts[False][0].startswith("48>>")
+
+
+@pytest.mark.slow
+def test_the_calculator_tasks_run_beside_the_plain_ones_and_both_are_reported(tiny_run, tmp_path, evaluate):
+    """A chat policy runs the calculator variants (their `_chat` ones) next to the plain tasks: lm-eval's results carry
+    both, the analysis reads the calculator decoding (greedy and samples alike) and reports the plain one beside it."""
+    out = evaluate("--model", str(tiny_run / "dpo_final"), "--stages", "dpo", "--verifier", str(tiny_run / "verifier_final"),
+                   "--tasks", "embedded_gsm8k", "embedded_gsm8k_sampled", *CALCULATOR_TASKS, "--chat_template",
+                   "--limit", "4", "--n_samples", "2", "--max_gen_toks", "8", "--output_dir", str(tmp_path / "out"))
+    model = results.load_run(out).models[0]
+    ran = {"embedded_gsm8k_chat", "embedded_gsm8k_sampled_chat", *(f"{t}_chat" for t in CALCULATOR_TASKS)}
+    assert set(model.results["results"]) == ran
+    assert [results.uses_calculator(model, t) for t in sorted(ran)] == [True, False, True, False]
+    analysis = json.loads((out / "gsm8k_analysis.json").read_text())
+    assert analysis["task"] == "embedded_gsm8k_sampled_calculator_chat" and analysis["calculator"] is True
+    assert analysis["selectors"]["greedy"]["task"] == "embedded_gsm8k_calculator_chat"
+    effect = analysis["calculator_effect"]
+    assert effect["tasks"]["without"] == "embedded_gsm8k_sampled_chat" and effect["n_problems"] == 4
+    assert {row["selector"] for row in effect["rows"]} >= {"greedy", "random_of_n", "verifier_best_of_n"}
+    records = {r["task"] for r in json.loads((out / "task_metrics.json").read_text())["records"]}
+    assert ran <= records

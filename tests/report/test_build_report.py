@@ -99,15 +99,28 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
         "| pretrain", "| SFT", "| DPO", "| GPT-2", "| DistilGPT-2"]
     assert "| GPT-2 | unavailable: gpt2 is not a local folder" in headline and " (n=6) |" in headline
     cells = re.findall(r"\d+\.\d ± \d+\.\d \(n=\d+\)", headline)
-    assert len(cells) == 3 * 6 and not any(cell in text.split("## Stage gains")[1] for cell in cells)  # said once
+    assert len(cells) == 3 * 8  # SST-2, greedy and the six selectors of every stage
+    gains_section = text.split("## Stage gains")[1].split("## Verifier impact")[0]
+    assert not any(cell in gains_section for cell in cells)  # the stage gains do not repeat the values
     assert "| measure | pretrain → SFT | SFT → DPO |" in text
     analysis = results.gsm8k_analysis(results.load_run(report_inputs[0]))
-    versus = next(c for c in analysis["comparisons"] if c["treatment"] == "verifier_best_of_n" and c["baseline"] == "greedy")
-    assert f"| verifier best-of-N | GSM8K greedy | {100 * versus['difference']:+.1f} | [{100 * versus['low']:+.1f}, " in text
+    pairs = {(c["treatment"], c["baseline"]): c for c in analysis["comparisons"]}
+    interval = lambda c: f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"  # noqa: E731
+    best = results.format_value(analysis["selectors"]["verifier_best_of_n"], percent=True)
+    assert (f"| verifier best-of-N | {best} | {interval(pairs['verifier_best_of_n', 'random_of_n'])} | "
+            f"{interval(pairs['verifier_best_of_n', 'greedy'])} | {interval(pairs['verifier_best_of_n', 'majority_vote'])} |"
+            ) in text
     assert analysis["selectors"]["greedy"]["value"] != analysis["selectors"]["verifier_best_of_n"]["value"]  # planted
-    ceiling = next(c for c in analysis["comparisons"] if c["treatment"] == "oracle_pass_at_n")
-    assert ceiling["baseline"] == "greedy" and ceiling["difference"] >= versus["difference"]  # no selector beats it
-    assert f"| pass@N | GSM8K greedy | {100 * ceiling['difference']:+.1f} |" in text and "is the ceiling" in text
+    ceiling = pairs["oracle_pass_at_n", "greedy"]
+    assert ceiling["difference"] >= pairs["verifier_best_of_n", "greedy"]["difference"]  # no selector beats it
+    assert f"| — | {interval(ceiling)} | — |" in text and "is the ceiling" in text
+    for row in ("| random pick |", "| verifier top-3 vote |", "| answer parses |", "| reasoning: a step missing |"):
+        assert row in text, row
+    errors = analysis["verifier_errors"]
+    assert (f"{errors['false_positives']} of the {errors['problems_with_a_correct_candidate']} problems with a correct "
+            "candidate") in text
+    taxonomy = text.split("## Errors")[1]
+    assert "| kind | GSM8K greedy | majority vote | verifier best-of-N |" in taxonomy
     assert "Verifier's top pick, wrong (rank 1 of 4" in text and "The learned sinks take" in text
     reproducibility = text.split("## Reproducibility")[1]
     assert "| stage | config | datasets | steps | tokens | wall time (s) | final loss | hardware | world size | mixed precision |" in reproducibility
