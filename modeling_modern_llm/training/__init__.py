@@ -13,6 +13,7 @@ from .arguments import (
 )
 from .callbacks import (
     GracefulStopCallback,
+    InjectedLossScaleCallback,
     NonFiniteLossCallback,
     NonFiniteLossError,
     PerplexityCallback,
@@ -60,6 +61,7 @@ __all__ = [
     "SFTStageConfig",
     "VerifierConfig",
     "GracefulStopCallback",
+    "InjectedLossScaleCallback",
     "NonFiniteLossCallback",
     "NonFiniteLossError",
     "PerplexityCallback",
