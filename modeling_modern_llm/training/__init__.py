@@ -5,6 +5,7 @@ from .adapters import ADAPTER_DIR, stage_peft_config
 
 from .arguments import (
     DPOStageConfig,
+    GRPOStageConfig,
     ModelArguments,
     PretrainConfig,
     ScriptArguments,
@@ -55,6 +56,7 @@ __all__ = [
     "ADAPTER_DIR",
     "stage_peft_config",
     "DPOStageConfig",
+    "GRPOStageConfig",
     "ModelArguments",
     "PretrainConfig",
     "ScriptArguments",
