@@ -412,6 +412,9 @@ def _grpo_problems(training, architecture: dict | None, check_inputs: bool) -> l
         problems.append("`use_vllm: true`: vLLM has no implementation of this remote-code architecture (attention "
                         "sinks), so its samples' log-probs would not be this model's; set use_vllm: false (generation "
                         "runs through transformers' generate)")
+    if training.use_transformers_continuous_batching:
+        problems.append("`use_transformers_continuous_batching: true` runs transformers' paged attention, which is not "
+                        "checked against this model's attention sinks; set it to false (plain generate)")
     return problems
 
 

@@ -150,6 +150,7 @@ def test_grpo_completions_must_leave_room_for_the_prompt(tmp_path):
     (("--reward_funcs", "verifier"), "needs `reward_model_name_or_path`"),
     (("--beta", "-0.1"), "`beta`"), (("--temperature", "0"), "`temperature`"), (("--num_fewshot", "-1"), "`num_fewshot`"),
     (("--max_completion_length", "0"), "`max_completion_length`"),
+    (("--use_transformers_continuous_batching", "true"), "set it to false (plain generate)"),
     (("--dataset_name", "embedded-alpaca"), "GRPO's rewards check GSM8K answers"),
 ])
 def test_grpo_settings_are_checked_before_loading(override, words, tmp_path):
