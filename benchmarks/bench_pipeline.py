@@ -12,6 +12,8 @@
    device), tokens per stage from the gpu-full YAMLs, FLOPs = (6 N + 6 L d T) per trained token (the second
    term is causal attention), 8 N for DPO (policy forward+backward plus the reference forward), and an
    H100 MFU that is an ASSUMPTION (no GPU here): 30 % nominal, 15 % pessimistic, of 989 TFLOP/s dense bf16.
+   Generation (the verifier's samples, GRPO's completions) is memory-bound decoding: an ASSUMED 20 ms per decode
+   step of a 256-sequence batch.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
     def flops_per_token(context: int, model_passes: float = 6) -> float:
         return model_passes * n + 6 * layers * hidden * context
 
-    sft, dpo, verifier = (_load(f"{config_dir}/{s}.yaml") for s in ("sft", "dpo", "verifier"))
+    sft, dpo, verifier, grpo = (_load(f"{config_dir}/{s}.yaml") for s in ("sft", "dpo", "verifier", "grpo"))
+    grpo_completions = grpo["max_steps"] * grpo["per_device_train_batch_size"] * grpo.get("gradient_accumulation_steps", 1)
     # Tokens per step: packed pretraining rows are full; the other stages' lengths are typical ones (assumed):
     # Alpaca ~200 tokens per example, HH-RLHF ~300 per response (x2 per pair), verifier inputs ~200 (x2 per pair).
     rows = [
@@ -114,6 +117,8 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
         ("dpo", dpo["max_steps"] * dpo["per_device_train_batch_size"] * 2 * 300, flops_per_token(300 / 2, 8)),
         ("verifier", verifier["max_steps"] * verifier["per_device_train_batch_size"] * 2 * 200,
          flops_per_token(200 / 2)),
+        # GRPO trains every completion with its prompt: a 2-shot prompt ~430 tokens + a completion ~150 (assumed)
+        ("grpo", grpo_completions * (430 + 150), flops_per_token((430 + 150) / 2)),
     ]
     print(f"\ngpu-full model: {n / 1e6:.1f}M parameters ({layers} layers, hidden {hidden}); "
           f"H100 bf16 peak {H100_BF16_PEAK / 1e12:.0f} TFLOP/s; MFU assumed (no GPU here): {ASSUMED_MFU}")
@@ -129,7 +134,12 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
     decode_steps = -(-7473 // verifier["generation_batch_size"]) * verifier["max_new_tokens"]
     sampling_h = decode_steps * 0.020 / 3600
     print(f"{'sampling':<10}{'':>21}" + "".join(f"{sampling_h:>15.2f}" for _ in ASSUMED_MFU))
-    print(f"{'total':<10}{'':>21}" + "".join(f"{totals[k] + sampling_h:>15.2f}" for k in ASSUMED_MFU))
+    # GRPO generates every step's completions in one generate call (steps_per_generation = accumulation steps):
+    # max_completion_length decode steps per optimizer step (a batch runs until its longest completion), at the same
+    # assumed 20 ms per decode step for a batch of 256 sequences.
+    grpo_h = grpo["max_steps"] * grpo["max_completion_length"] * 0.020 / 3600
+    print(f"{'grpo gen.':<10}{'':>21}" + "".join(f"{grpo_h:>15.2f}" for _ in ASSUMED_MFU))
+    print(f"{'total':<10}{'':>21}" + "".join(f"{totals[k] + sampling_h + grpo_h:>15.2f}" for k in ASSUMED_MFU))
 
 
 def main() -> None:

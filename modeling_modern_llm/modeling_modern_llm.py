@@ -249,8 +249,10 @@ class AddAuxiliaryLoss(torch.autograd.Function):
     been added to whatever loss is minimised downstream (DeepSeek-MoE's trick). Router losses thereby reach trainers
     that never see them, e.g. TRL's fused LM-head loss, which calls the base model itself.
 
-    The injected gradient is not scaled with the loss: gradient accumulation over n micro-batches gives it n times
-    the weight TRL gives its own aux term, and an fp16 loss scaler divides it by the scale (use bf16 or fp32).
+    The modules that inject (the MoE blocks, the classifier) multiply their term by their `injected_loss_scale`
+    (1.0 by default): a trainer that divides its loss by the micro-batches of a gradient-accumulation window sets it
+    to 1 / that number, so the injected gradient is scaled like the loss. An fp16 loss scaler still divides it by
+    its scale (use bf16 or fp32).
     """
 
     @staticmethod
@@ -273,6 +275,7 @@ class ModernLLMSparseMoeBlock(nn.Module):
         self.config = config
         self.router = ModernLLMTopKRouter(config)
         self.experts = ModernLLMExperts(config)
+        self.injected_loss_scale = 1.0  # the trainer's loss scale under gradient accumulation (AddAuxiliaryLoss)
 
     def forward(self, hidden_states, router_token_mask: torch.Tensor | None = None):
         batch_size, seq_len, hidden_size = hidden_states.shape
@@ -283,7 +286,7 @@ class ModernLLMSparseMoeBlock(nn.Module):
         if coef > 0 and torch.is_grad_enabled() and router_logits.requires_grad:
             # The model's z-loss is the mean over layers of each layer's mean over real tokens.
             z_loss = router_z_loss_func((router_logits,), router_token_mask) / self.config.num_hidden_layers
-            output = AddAuxiliaryLoss.apply(output, coef * z_loss)
+            output = AddAuxiliaryLoss.apply(output, coef * self.injected_loss_scale * z_loss)
         return output.view(batch_size, seq_len, hidden_size)
 
 
@@ -843,6 +846,7 @@ class ModernLLMForSequenceClassification(GenericForSequenceClassification, Moder
         self.num_labels = config.num_labels
         self.model = ModernLLMModel(config)
         self.score = nn.Linear(config.hidden_size, self.num_labels, bias=False)
+        self.injected_loss_scale = 1.0  # the trainer's loss scale under gradient accumulation (AddAuxiliaryLoss)
         self.post_init()
 
     @can_return_tuple
@@ -890,7 +894,7 @@ class ModernLLMForSequenceClassification(GenericForSequenceClassification, Moder
                 outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok,
                 current_token_mask(attention_mask, logits.shape[1]),
             )
-            pooled_logits = AddAuxiliaryLoss.apply(pooled_logits, coef * aux_loss)
+            pooled_logits = AddAuxiliaryLoss.apply(pooled_logits, coef * self.injected_loss_scale * aux_loss)
 
         loss = None
         if labels is not None:

@@ -32,6 +32,9 @@ STAGES = (
     Stage("verifier", "verifier", "a GSM8K verifier (reward model, one score per solution) trained on the policy's "
           "own samples labelled by final-answer correctness (Cobbe et al. 2021)", "dpo",
           "AutoModelForSequenceClassification", chat=False),
+    Stage("grpo", "GRPO", "the DPO model trained with Group Relative Policy Optimization on GSM8K training problems, "
+          "rewarded for a correct final answer (and optionally by the verifier)", "dpo", "AutoModelForCausalLM",
+          chat=True),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 POLICY_STAGES = tuple(stage.name for stage in STAGES if stage.model_class == "AutoModelForCausalLM")

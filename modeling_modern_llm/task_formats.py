@@ -83,15 +83,20 @@ def format_prompt(question: str, fewshot: Iterable[dict] = ()) -> str:
     return "\n\n".join([*shots, gsm8k_prompt({"question": question})])
 
 
-def format_chat_prompt(tokenizer, question: str, fewshot: Iterable[dict] = ()) -> str:
-    """The k-shot prompt through a chat model's template, each solved example a user/assistant exchange
-    (lm-eval's `--apply_chat_template --fewshot_as_multiturn`), ending with the assistant's turn opened."""
+def gsm8k_chat_messages(question: str, fewshot: Iterable[dict] = ()) -> list[dict]:
+    """The k-shot conversation a chat model is asked: each solved example a user/assistant exchange (lm-eval's
+    `--apply_chat_template --fewshot_as_multiturn`), then the question as the user's message."""
     messages = []
     for example in fewshot:
         messages += [{"role": "user", "content": gsm8k_chat_prompt(example)},
                      {"role": "assistant", "content": example["answer"].strip()}]
-    messages.append({"role": "user", "content": question})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return messages + [{"role": "user", "content": gsm8k_chat_prompt({"question": question})}]
+
+
+def format_chat_prompt(tokenizer, question: str, fewshot: Iterable[dict] = ()) -> str:
+    """`gsm8k_chat_messages` through a chat model's template, ending with the assistant's turn opened."""
+    return tokenizer.apply_chat_template(gsm8k_chat_messages(question, fewshot), tokenize=False,
+                                         add_generation_prompt=True)
 
 
 def format_verifier_input(question: str, solution: str) -> str:

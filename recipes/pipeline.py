@@ -1,4 +1,4 @@
-"""Run pretrain -> SFT -> DPO -> verifier, then the evaluation and the report, resuming whatever was interrupted.
+"""Run pretrain -> SFT -> DPO -> verifier -> GRPO, then the evaluation and the report, resuming what was interrupted.
 
     python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml
     python recipes/pipeline.py --config recipes/configs/gpu-full/pipeline.yaml --validate_only   # seconds, anywhere
@@ -7,7 +7,8 @@
 First every stage's config is checked (`modeling_modern_llm.training.validation`), before any model, tokenizer or
 dataset loads: a bad combination anywhere in the run is one line per problem, in seconds. Then each stage runs as
 its own process (`launcher` + `recipes/<stage>.py --config <stage config>`), starting from the previous stage's
-`<stage>_final`, with `--output_dir <runs_dir>/<run>/<stage>`. A stage whose `<stage>_final/` is complete is skipped;
+`<stage>_final` (GRPO also gets the run's verifier, for its `verifier` reward), with `--output_dir
+<runs_dir>/<run>/<stage>`. A stage whose `<stage>_final/` is complete is skipped;
 an interrupted one resumes from its last valid checkpoint. On SIGTERM/SIGUSR1 (SLURM before the time limit) the
 running stage saves a checkpoint and stops. Then `eval/evaluate_tasks.py` and `report/build_report.py` run and, with
 `push_to_hub: true` and `hub_model_id: <user>/<prefix>`, `recipes/push_to_hub.py` pushes each stage to
@@ -157,6 +158,8 @@ def stage_command(args: PipelineArguments, stage: str, run_dir: str, launcher: l
                    "--run_name", f"{args.run_name}-{stage}"]
     if previous:
         recipe_args += ["--model_name_or_path", os.path.join(run_dir, f"{previous}_final")]
+    if stage == "grpo":  # used by its `verifier` reward, if the config names it
+        recipe_args += ["--reward_model_name_or_path", os.path.join(run_dir, "verifier_final")]
     if args.local_data_dir:
         recipe_args += ["--local_data_dir", args.local_data_dir]
     recipe_args += shlex.split((args.stage_args or {}).get(stage, ""))
@@ -352,10 +355,13 @@ def evaluate_and_report(args: PipelineArguments, run_dir: str, finals: dict[str,
     eval_args = args.eval_args + (f" {args.rehearse_eval_args}" if args.rehearse else "")
     if args.local_data_dir:
         eval_args += f" --local_dir {args.local_data_dir}"
+    # The policies this run trained (or finished earlier), and its verifier if it has one
+    policies = [stage for stage in POLICY_STAGES if final_model_problem(finals[stage], stage) is None]
+    verifier = ["--verifier", finals["verifier"]] if final_model_problem(finals["verifier"], "verifier") is None else []
     # --overwrite: the pipeline owns its results_dir; the evaluation swaps the complete new results in at the end
-    evaluation = [sys.executable, args.eval_script, "--model", *(finals[stage] for stage in POLICY_STAGES),
-                  "--stages", *POLICY_STAGES, "--verifier", finals["verifier"],
-                  "--output_dir", args.results_dir, "--overwrite", *shlex.split(eval_args)]
+    evaluation = [sys.executable, args.eval_script, "--model", *(finals[stage] for stage in policies),
+                  "--stages", *policies, *verifier, "--output_dir", args.results_dir, "--overwrite",
+                  *shlex.split(eval_args)]
     report = [sys.executable, args.report_script, "--results_dir", args.results_dir, "--run_dir", run_dir,
               "--output", args.report_output, "--update_model_cards"]
     for name, command, script in (("evaluation", evaluation, args.eval_script), ("report", report, args.report_script)):

@@ -420,7 +420,14 @@ def reproducibility_section(run: results.EvaluationRun, summaries: dict, checkpo
     if pipeline and pipeline.is_file():
         data = run_files.read_json(pipeline)
         lines.append(f"- Pipeline: {code(data.get('command'))}, {fmt(data.get('total_wall_time_s'))} s of measured wall time.")
-    return lines + [""] + figure_block("training_loss.png", figures, figure_command)
+    if grpo := summaries.get("grpo"):
+        reward = grpo.get("reward_logged") or {}
+        lines.append(f"- GRPO: rewards {', '.join(map(code, grpo.get('reward_funcs', [])))} (weights "
+                     f"{', '.join(map(fmt, grpo.get('reward_weights', [])))}), {fmt(grpo.get('num_generations'))} samples "
+                     f"per prompt, beta {fmt(grpo.get('beta'))}; logged reward {fmt(reward.get('first'))} at the first "
+                     f"logged step, {fmt(reward.get('last'))} at the last.")
+    return (lines + [""] + figure_block("training_loss.png", figures, figure_command)
+            + (figure_block("grpo_training.png", figures, figure_command) if "grpo" in summaries else []))
 
 
 def model_card_section(row: dict, run: results.EvaluationRun, source: Path) -> str:

@@ -1,9 +1,11 @@
-"""The report's figures: training loss per stage, and GSM8K exact match of every best-of-N selector against N.
+"""The report's figures: training loss per stage, GRPO's rewards, and GSM8K exact match of every best-of-N selector
+against N.
 
     python report/plots.py --results_dir experiments/results --run_dir experiments/runs/<run> --output_dir report/figures
 
-Writes `training_loss.png` (from the trainers' logs) and `gsm8k_em_vs_n.png` (from the evaluation's logged samples,
-through modeling_modern_llm.evaluation.results). A figure whose inputs are missing is skipped with the reason.
+Writes `training_loss.png` and `grpo_training.png` (from the trainers' logs) and `gsm8k_em_vs_n.png` (from the
+evaluation's logged samples, through modeling_modern_llm.evaluation.results). A figure whose inputs are missing is
+skipped with the reason.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from run_files import loss_history  # noqa: E402
+from run_files import log_history, loss_history  # noqa: E402
 
 from modeling_modern_llm.evaluation.results import SELECTOR_COLUMNS, gsm8k_analysis, load_run  # noqa: E402
 from modeling_modern_llm.stages import STAGE_NAMES  # noqa: E402
 
-FIGURE_NAMES = ("training_loss.png", "gsm8k_em_vs_n.png")
+FIGURE_NAMES = ("training_loss.png", "grpo_training.png", "gsm8k_em_vs_n.png")
 
 
 def plot_training_loss(run_dir: Path | None, path: Path) -> str:
@@ -37,6 +39,25 @@ def plot_training_loss(run_dir: Path | None, path: Path) -> str:
     axes[0][0].set_ylabel("training loss")
     _save(fig, path)
     return f"Training loss per logged step, from each stage's trainer_state.json ({', '.join(histories)})."
+
+
+def plot_grpo_training(run_dir: Path | None, path: Path) -> str:
+    entries = [e for e in (log_history(run_dir, "grpo") if run_dir else []) if "reward" in e and "step" in e]
+    if not entries:
+        return f"not drawn: no GRPO trainer log with rewards under {run_dir or '(no --run_dir given)'}"
+    steps = [e["step"] for e in entries]
+    fig, (rewards, lengths) = plt.subplots(1, 2, figsize=(8, 3))
+    rewards.plot(steps, [e["reward"] for e in entries], marker=".", label="reward (mean)")
+    rewards.plot(steps, [e.get("reward_std") for e in entries], marker=".", label="reward_std (within a group)")
+    rewards.set_xlabel("step")
+    rewards.legend(fontsize=8)
+    lengths.plot(steps, [e.get("completions/mean_length") for e in entries], marker=".")
+    lengths.set_xlabel("step")
+    lengths.set_ylabel("completion length (tokens, mean)")
+    _save(fig, path)
+    return ("GRPO per logged step, from grpo/trainer_state.json: the mean reward of the step's completions, its "
+            "standard deviation within each prompt's group of samples (0: the group teaches nothing), and the mean "
+            "completion length.")
 
 
 def plot_em_vs_n(analysis: dict | None, path: Path) -> str:
@@ -67,6 +88,7 @@ def make_plots(results_dir: Path, run_dir: Path | None, output_dir: Path, analys
     """`{figure name: caption}` (a caption starting "not drawn:" when skipped)."""
     analysis = analysis if analysis is not None else gsm8k_analysis(load_run(results_dir))
     return {"training_loss.png": plot_training_loss(run_dir, output_dir / "training_loss.png"),
+            "grpo_training.png": plot_grpo_training(run_dir, output_dir / "grpo_training.png"),
             "gsm8k_em_vs_n.png": plot_em_vs_n(analysis, output_dir / "gsm8k_em_vs_n.png")}
 
 
@@ -78,7 +100,7 @@ def command_line(results_dir: Path, run_dir: Path | None, output_dir: Path) -> s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results_dir", type=Path, default=Path("experiments/results"))
-    parser.add_argument("--run_dir", type=Path, default=None, help="experiments/runs/<run> (for the loss curves)")
+    parser.add_argument("--run_dir", type=Path, default=None, help="experiments/runs/<run> (for the training curves)")
     parser.add_argument("--output_dir", type=Path, default=Path("report/figures"))
     args = parser.parse_args(argv)
     captions = make_plots(args.results_dir, args.run_dir, args.output_dir)

@@ -1,8 +1,9 @@
 """What the report reads from a training run's folder (docs/DESIGN.md, runs contract), and the model cards it refreshes.
 
 `experiments/runs/<run>/<stage>_final/` holds the saved model, `training_summary.json` and the model card README.md;
-`<stage>/trainer_state.json` (or its newest checkpoint's) the loss log; `pipeline_summary.json` the pipeline's steps.
-A run of several seeds keeps one such run per seed in `<run>/seed-<s>/`, beside its `seed_summary.json`.
+`<stage>/trainer_state.json` (or its newest checkpoint's) the trainer's log (losses; GRPO's rewards);
+`pipeline_summary.json` the pipeline's steps. A run of several seeds keeps one such run per seed in `<run>/seed-<s>/`,
+beside its `seed_summary.json`.
 """
 
 from __future__ import annotations
@@ -44,15 +45,18 @@ def final_checkpoints(run_dir: Path) -> dict[str, Path]:
     return {s: run_dir / f"{s}_final" for s in STAGE_NAMES if (run_dir / f"{s}_final" / "config.json").is_file()}
 
 
-def loss_history(run_dir: Path, stage: str) -> list[tuple[int, float]]:
-    """`[(step, loss)]` from `<stage>/trainer_state.json`, else from its newest checkpoint's."""
+def log_history(run_dir: Path, stage: str) -> list[dict]:
+    """The trainer's logged entries from `<stage>/trainer_state.json`, else from its newest checkpoint's."""
     stage_dir = run_dir / stage
     candidates = [stage_dir / "trainer_state.json"] + sorted(
         stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: -int(p.parent.name.rpartition("-")[2]))
     path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        return []
-    return [(int(e["step"]), float(e["loss"])) for e in read_json(path).get("log_history", []) if "loss" in e and "step" in e]
+    return read_json(path).get("log_history", []) if path else []
+
+
+def loss_history(run_dir: Path, stage: str) -> list[tuple[int, float]]:
+    """`[(step, loss)]` of a stage's trainer log."""
+    return [(int(e["step"]), float(e["loss"])) for e in log_history(run_dir, stage) if "loss" in e and "step" in e]
 
 
 def count_parameters(checkpoint: Path) -> int:

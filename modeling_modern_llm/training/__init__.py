@@ -5,6 +5,7 @@ from .adapters import ADAPTER_DIR, stage_peft_config
 
 from .arguments import (
     DPOStageConfig,
+    GRPOStageConfig,
     ModelArguments,
     PretrainConfig,
     ScriptArguments,
@@ -13,6 +14,7 @@ from .arguments import (
 )
 from .callbacks import (
     GracefulStopCallback,
+    InjectedLossScaleCallback,
     NonFiniteLossCallback,
     NonFiniteLossError,
     PerplexityCallback,
@@ -54,12 +56,14 @@ __all__ = [
     "ADAPTER_DIR",
     "stage_peft_config",
     "DPOStageConfig",
+    "GRPOStageConfig",
     "ModelArguments",
     "PretrainConfig",
     "ScriptArguments",
     "SFTStageConfig",
     "VerifierConfig",
     "GracefulStopCallback",
+    "InjectedLossScaleCallback",
     "NonFiniteLossCallback",
     "NonFiniteLossError",
     "PerplexityCallback",

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 import torch
-from trl import DPOConfig, ModelConfig, RewardConfig, SFTConfig
+from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, SFTConfig
 from trl import ScriptArguments as TrlScriptArguments
 
 
@@ -128,3 +128,24 @@ class VerifierConfig(_DeviceDefaults, RewardConfig):
         default=False, metadata={"help": "Count the dataset's reference solution as one more correct candidate. Off "
                                  "(Cobbe et al.): pairs come only from the policy's own samples, so the verifier learns "
                                  "what separates its right and wrong solutions, not the reference's style."})
+
+
+@dataclass
+class GRPOStageConfig(_DeviceDefaults, GRPOConfig):
+    """GRPOConfig plus which GSM8K rewards score the completions (`modeling_modern_llm.training.grpo`); their weights
+    are TRL's `reward_weights`, in the same order."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["exact_match"],
+        metadata={"help": "Rewards, summed with `reward_weights`: exact_match (the final answer, by the evaluation's "
+                  "flexible-extract rule), answer_format (a `#### N` answer line), verifier (the trained verifier's "
+                  "score; needs reward_model_name_or_path), or a dotted import path of a TRL reward function."})
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The verifier folder (<run>/verifier_final) the `verifier` reward loads; the "
+                                "pipeline sets it to its run's verifier."})
+    verifier_batch_size: int = field(default=32, metadata={"help": "Solutions the verifier reward scores per batch."})
+    num_fewshot: int = field(default=0, metadata={"help": "Solved training problems shown before each question."})
+    sample_with_chat_template: bool = field(
+        default=True, metadata={"help": "Ask through the chat template (the solved examples as earlier turns), as the "
+                                "evaluation asks a chat model with --chat_template; false: lm-eval's completion prompt "
+                                "`Question: ...\nAnswer:`, as it asks without."})

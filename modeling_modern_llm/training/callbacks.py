@@ -127,6 +127,31 @@ class ThroughputCallback(TrainerCallback):
             self._last = (time.perf_counter(), state.global_step, state.num_input_tokens_seen)
 
 
+class InjectedLossScaleCallback(TrainerCallback):
+    """Scales the router-loss gradients the model injects in its backward pass (`AddAuxiliaryLoss`: the MoE blocks'
+    z-loss, the classifier's balancing loss) like the task loss under gradient accumulation.
+
+    Trainer and TRL divide the loss of each micro-batch (and TRL its own balancing term) by the micro-batches of the
+    optimizer step, `trainer.current_gradient_accumulation_steps` (fewer for an epoch's last, partial window); the
+    injected terms get the same factor through the model's `injected_loss_scale`, set at the start of every step.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    @staticmethod
+    def set_scale(model, scale: float) -> None:
+        for module in model.modules():
+            if hasattr(module, "injected_loss_scale"):
+                module.injected_loss_scale = scale
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.set_scale(model, 1.0 / self.trainer.current_gradient_accumulation_steps)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.set_scale(model, 1.0)  # outside training a backward pass is the caller's own
+
+
 class PerplexityCallback(TrainerCallback):
     """Adds ``eval_perplexity = exp(eval_loss)`` for the language-modelling stages (pretrain, SFT)."""
 

@@ -100,7 +100,7 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
     notes = []
     if training.eval_strategy == "steps":
         overrides["eval_steps"] = STOP_STEP
-    if training.max_length:
+    if getattr(training, "max_length", None):
         overrides["max_length"] = min(training.max_length, MAX_LENGTH)
     if stage == "pretrain" and model_args.model_config:  # (continued pretraining keeps its saved model)
         overrides.update(model_config=json.dumps(shrink_model_config(dict(model_args.model_config))),
@@ -112,6 +112,11 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
             overrides["include_reference"] = "true"
             notes.append("verifier: the reference solution paired with the policy's samples (include_reference: "
                          "a rehearsal's tiny policy solves no problem, so its own samples make no pair)")
+    if stage == "grpo":  # 2 completions of a few tokens per prompt, the groups whole in a batch of 2
+        overrides.update(num_generations=2, max_completion_length=min(training.max_completion_length, 16),
+                         verifier_batch_size=4)
+        if training.num_generations_eval:
+            overrides["num_generations_eval"] = 2
     kernel, swapped = runnable_kernel(model_args.attn_implementation,
                                       bool((architecture or {}).get("attention_sinks", True)))
     if swapped:

@@ -19,6 +19,7 @@ import transformers
 from ..cli import InputFileError, UsageError, replace_folder
 from .callbacks import (
     GracefulStopCallback,
+    InjectedLossScaleCallback,
     NonFiniteLossCallback,
     NonFiniteLossError,
     PerplexityCallback,
@@ -194,10 +195,12 @@ def train_with_resume(trainer):
 
     A SIGTERM/SIGUSR1 saves a checkpoint and exits with `STOPPED_EXIT_CODE`; a full disk is one line naming the
     folder (the half-written checkpoint is set aside at the next run, which resumes from the one before). The sinks
-    and norm weights get no weight decay, in every stage.
+    and norm weights get no weight decay, in every stage; the router-loss gradients the model injects are scaled
+    like the loss under gradient accumulation (`InjectedLossScaleCallback`).
     """
     args = trainer.args
     exclude_sinks_and_norms_from_weight_decay(trainer)
+    trainer.add_callback(InjectedLossScaleCallback(trainer))
     checkpoint = resume_checkpoint(trainer)
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)

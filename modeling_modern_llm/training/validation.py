@@ -20,6 +20,9 @@ What is checked, and why (the traps are in docs/TRAINING.md):
   push to the Hub (a repo id, `hub_strategy: end`, no `hub_token` in the config, a token and the Hub switched on);
 - the packages a run needs only for some settings: vLLM for `use_vllm: true`, and lm-evaluation-harness for the
   pipeline's evaluation step (`evaluation_problems`), so a cluster run cannot train for hours and then fail to evaluate.
+- GRPO: known rewards with one weight each (the verifier reward needs a verifier folder), GSM8K data, completions that
+  leave room for a prompt within the model's positions, and transformers' own generation (vLLM has no implementation
+  of this remote-code architecture, so its samples' log-probs would not be this model's).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .. import attention_capabilities, check_attention_implementation
 from ..cli import InputFileError, UsageError, run_command
 from .arguments import (
     DPOStageConfig,
+    GRPOStageConfig,
     ModelArguments,
     PretrainConfig,
     ScriptArguments,
@@ -53,7 +57,8 @@ from .arguments import (
 from .checkpoints import final_model_problem, named_checkpoint_problem, resume_request, weights_problem
 from .hub import stage_push_problems
 
-STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig}
+STAGE_ARGUMENTS = {"pretrain": PretrainConfig, "sft": SFTStageConfig, "dpo": DPOStageConfig, "verifier": VerifierConfig,
+                   "grpo": GRPOStageConfig}
 # Fields a from-scratch model must state explicitly; the rest keep ModernLLMConfig's defaults.
 REQUIRED_MODEL_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                          "num_key_value_heads", "max_position_embeddings")
@@ -260,7 +265,7 @@ def _number_problems(stage: str, training, script) -> list[str]:
     if training.eval_strategy == "steps" and training.eval_steps is not None:
         positive("eval_steps", training.eval_steps, integer=False)
     positive("logging_steps", training.logging_steps, integer=False)
-    if training.max_length is not None:
+    if getattr(training, "max_length", None) is not None:  # (GRPO has none: max_completion_length)
         positive("max_length", training.max_length)
     for name in ("max_train_samples", "max_eval_samples"):
         if getattr(script, name) is not None:
@@ -303,6 +308,9 @@ def _data_problems(stage: str, script, training) -> list[str]:
         if not (weight > 0 and math.isfinite(weight)):
             problems.append(f"dataset_mixture: the weight of {name} must be a finite positive number, got {weight}")
         spec = REGISTRY[name]
+        if stage == "grpo" and spec.kind != "gsm8k":
+            problems.append(f"dataset {name!r} holds {spec.kind} rows; GRPO's rewards check GSM8K answers: use "
+                            "embedded-gsm8k or gsm8k")
         for split in splits:
             if split not in spec.splits:
                 fix = ("set `eval_strategy: \"no\"`" if split == script.dataset_test_split
@@ -359,6 +367,69 @@ def _model_problems(stage: str, model_args, training, architecture: dict | None,
         problems.append(f"`max_length` {training.max_length} exceeds model_config.max_position_embeddings {limit}; "
                         "lower max_length or raise max_position_embeddings")
     return problems
+
+
+def _grpo_problems(training, architecture: dict | None, check_inputs: bool) -> list[str]:
+    """The GRPO stage's own settings: rewards and their weights, generation, and lengths against the model."""
+    from .grpo import REWARD_NAMES
+
+    problems = []
+    for name in ("max_completion_length", "verifier_batch_size"):
+        value = getattr(training, name)
+        if value is None or value <= 0:
+            problems.append(f"`{name}` must be a positive integer, got {value!r}")
+    if training.num_fewshot < 0:
+        problems.append(f"`num_fewshot` must be >= 0, got {training.num_fewshot}")
+    if not (math.isfinite(training.temperature) and training.temperature > 0):
+        problems.append(f"`temperature` must be a finite positive number (GRPO samples), got {training.temperature}")
+    if not 0 < training.top_p <= 1:
+        problems.append(f"`top_p` must be in (0, 1], got {training.top_p}")
+    if not (math.isfinite(training.beta) and training.beta >= 0):
+        problems.append(f"`beta` (the weight of the KL term to the starting model) must be a finite number >= 0, got "
+                        f"{training.beta}")
+    names = list(training.reward_funcs or [])
+    if not names:
+        problems.append(f"`reward_funcs` is empty: name at least one of {', '.join(REWARD_NAMES)}")
+    unknown = [name for name in names if name not in REWARD_NAMES and "." not in name]
+    if unknown:
+        problems.append(f"`reward_funcs`: unknown reward(s) {unknown}; choose from {', '.join(REWARD_NAMES)} or give a "
+                        "dotted import path (package.module.function)")
+    if training.reward_weights is not None and len(training.reward_weights) != len(names):
+        problems.append(f"`reward_weights` has {len(training.reward_weights)} weight(s) for {len(names)} reward(s) "
+                        f"{names}; give one weight per reward, in the same order")
+    verifier = training.reward_model_name_or_path
+    if "verifier" in names and not verifier:
+        problems.append("the `verifier` reward needs `reward_model_name_or_path`: the verifier folder "
+                        "(<run>/verifier_final; the pipeline sets it)")
+    elif "verifier" in names and check_inputs and _looks_local(verifier):
+        problems += _verifier_folder_problems(verifier)
+    positions = (architecture or {}).get("max_position_embeddings")
+    if positions and training.max_completion_length and training.max_completion_length >= positions:
+        problems.append(f"`max_completion_length` {training.max_completion_length} leaves no room for the prompt within "
+                        f"the model's max_position_embeddings {positions}; lower it (prompts longer than the rest are "
+                        "left out)")
+    if training.use_vllm:
+        problems.append("`use_vllm: true`: vLLM has no implementation of this remote-code architecture (attention "
+                        "sinks), so its samples' log-probs would not be this model's; set use_vllm: false (generation "
+                        "runs through transformers' generate)")
+    if training.use_transformers_continuous_batching:
+        problems.append("`use_transformers_continuous_batching: true` runs transformers' paged attention, which is not "
+                        "checked against this model's attention sinks; set it to false (plain generate)")
+    return problems
+
+
+def _verifier_folder_problems(path: str) -> list[str]:
+    """The verifier reward's folder must hold a saved sequence-classification model with its tokenizer."""
+    problems = _model_folder_problems(path, "verifier")
+    if problems:
+        return [FileProblem(line.replace("`model_name_or_path`", "`reward_model_name_or_path`")) for line in problems]
+    with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+        architectures = json.load(handle).get("architectures") or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        found = ", ".join(architectures) or "model of unknown class"
+        return [FileProblem(f"`reward_model_name_or_path` {path} is a {found}, not a verifier (sequence "
+                            "classification): pass <run>/verifier_final")]
+    return []
 
 
 def _looks_local(path: str) -> bool:
@@ -575,8 +646,9 @@ def stage_problems(stage: str, script, training, model_args, *, architecture: di
         *_adapter_problems(model_args, accelerate, gpu_available, rehearsal),
         *_output_problems(stage, training, script, architecture, model_args, finished_ok),
         *_report_problems(training),
-        *_vllm_problems(training, rehearsal),
+        *(_vllm_problems(training, rehearsal) if stage != "grpo" else []),  # GRPO refuses vLLM outright (below)
         *stage_push_problems(training, check_machine=not rehearsal),
+        *(_grpo_problems(training, architecture, check_inputs) if stage == "grpo" else []),
     ]
 
 

@@ -45,6 +45,9 @@ def _summary(stage: str, seed: int) -> dict:
                        padding_free=False, world_size=1, accelerate_config="accelerate_configs/cpu_ddp.yaml", rehearsal=True)
     if stage == "verifier":
         summary["pair_accuracy"] = {"train": 0.8086, "eval": 0.494}
+    if stage == "grpo":
+        summary.update(reward_funcs=["exact_match", "verifier"], reward_weights=[1.0, 0.25], num_generations=8, beta=0.0,
+                       reward_logged={"first": 0.6875, "last": 0.8125, "mean": 0.7531})
     return summary
 
 
@@ -54,7 +57,7 @@ def make_run(root: Path) -> Path:
 
     run = root / "runs" / "demo"
     tokenizer = train_tokenizer(CORPUS, vocab_size=320, min_frequency=1)
-    for seed, stage in enumerate(("pretrain", "sft", "dpo", "verifier")):
+    for seed, stage in enumerate(("pretrain", "sft", "dpo", "verifier", "grpo")):  # GRPO trained, not evaluated
         final = run / f"{stage}_final"
         _model(seed, classifier=stage == "verifier").save_pretrained(final)
         tokenizer.save_pretrained(final)
@@ -62,6 +65,9 @@ def make_run(root: Path) -> Path:
         write_model_card(str(final), _summary(stage, seed), json.loads((final / "config.json").read_text()), None, {})
         (run / stage).mkdir()
         log = [{"step": step, "loss": round(5.9137 - seed + 3.0 / step, 4)} for step in (10, 20, 30, 40)]
+        if stage == "grpo":
+            for entry, reward in zip(log, (0.6875, 0.75, 0.7, 0.8125)):
+                entry.update({"reward": reward, "reward_std": 0.3125, "completions/mean_length": 41.5})
         (run / stage / "trainer_state.json").write_text(json.dumps({"log_history": log}))
     (run / "pipeline_summary.json").write_text(json.dumps({
         "run_name": "demo", "command": "python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml",

@@ -17,7 +17,8 @@ from modeling_modern_llm.evaluation import results, seed_summary
 import build_report  # noqa: E402  (report/ is on sys.path: conftest)
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ["training_loss.png", "gsm8k_em_vs_n.png", "attention_sink_mass.png", "attention_entropy.png"] + [
+FIGURES = ["training_loss.png", "grpo_training.png", "gsm8k_em_vs_n.png", "attention_sink_mass.png",
+           "attention_entropy.png"] + [
     f"attention_{e}_layer{layer}.png" for e in ("sentiment", "coreference", "math") for layer in (0, 1)]
 # A number in running text: not part of a word ("SST-2"), a path or a version (those sit in code spans, removed first).
 NUMBER = re.compile(r"(?<![\w.-])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?(?!\w)")
@@ -126,6 +127,8 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     assert "| stage | config | datasets | steps | tokens | wall time (s) | final loss | hardware | world size | mixed precision |" in reproducibility
     assert "| pretrain | `recipes/configs/cpu-demo/pretrain.yaml` | `embedded-text` | 60 | 121344 |" in reproducibility
     assert "accelerate_configs/cpu_ddp.yaml" in reproducibility and "0.8086 on its training pairs" in reproducibility
+    assert ("- GRPO: rewards `exact_match`, `verifier` (weights 1, 0.25), 8 samples per prompt, beta 0; logged reward "
+            "0.6875 at the first logged step, 0.8125 at the last.") in reproducibility
 
 
 @pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
@@ -157,7 +160,8 @@ def test_plots_cli_runs_alone_and_says_what_it_skipped(report_inputs, tmp_path, 
     import plots
 
     assert plots.main(["--results_dir", str(report_inputs[0]), "--output_dir", str(tmp_path / "figs")]) == 0
-    assert "training_loss.png: not drawn: no trainer log" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training_loss.png: not drawn: no trainer log" in out and "grpo_training.png: not drawn: no GRPO" in out
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["gsm8k_em_vs_n.png"]
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the training tests: one tiny pretrain -> SFT -> DPO -> verifier chain shared by the stage tests."""
+"""Fixtures of the training tests: one tiny pretrain -> SFT -> DPO -> verifier -> GRPO chain shared by the stage
+tests."""
 
 import pytest
 from training_helpers import run_recipe
@@ -10,8 +11,11 @@ def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny_run")
     finals = {}
     previous = None
-    for stage in ("pretrain", "sft", "dpo", "verifier"):
-        extra = ("--model_name_or_path", finals[previous]) if previous else ()
+    for stage in ("pretrain", "sft", "dpo", "verifier", "grpo"):
+        start = finals["dpo"] if stage == "grpo" else finals.get(previous)  # GRPO starts from DPO, as the table says
+        extra = ("--model_name_or_path", start) if start else ()
+        if stage == "grpo":
+            extra += ("--reward_model_name_or_path", finals["verifier"])
         run_recipe(stage, run_dir / stage, *extra)
         finals[stage] = str(run_dir / f"{stage}_final")
         previous = stage

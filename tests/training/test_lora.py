@@ -1,5 +1,6 @@
 """LoRA in every stage (`use_peft: true`, TRL's `get_peft_config`): only the adapter trains, `<stage>_final` holds the
-merged model with the adapter beside it, DPO needs no reference copy, the verifier trains its score head in full."""
+merged model with the adapter beside it, DPO and GRPO need no reference copy, the verifier trains its score head in
+full."""
 
 import json
 import os
@@ -85,6 +86,16 @@ def test_lora_dpo_uses_the_adapter_disabled_policy_as_its_reference(tiny_run, lo
     # Full DPO keeps a second, frozen copy of the whole model
     full = _summary(tiny_run["dpo"])
     assert full["reference_model_parameters"] == full["num_parameters"] and full["peft"] is None
+
+
+def test_lora_grpo_uses_the_adapter_disabled_policy_as_its_reference(tiny_run, tmp_path):
+    run_recipe("grpo", tmp_path / "grpo", "--model_name_or_path", tiny_run["dpo"], "--reward_model_name_or_path",
+               tiny_run["verifier"], *LORA)
+    summary = _summary(tmp_path / "grpo_final")
+    assert summary["beta"] > 0 and "adapter disabled" in summary["reference_model"]
+    assert summary["peft"]["method"] == "lora" and summary["steps"] == 4
+    assert (tmp_path / "grpo_final" / "adapter" / "adapter_config.json").is_file()
+    assert final_model_problem(str(tmp_path / "grpo_final"), "grpo") is None
 
 
 def test_lora_verifier_trains_its_new_score_head_in_full(tiny_run, tmp_path):

@@ -42,6 +42,9 @@ def test_stage_commands_chain_the_final_folders(tmp_path):
     verifier = pipeline.stage_command(args, "verifier", "runs/r")
     assert verifier[verifier.index("--model_name_or_path") + 1] == "runs/r/sft_final"
     assert "--model_name_or_path" not in pipeline.stage_command(args, "pretrain", "runs/r")
+    grpo = pipeline.stage_command(args, "grpo", "runs/r")
+    assert grpo[grpo.index("--model_name_or_path") + 1] == "runs/r/dpo_final"
+    assert grpo[grpo.index("--reward_model_name_or_path") + 1] == "runs/r/verifier_final"  # for its verifier reward
     with pytest.raises(ValueError, match="verifier_policy"):
         pipeline.PipelineArguments(run_name="r", stage_configs=args.stage_configs, verifier_policy="verifier")
 
@@ -63,7 +66,7 @@ def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
     # A real push of these (missing) folders would fail and stop the pipeline
     pipeline.push_stages(args, {s: str(tmp_path / f"{s}_final") for s in pipeline.STAGES}, summary, path)
     steps = json.load(open(path))["steps"]
-    assert [steps[f"push-{s}"]["status"] for s in pipeline.STAGES] == ["skipped: rehearsal"] * 4
+    assert [steps[f"push-{s}"]["status"] for s in pipeline.STAGES] == ["skipped: rehearsal"] * len(pipeline.STAGES)
     assert "me/r-verifier" in steps["push-verifier"]["command"]
 
 
@@ -95,3 +98,28 @@ def test_bad_seeds_are_one_line(extra, message):
         pipeline.PipelineArguments(
             run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
             **extra)
+
+
+def _finished(folder, stage):
+    """A final folder that passes `final_model_problem` (config, tokenizer, summary, card, whole weights)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    for name, text in (("config.json", '{"model_type": "modern_llm"}'), ("tokenizer_config.json", "{}"),
+                       ("training_summary.json", json.dumps({"stage": stage})), ("README.md", "x")):
+        (folder / name).write_text(text)
+    save_file({"w": __import__("torch").ones(2)}, str(folder / "model.safetensors"))
+
+
+def test_the_evaluation_scores_the_policies_and_verifier_the_run_finished(tmp_path):
+    args = pipeline.PipelineArguments(
+        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path), eval_script="eval/not_written_yet.py")
+    finals = {s: tmp_path / f"{s}_final" for s in pipeline.STAGES}
+    for stage in ("sft", "dpo", "grpo"):  # no pretrain_final (say, pruned) and no verifier
+        _finished(finals[stage], stage)
+    path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
+    pipeline.evaluate_and_report(args, str(tmp_path), {s: str(f) for s, f in finals.items()}, summary, path)
+    command = summary["steps"]["evaluation"]["command"]
+    assert f"--model {finals['sft']} {finals['dpo']} {finals['grpo']} --stages sft dpo grpo --output_dir" in command
+    assert "--verifier" not in command and summary["steps"]["evaluation"]["status"].startswith("skipped")

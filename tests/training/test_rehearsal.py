@@ -15,7 +15,7 @@ import yaml
 from training_helpers import REPO
 
 pytestmark = pytest.mark.slow
-STAGES = ("pretrain", "sft", "dpo", "verifier")
+STAGES = ("pretrain", "sft", "dpo", "verifier", "grpo")
 
 
 @pytest.mark.parametrize("scale, run", [("gpu-smoke", "smoke"), ("gpu-full", "full")])

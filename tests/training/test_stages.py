@@ -59,7 +59,7 @@ def test_pretrain_logs_throughput_and_perplexity(tiny_run):
 
 
 def test_causal_lm_stages_load_and_generate(tiny_run):
-    for stage in ("pretrain", "sft", "dpo"):
+    for stage in ("pretrain", "sft", "dpo", "grpo"):
         model = AutoModelForCausalLM.from_pretrained(tiny_run[stage])
         tokenizer = AutoTokenizer.from_pretrained(tiny_run[stage])
         assert type(model).__name__ == "ModernLLMForCausalLM" and model.config.attention_sinks
@@ -120,3 +120,26 @@ def test_verifier_without_any_correct_sample_says_how_to_get_pairs(tiny_run, tmp
     assert result.returncode != 0
     assert "no (correct, incorrect) pair" in result.stderr and "include_reference: true" in result.stderr
     assert len(list((tmp_path / "verifier").glob("samples-train-*.jsonl"))) == 1  # the samples are kept for the next try
+
+
+def test_grpo_trains_on_every_reward_and_logs_reward_spread_and_lengths(tiny_run):
+    summary = _summary(tiny_run["grpo"])
+    assert summary["reward_funcs"] == ["exact_match", "answer_format", "verifier"]
+    assert summary["reward_weights"] == [1.0, 0.5, 0.1] and summary["beta"] == 0.02
+    assert summary["reference_model"] == "a frozen copy of the starting model"
+    assert 0 < summary["train_prompts"] <= 16 and summary["steps"] == 4
+    history = log_history(os.path.join(os.path.dirname(tiny_run["grpo"]), "grpo"))
+    steps = [entry for entry in history if "reward" in entry]
+    assert [entry["step"] for entry in steps] == [1, 2, 3, 4]
+    for entry in steps:
+        assert {"reward_std", "completions/mean_length", "kl", "rewards/exact_match/mean", "rewards/answer_format/mean",
+                "rewards/verifier/mean"} <= set(entry)
+        assert 0 < entry["completions/mean_length"] <= 24  # max_completion_length
+        # the weighted sum of the rewards' means is the logged reward
+        assert math.isclose(entry["reward"], entry["rewards/exact_match/mean"] + 0.5 * entry["rewards/answer_format/mean"]
+                            + 0.1 * entry["rewards/verifier/mean"], rel_tol=1e-4, abs_tol=1e-5)
+    assert summary["reward_logged"]["last"] == steps[-1]["reward"]
+    # It starts from DPO and moves away from it
+    name = "model.layers.0.self_attn.q_proj.weight"
+    dpo, grpo = (AutoModelForCausalLM.from_pretrained(tiny_run[s]).state_dict()[name] for s in ("dpo", "grpo"))
+    assert not torch.equal(dpo, grpo)

@@ -24,7 +24,7 @@ from modeling_modern_llm.training import (
 )
 
 GPU_SCALES = ("gpu-smoke", "gpu-full")
-STAGES = ("pretrain", "sft", "dpo", "verifier")
+STAGES = ("pretrain", "sft", "dpo", "verifier", "grpo")
 
 
 def _args(stage, tmp_path, *overrides, scale="gpu-full"):
@@ -128,6 +128,47 @@ def test_numbers_out_of_range_are_named(override, field, tmp_path):
 def test_sampling_settings_out_of_range_are_named(override, words, tmp_path):
     problems = _problems("verifier", tmp_path, *override)
     assert len(problems) == 1 and words in problems[0], problems
+
+
+def test_grpo_generation_through_vllm_is_refused_naming_why(tmp_path):
+    (problem,) = _problems("grpo", tmp_path, "--use_vllm", "true")
+    assert problem.startswith("`use_vllm: true`: vLLM has no implementation of this remote-code architecture")
+    assert "use_vllm: false" in problem
+
+
+def test_grpo_completions_must_leave_room_for_the_prompt(tmp_path):
+    # TRL's default max_completion_length (512) against the cpu-demo model's 256 positions
+    (problem,) = _problems("grpo", tmp_path, "--max_completion_length", "512", scale="cpu-demo",
+                           architecture={"max_position_embeddings": 256})
+    assert problem.startswith("`max_completion_length` 512") and "max_position_embeddings 256" in problem
+    assert _problems("grpo", tmp_path, scale="cpu-demo", architecture={"max_position_embeddings": 256}) == []
+
+
+@pytest.mark.parametrize("override, words", [
+    (("--reward_funcs", "exact_match", "lenght"), "unknown reward(s) ['lenght']"),
+    (("--reward_funcs", "exact_match", "answer_format", "--reward_weights", "1.0"), "1 weight(s) for 2 reward(s)"),
+    (("--reward_funcs", "verifier"), "needs `reward_model_name_or_path`"),
+    (("--beta", "-0.1"), "`beta`"), (("--temperature", "0"), "`temperature`"), (("--num_fewshot", "-1"), "`num_fewshot`"),
+    (("--max_completion_length", "0"), "`max_completion_length`"),
+    (("--use_transformers_continuous_batching", "true"), "set it to false (plain generate)"),
+    (("--dataset_name", "embedded-alpaca"), "GRPO's rewards check GSM8K answers"),
+])
+def test_grpo_settings_are_checked_before_loading(override, words, tmp_path):
+    problems = _problems("grpo", tmp_path, *override)
+    assert len(problems) == 1 and words in problems[0], problems
+
+
+def test_the_grpo_verifier_reward_needs_a_verifier_folder(tmp_path):
+    policy = _model_folder(tmp_path / "dpo_final")
+    (policy / "config.json").write_text('{"architectures": ["ModernLLMForCausalLM"]}')
+    verifier = ["--reward_funcs", "exact_match", "verifier", "--reward_weights", "1", "0.1"]
+    script, training, model = _args("grpo", tmp_path, *verifier, "--model_name_or_path", str(policy),
+                                    "--reward_model_name_or_path", str(policy))
+    (problem,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
+    assert "is a ModernLLMForCausalLM, not a verifier" in problem and "verifier_final" in problem
+    training.reward_model_name_or_path = str(tmp_path / "missing")
+    (problem,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
+    assert problem.startswith("`reward_model_name_or_path`") and "does not exist" in problem
 
 
 def test_a_model_config_the_model_refuses_fails_before_the_tokenizer_is_trained(tmp_path):
@@ -242,7 +283,7 @@ def _pipeline(*args):
 def test_every_shipped_pipeline_validates(scale):
     result, _ = _pipeline("--config", f"recipes/configs/{scale}/pipeline.yaml", "--validate_only", "true")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "validated 4 stage config(s)" in result.stderr
+    assert "validated 5 stage config(s)" in result.stderr
 
 
 def test_a_broken_run_fails_in_seconds_listing_every_stage_problem_once(tmp_path):
