@@ -6,6 +6,7 @@ import torch
 
 from modeling_modern_llm import StreamingSinkCache
 from modeling_modern_llm import modeling_modern_llm as modern
+from modeling_modern_llm import streaming_modern_llm as streaming
 
 from .conftest import PAD_ID, left_padded_batch, tiny_model
 
@@ -90,10 +91,21 @@ def test_streaming_steps_equal_a_fresh_pass_over_the_kept_tokens():
         assert output[j] == model(kept[None]).logits[0, -1].argmax(), j
 
 
+@pytest.mark.parametrize("rope_parameters", [None, {"rope_type": "linear", "factor": 2.0},
+                                             {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+                                             {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}])
+def test_the_streaming_cache_rotates_with_the_models_rope(rope_parameters):
+    """The cache re-rotates kept keys with the frequencies the model rotated them with (scaled RoPE types included)."""
+    model = tiny_model("sdpa", **({} if rope_parameters is None else {"rope_parameters": rope_parameters}))
+    cache = StreamingSinkCache(model.config)
+    assert torch.equal(cache.layers[0].inv_freq, model.model.rotary_emb.inv_freq)
+
+
 def test_kept_keys_are_rotated_to_their_new_slots_from_their_originals():
     model = tiny_model("sdpa")
     rotary = model.model.rotary_emb
-    layer = modern.StreamingSinkLayer(sink_tokens=1, window=4, inv_freq=rotary.inv_freq)
+    layer = streaming.StreamingSinkLayer(sink_tokens=1, window=4, inv_freq=rotary.inv_freq)
     keys = torch.randn(1, 2, 7, 16)  # before RoPE
 
     def at(positions, raw):
