@@ -102,15 +102,21 @@ class StreamingGenerationMixin(GenerationMixin):
             kwargs["past_key_values"] = StreamingSinkCache(self.config, streaming_sink_tokens, streaming_window)
         return super().generate(*args, **kwargs)
 
-    def prepare_inputs_for_generation(self, *args, **kwargs):
+    def prepare_inputs_for_generation(
+        self, input_ids, next_sequence_length=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
+        is_first_iteration=False, **kwargs
+    ):
         """transformers' inputs for the next step; with a `StreamingSinkCache`, the full-length 2D attention mask and
-        the absolute positions that `generate` keeps are mapped onto the kept slots."""
-        model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
-        cache = model_inputs.get("past_key_values")
-        if isinstance(cache, StreamingSinkCache):
+        the absolute positions that `generate` keeps are mapped onto the kept slots. (transformers reads this
+        signature: `inputs_embeds` must stay named.)"""
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, next_sequence_length=next_sequence_length, past_key_values=past_key_values,
+            attention_mask=attention_mask, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
+        )
+        if isinstance(past_key_values, StreamingSinkCache):
             tokens = model_inputs.get("input_ids")
             tokens = model_inputs["inputs_embeds"] if tokens is None else tokens
-            model_inputs["attention_mask"], model_inputs["position_ids"] = cache.to_cache_frame(
+            model_inputs["attention_mask"], model_inputs["position_ids"] = past_key_values.to_cache_frame(
                 model_inputs.get("attention_mask"), model_inputs.get("position_ids"), tokens.shape[1]
             )
         return model_inputs

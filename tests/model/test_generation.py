@@ -40,6 +40,16 @@ def test_left_padded_batch_equals_each_row_alone(attn_implementation):
         assert torch.equal(batch_tokens[row, -8:], alone_tokens[0, -8:])
 
 
+def test_generating_from_input_embeddings_equals_generating_from_ids():
+    """transformers reads the model's `prepare_inputs_for_generation` signature to accept `inputs_embeds`."""
+    model = tiny_model("sdpa")
+    input_ids, attention_mask = left_padded_batch([6, 4])
+    from_ids = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
+    embeds = model.get_input_embeddings()(input_ids)
+    from_embeds = model.generate(inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
+    assert torch.equal(from_embeds, from_ids[:, input_ids.shape[1]:])
+
+
 def test_sampling_with_several_return_sequences():
     model = tiny_model("sdpa")
     input_ids, attention_mask = left_padded_batch([5, 3])
