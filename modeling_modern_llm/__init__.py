@@ -14,17 +14,15 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
+from .attention_kernels_modern_llm import ATTENTION_CAPABILITIES, attention_capabilities, check_attention_implementation
 from .configuration_modern_llm import ModernLLMConfig
 from .modeling_modern_llm import (
-    ATTENTION_CAPABILITIES,
     ModernLLMForCausalLM,
     ModernLLMForSequenceClassification,
     ModernLLMModel,
     ModernLLMPreTrainedModel,
-    StreamingSinkCache,
-    attention_capabilities,
-    check_attention_implementation,
 )
+from .streaming_modern_llm import StreamingSinkCache
 
 AutoConfig.register(ModernLLMConfig.model_type, ModernLLMConfig, exist_ok=True)
 for _auto_class, _model_class in (

@@ -1,15 +1,16 @@
 """Attention kernels and learned sinks: eager and SDPA agree on outputs AND gradients (the sink's included), SDPA
 keeps its own fused kernel, attention maps are right, and kernels are accepted or refused by what they can do (sink
-forward, sink backward) with an error naming the ones that can."""
+forward when the kernel is chosen, sink backward in a pass that trains) with an error naming the ones that can."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import AttentionInterface
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from modeling_modern_llm import ModernLLMForCausalLM
+from modeling_modern_llm import attention_kernels_modern_llm as kernels
 from modeling_modern_llm import modeling_modern_llm as modern
 
 from .conftest import left_padded_batch, tiny_config, tiny_model
@@ -82,9 +83,24 @@ def test_sdpa_with_sinks_runs_on_pytorchs_flash_kernel_not_eager(padded, monkeyp
         raise AssertionError("fell back to eager attention")
 
     monkeypatch.setattr(modern, "eager_attention_forward", refuse)
+    assert modern.ALL_ATTENTION_FUNCTIONS.get_interface("sdpa", refuse) is kernels.sdpa_attention_with_sinks
     # Only the fused flash kernel is allowed: PyTorch raises if the call would need the math fallback.
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
         model(input_ids=input_ids, attention_mask=attention_mask).logits.sum().backward()
+
+
+def test_sdpa_without_sinks_is_transformers_own(monkeypatch):
+    """A sink-free model's `sdpa` hands every call to transformers' SDPA function unchanged."""
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return sdpa_attention_forward(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "sdpa_attention_forward", counting)
+    model = tiny_model("sdpa", attention_sinks=False)
+    model(torch.randint(3, 128, (1, 5)))
+    assert calls == [layer.self_attn for layer in model.model.layers]  # one call per layer
 
 
 @pytest.mark.parametrize("kernel", ["cpu_flash_attention_with_sinks", "widened_sdpa_attention_with_sinks"])
@@ -92,7 +108,7 @@ def test_sink_kernels_match_a_softmax_with_an_extra_column_in_outputs_and_gradie
     """Each way `sdpa` applies the sinks, on its own, against the definition: grouped-query heads, a padding mask
     (with a fully padded query row), and the gradients of queries, keys, values and sinks. The CPU flash kernels run on
     CPUs; the widened keys run on GPUs (and are checked here on the CPU)."""
-    attention = getattr(modern, kernel)
+    attention = getattr(kernels, kernel)
     module = torch.nn.Module()
     module.num_key_value_groups, module.is_causal, module.training = 2, True, False
     query, key, value = torch.randn(2, 4, 6, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
@@ -129,12 +145,40 @@ def test_one_token_decoding_step_matches_the_prefill(padded):
     mask[1, :, :, :2] = False
     mask = mask if padded else None
     with torch.no_grad():
-        full, _ = modern.sdpa_attention_with_sinks(module, query, key, value, mask, scaling=0.25, s_aux=sinks)
+        full, _ = kernels.sdpa_attention_with_sinks(module, query, key, value, mask, scaling=0.25, s_aux=sinks)
         last_row = None if mask is None else mask[:, :, -1:]
-        step, _ = modern.sdpa_attention_with_sinks(
+        step, _ = kernels.sdpa_attention_with_sinks(
             module, query[:, :, -1:], key, value, last_row, scaling=0.25, s_aux=sinks
         )
     torch.testing.assert_close(step, full[:, -1:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mask_dtype", [None, torch.bool, torch.float32])
+def test_the_decoding_kernel_matches_a_softmax_with_an_extra_column(mask_dtype):
+    """The one-query path devices other than the CPU take when decoding, on its own against the definition, with
+    grouped-query heads, a padded row (boolean or additive mask) and the gradients of queries, keys, values and sinks."""
+    query, key, value = torch.randn(2, 4, 1, 16), torch.randn(2, 2, 6, 16), torch.randn(2, 2, 6, 16)
+    sinks, grad_out = torch.randn(4), torch.randn(2, 1, 4, 16)
+    allowed = torch.ones(2, 1, 1, 6, dtype=torch.bool)
+    allowed[1, :, :, :2] = False  # row 1 is left-padded by two tokens
+    if mask_dtype is None:
+        mask, allowed = None, torch.ones_like(allowed)
+    elif mask_dtype == torch.bool:
+        mask = allowed
+    else:
+        mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    inputs = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+    out, _ = kernels.decoding_attention_with_sinks(None, *inputs[:3], mask, scaling=0.25, s_aux=inputs[3])
+    grads = torch.autograd.grad(out, inputs, grad_out)
+
+    reference = [t.clone().requires_grad_() for t in (query, key, value, sinks)]
+    q, k, v, s = reference
+    scores = (q @ k.repeat_interleave(2, dim=1).transpose(-1, -2) * 0.25).masked_fill(~allowed, float("-inf"))
+    scores = torch.cat([scores, s.view(1, 4, 1, 1).expand(2, 4, 1, 1)], dim=-1)
+    expected = (F.softmax(scores, dim=-1)[..., :-1] @ v.repeat_interleave(2, dim=1)).transpose(1, 2)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for name, got, want in zip("qkvs", grads, torch.autograd.grad(expected, reference, grad_out)):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_output_attentions_eager_shapes_and_rows_sum_to_one_minus_sink_mass():
@@ -166,11 +210,14 @@ def test_flash_attention_2_without_the_package_gives_transformers_error():
         ModernLLMForCausalLM(tiny_config(attn_implementation="flash_attention_2"))
 
 
-def test_a_kernel_without_sink_support_is_refused_instead_of_dropping_sinks():
+def test_a_kernel_without_sink_support_is_refused_when_chosen_instead_of_dropping_sinks():
     AttentionInterface.register("sinkless_test_kernel", modern.eager_attention_forward)
-    model = ModernLLMForCausalLM(tiny_config(attn_implementation="sinkless_test_kernel"))
     with pytest.raises(ValueError, match="not a kernel this model knows.*'sdpa'"):
-        model(torch.randint(3, 128, (1, 4)))
+        ModernLLMForCausalLM(tiny_config(attn_implementation="sinkless_test_kernel"))
+    model = tiny_model("sdpa")
+    with pytest.raises(ValueError, match="not a kernel this model knows"):
+        model.set_attn_implementation("sinkless_test_kernel")
+    assert model.config._attn_implementation == "sdpa"
     dense = ModernLLMForCausalLM(tiny_config(attention_sinks=False, attn_implementation="sinkless_test_kernel"))
     assert dense(torch.randint(3, 128, (1, 4))).logits.shape == (1, 4, 128)
 
@@ -178,15 +225,15 @@ def test_a_kernel_without_sink_support_is_refused_instead_of_dropping_sinks():
 def test_capability_table_answers_before_any_model_exists():
     import modeling_modern_llm
 
-    assert modeling_modern_llm.check_attention_implementation is modern.check_attention_implementation  # public
-    assert modern.attention_capabilities("flash_attention_4") == {
+    assert modeling_modern_llm.check_attention_implementation is kernels.check_attention_implementation  # public
+    assert kernels.attention_capabilities("flash_attention_4") == {
         "sinks_forward": True, "sinks_backward": True, "varlen": True}
-    assert modern.attention_capabilities("kernels-community/flash-attn4") == modern.attention_capabilities(
+    assert kernels.attention_capabilities("kernels-community/flash-attn4") == kernels.attention_capabilities(
         "flash_attention_4")  # transformers' name for FA4 loaded through `kernels`
-    assert modern.attention_capabilities("kernels-community/vllm-flash-attn3")["sinks_backward"] is False
-    assert modern.attention_capabilities("some/unknown-kernel") == {
+    assert kernels.attention_capabilities("kernels-community/vllm-flash-attn3")["sinks_backward"] is False
+    assert kernels.attention_capabilities("some/unknown-kernel") == {
         "sinks_forward": False, "sinks_backward": False, "varlen": False}
-    check = modern.check_attention_implementation
+    check = kernels.check_attention_implementation
     for name in ("eager", "sdpa", "flash_attention_4", "kernels-community/flash-attn4"):
         assert check(name, attention_sinks=True, training=True) is None, name
     assert check("kernels-community/vllm-flash-attn3", attention_sinks=True, training=False) is None
@@ -199,18 +246,32 @@ def test_capability_table_answers_before_any_model_exists():
     assert "'flash_attention_2'" not in problem.split(":")[-1]
 
 
+def choose_kernel_as_on_a_gpu(model, name, monkeypatch):
+    """`model.set_attn_implementation(name)` as on a GPU that has the kernel: transformers' own loading and checks are
+    skipped (the package or Hub kernel is missing here), the model's are not, and the kernel runs as eager."""
+    monkeypatch.setattr(PreTrainedModel, "_check_and_adjust_attn_implementation", lambda self, name, *args: name)
+    monkeypatch.setitem(modern.ALL_ATTENTION_FUNCTIONS, name, modern.eager_attention_forward)
+    model.set_attn_implementation(name)
+
+
 @pytest.mark.parametrize("name, trains", [("kernels-community/vllm-flash-attn3", False), ("flash_attention_4", True),
-                                          ("kernels-community/flash-attn4", True), ("flash_attention_3", None)])
-def test_the_model_applies_the_capability_check_to_training_and_inference(name, trains, monkeypatch):
-    """GPU kernels stand in as eager here: the check is about the name, before any kernel runs."""
-    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, name, modern.eager_attention_forward)
+                                          ("kernels-community/flash-attn4", True), ("flash_attention_3", None),
+                                          ("kernels-community/flash-attn2", None)])
+def test_the_model_checks_a_kernel_once_for_serving_and_for_training(name, trains, monkeypatch):
+    """A kernel without a sink input is refused when it is chosen; one that applies the sinks but returns no gradient
+    for them serves, and is refused by a forward pass that would train."""
     model = tiny_model("sdpa")
-    model.config._attn_implementation_internal = name  # as transformers sets it after loading the kernel
-    input_ids = torch.randint(3, 128, (1, 5))
     if trains is None:  # no sink input at all
         with pytest.raises(ValueError, match="silently drop"):
-            model(input_ids)
+            choose_kernel_as_on_a_gpu(model, name, monkeypatch)
+        assert model.config._attn_implementation == "sdpa"  # unchanged
+        dense = tiny_model("sdpa", attention_sinks=False)
+        choose_kernel_as_on_a_gpu(dense, name, monkeypatch)  # the `_supports_*` flags: fine without sinks
+        assert dense.config._attn_implementation == name
         return
+    choose_kernel_as_on_a_gpu(model, name, monkeypatch)
+    assert model.config._attn_implementation == name
+    input_ids = torch.randint(3, 128, (1, 5))
     assert model(input_ids).logits.shape == (1, 5, 128)  # eval mode serves
     model.train()
     with torch.no_grad():

@@ -6,6 +6,7 @@ import torch
 
 from modeling_modern_llm import StreamingSinkCache
 from modeling_modern_llm import modeling_modern_llm as modern
+from modeling_modern_llm import streaming_modern_llm as streaming
 
 from .conftest import PAD_ID, left_padded_batch, tiny_model
 
@@ -37,6 +38,16 @@ def test_left_padded_batch_equals_each_row_alone(attn_implementation):
         torch.testing.assert_close(batch_logits[row, -length:], model(alone).logits[0], rtol=1e-4, atol=1e-5)
         alone_tokens = model.generate(alone, max_new_tokens=8, **GREEDY)
         assert torch.equal(batch_tokens[row, -8:], alone_tokens[0, -8:])
+
+
+def test_generating_from_input_embeddings_equals_generating_from_ids():
+    """transformers reads the model's `prepare_inputs_for_generation` signature to accept `inputs_embeds`."""
+    model = tiny_model("sdpa")
+    input_ids, attention_mask = left_padded_batch([6, 4])
+    from_ids = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
+    embeds = model.get_input_embeddings()(input_ids)
+    from_embeds = model.generate(inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
+    assert torch.equal(from_embeds, from_ids[:, input_ids.shape[1]:])
 
 
 def test_sampling_with_several_return_sequences():
@@ -90,10 +101,21 @@ def test_streaming_steps_equal_a_fresh_pass_over_the_kept_tokens():
         assert output[j] == model(kept[None]).logits[0, -1].argmax(), j
 
 
+@pytest.mark.parametrize("rope_parameters", [None, {"rope_type": "linear", "factor": 2.0},
+                                             {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+                                             {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}])
+def test_the_streaming_cache_rotates_with_the_models_rope(rope_parameters):
+    """The cache re-rotates kept keys with the frequencies the model rotated them with (scaled RoPE types included)."""
+    model = tiny_model("sdpa", **({} if rope_parameters is None else {"rope_parameters": rope_parameters}))
+    cache = StreamingSinkCache(model.config)
+    assert torch.equal(cache.layers[0].inv_freq, model.model.rotary_emb.inv_freq)
+
+
 def test_kept_keys_are_rotated_to_their_new_slots_from_their_originals():
     model = tiny_model("sdpa")
     rotary = model.model.rotary_emb
-    layer = modern.StreamingSinkLayer(sink_tokens=1, window=4, inv_freq=rotary.inv_freq)
+    layer = streaming.StreamingSinkLayer(sink_tokens=1, window=4, inv_freq=rotary.inv_freq)
     keys = torch.randn(1, 2, 7, 16)  # before RoPE
 
     def at(positions, raw):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from modeling_modern_llm import ModernLLMForCausalLM
 from modeling_modern_llm import modeling_modern_llm as modern
+from modeling_modern_llm import moe_modern_llm as moe
 
 from .conftest import left_padded_batch, tiny_config
 
@@ -18,7 +19,7 @@ KERNELS = ["grouped_mm", "batched_mm", "eager"]
 
 def random_block(**overrides):
     """A MoE block outside a model (so nothing initialises it) with weights drawn here."""
-    block = modern.ModernLLMSparseMoeBlock(tiny_config(**{**MOE, "router_z_loss_coef": 0.0, **overrides}))
+    block = moe.ModernLLMSparseMoeBlock(tiny_config(**{**MOE, "router_z_loss_coef": 0.0, **overrides}))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for parameter in block.parameters():
@@ -132,7 +133,7 @@ def test_the_z_loss_gradient_is_applied_exactly_once_with_padding():
 
     model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
     output = reference(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
-    z_loss = modern.router_z_loss_func(output.router_logits, attention_mask.reshape(-1))
+    z_loss = moe.router_z_loss_func(output.router_logits, attention_mask.reshape(-1))
     (output.loss + 0.5 * z_loss).backward()
     for (name, got), expected in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(got.grad, expected.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -17,6 +17,8 @@ from modeling_modern_llm import ModernLLMForCausalLM, ModernLLMForSequenceClassi
 from .conftest import left_padded_batch, tiny_config, tiny_model
 
 FULL = dict(num_experts=4, num_experts_per_tok=2, rope_theta=3000.0)  # sinks and QK-norm are on by default
+MODEL_FILES = ("configuration_modern_llm.py", "modeling_modern_llm.py", "attention_kernels_modern_llm.py",
+               "moe_modern_llm.py", "streaming_modern_llm.py")
 
 
 @pytest.mark.parametrize("tie_word_embeddings", [False, True])
@@ -49,7 +51,8 @@ def test_saved_folder_carries_its_code_and_every_auto_class(tmp_path):
         "AutoModelForCausalLM": "modeling_modern_llm.ModernLLMForCausalLM",
         "AutoModelForSequenceClassification": "modeling_modern_llm.ModernLLMForSequenceClassification",
     }
-    assert (tmp_path / "modeling_modern_llm.py").exists() and (tmp_path / "configuration_modern_llm.py").exists()
+    code = {path.name for path in tmp_path.glob("*.py")}
+    assert code == set(MODEL_FILES)  # the modeling file and its flat siblings, nothing of the library
     assert type(AutoModel.from_pretrained(tmp_path)) is ModernLLMModel  # the registered (local) classes load it
 
 
@@ -84,6 +87,9 @@ REMOTE_LOAD = textwrap.dedent(
     # "eager" experts: bit-exact on memory-mapped weights (see test_save_then_load_gives_identical_outputs)
     model = auto_class.from_pretrained(folder, trust_remote_code=True, experts_implementation="eager").eval()
     assert "modeling_modern_llm" not in sys.modules and "transformers_modules" in type(model).__module__
+    remote = {name.rsplit(".", 1)[-1] for name in sys.modules if name.startswith("transformers_modules.")}
+    missing = {file.removesuffix(".py") for file in json.loads(sys.argv[4])} - remote
+    assert not missing, f"not loaded from the folder: {missing}"
     inputs = torch.load(folder + "/inputs.pt")
     with torch.no_grad():
         torch.save(model(**inputs).logits, folder + "/remote_logits.pt")
@@ -112,7 +118,8 @@ def test_remote_code_loads_in_a_process_without_the_package(tmp_path, head):
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     # -I: no cwd/PYTHONPATH/user site on sys.path; -S: no site-packages .pth hooks (the editable-install finder).
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", REMOTE_LOAD, json.dumps(site_dirs), str(folder), head],
+        [sys.executable, "-I", "-S", "-c", REMOTE_LOAD, json.dumps(site_dirs), str(folder), head,
+         json.dumps(MODEL_FILES)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]

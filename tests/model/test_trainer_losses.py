@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 from modeling_modern_llm import ModernLLMForCausalLM, ModernLLMForSequenceClassification
 from modeling_modern_llm import modeling_modern_llm as modern
+from modeling_modern_llm import moe_modern_llm as moe
 from modeling_modern_llm.tokenizer import train_tokenizer
 from modeling_modern_llm.training import InjectedLossScaleCallback
 
@@ -54,7 +55,7 @@ def router_losses(base_model, batch):
     """`aux_coef * balancing + z_coef * z` from the router logits of `base_model` (which injects nothing)."""
     output = base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_router_logits=True)
     balancing = modern.load_balancing_loss_func(output.router_logits, 4, 2, batch["attention_mask"])
-    z_loss = modern.router_z_loss_func(output.router_logits, batch["attention_mask"].reshape(-1))
+    z_loss = moe.router_z_loss_func(output.router_logits, batch["attention_mask"].reshape(-1))
     return AUX_COEF * balancing + Z_COEF * z_loss
 
 

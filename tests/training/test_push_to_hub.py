@@ -25,6 +25,7 @@ from modeling_modern_llm.training import final_model_problem
 TOKEN = "hf_standinTOKEN0123456789abcdef"
 SAMPLE = "Once upon a time there was a little robot. It liked numbers: 12 + 30 = 42."
 STAGE_FILES = {"config.json", "model.safetensors", "configuration_modern_llm.py", "modeling_modern_llm.py",
+               "attention_kernels_modern_llm.py", "moe_modern_llm.py", "streaming_modern_llm.py",
                "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md",
                "training_summary.json"}
 
