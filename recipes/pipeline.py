@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json, run_command
+from modeling_modern_llm.cli import (
+    DIE_WITH_PARENT_ENV,
+    InputFileError,
+    UsageError,
+    atomic_write_json,
+    die_with_parent,
+    run_command,
+)
 from modeling_modern_llm.data import REGISTRY
 from modeling_modern_llm.data.registry import hub_offline, hub_reachable
 from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, get_stage
@@ -245,7 +252,10 @@ def run_step(name: str, command: list[str], summary: dict, summary_path: str, en
     `stop_timeout_s` to save a checkpoint. Stops the pipeline unless the exit code is `expect`."""
     logger.info("[%s] %s", name, shlex.join(command))
     start, returncode = time.time(), None
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})}, start_new_session=True)
+    # Its own process group (so a stop reaches the launcher's workers too), and tied to this process: if the pipeline
+    # is killed outright (SIGKILL), the kernel sends the step SIGTERM instead of leaving it running as an orphan
+    process = subprocess.Popen(command, env={**os.environ, **(env or {}), DIE_WITH_PARENT_ENV: "1"},
+                               start_new_session=True, preexec_fn=die_with_parent)
     try:
         returncode = process.wait()
     finally:  # also when the pipeline itself is stopped (SIGTERM from SLURM, Ctrl-C): stop the stage, record it

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json
+from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json, die_with_parent_if_asked
 from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import format_verifier_input
 
@@ -383,6 +383,8 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
 
     output = Path(args.output_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
+    for left in output.parent.glob(f".{output.name}.staging-*"):  # what a killed evaluation left: never results
+        shutil.rmtree(left, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.staging-"))
     try:
         from .verifier import trained_policy
@@ -430,6 +432,8 @@ def _replace(output: Path, staging: Path) -> None:
 def main(include_paths: list[str], argv: list[str] | None = None, **preset) -> int:
     """The command line of eval/evaluate_tasks.py and its presets (`preset`: their defaults, e.g. tasks=[...])."""
     from transformers import HfArgumentParser
+
+    die_with_parent_if_asked()
 
     parser = HfArgumentParser(EvaluationArguments, description=(
         "Score models on lm-evaluation-harness tasks (docs/EVALUATION.md). A rehearsal of the whole path runs in seconds "

@@ -44,7 +44,7 @@ import yaml
 from trl import TrlParser
 
 from .. import attention_capabilities, check_attention_implementation
-from ..cli import InputFileError, UsageError, run_command
+from ..cli import InputFileError, UsageError, die_with_parent_if_asked, run_command
 from .arguments import (
     DPOStageConfig,
     GRPOStageConfig,
@@ -662,4 +662,5 @@ def validate_stage(stage: str, script, training, model_args) -> None:
 
 def stage_main(stage: str, main) -> None:
     """A recipe's entry point: parse its command line, run ``main``; input errors are one line and an exit status."""
+    die_with_parent_if_asked()
     run_command(lambda: main(*parse_stage_args(stage, sys.argv[1:])))

@@ -212,12 +212,15 @@ def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(
 
 
 def test_nothing_scorable_exits_1_and_keeps_the_old_results(finished, capsys, evaluate):
+    left = finished.parent / f".{finished.name}.staging-killed"  # what an evaluation killed mid-run leaves
+    (left / "pretrain_final").mkdir(parents=True)
     before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
         evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished),
                  "--overwrite")
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
     assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    assert not list(finished.parent.glob(f".{finished.name}.staging-*"))  # the killed run's staging is cleared too
 
 
 def test_stopping_each_sequence_at_its_own_stop_string_keeps_lm_evals_texts(tiny_run):

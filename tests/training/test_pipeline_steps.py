@@ -123,3 +123,66 @@ def test_the_evaluation_scores_the_policies_and_verifier_the_run_finished(tmp_pa
     command = summary["steps"]["evaluation"]["command"]
     assert f"--model {finals['sft']} {finals['dpo']} {finals['grpo']} --stages sft dpo grpo --output_dir" in command
     assert "--verifier" not in command and summary["steps"]["evaluation"]["status"].startswith("skipped")
+
+
+STEP = '''import os, subprocess, sys, time
+from modeling_modern_llm.cli import die_with_parent_if_asked
+die_with_parent_if_asked()
+with open(sys.argv[1], "a") as handle:
+    handle.write(f"{os.getpid()}\\n")
+if sys.argv[2] == "launcher":  # as `accelerate launch` starts its workers
+    subprocess.Popen([sys.executable, __file__, sys.argv[1], "worker"])
+time.sleep(120)
+'''
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_pipeline_leaves_no_step_running(tmp_path):
+    """SIGKILL of the pipeline (no handler runs) still stops its step and the step's own children."""
+    import signal
+    import subprocess
+    import time
+
+    step, pids = tmp_path / "step.py", tmp_path / "pids"
+    step.write_text(STEP)
+    runner = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('p', {os.path.join(REPO, 'recipes', 'pipeline.py')!r}); "
+              "p = sys.modules['p'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(p); "
+              f"p.run_step('evaluation', [sys.executable, {str(step)!r}, {str(pids)!r}, 'launcher'], {{'steps': {{}}}}, "
+              f"{str(tmp_path / 'summary.json')!r})")
+    pipeline_process = subprocess.Popen([sys.executable, "-c", runner])
+    deadline = time.time() + 60
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+        time.sleep(0.1)
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 2 and all(map(_running, started))
+    pipeline_process.send_signal(signal.SIGKILL)
+    pipeline_process.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(map(_running, started)):
+        time.sleep(0.1)
+    assert not any(map(_running, started)), "a step outlived its killed pipeline"
+
+
+def test_a_replaced_folder_gets_ordinary_permissions(tmp_path):
+    """Results staged in a private `mkdtemp` folder end up readable as the umask allows (a collaborator on a shared
+    file system can read them)."""
+    import tempfile
+
+    from modeling_modern_llm.cli import replace_folder
+
+    staging = tempfile.mkdtemp(dir=tmp_path, prefix=".results.staging-")
+    assert os.stat(staging).st_mode & 0o777 == 0o700
+    old_umask = os.umask(0o022)
+    try:
+        replace_folder(staging, str(tmp_path / "results"))
+    finally:
+        os.umask(old_umask)
+    assert os.stat(tmp_path / "results").st_mode & 0o777 == 0o755
