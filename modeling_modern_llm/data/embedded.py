@@ -135,7 +135,7 @@ class MathDifficulty:
 
     min_steps: int = 2
     max_steps: int = 8
-    step_weights: tuple[float, ...] = (16, 6, 2, 1, 1, 1, 1)
+    step_weights: tuple[float, ...] = (24, 8, 2, 1, 1, 1, 1)
     max_start: int = 20
     distractor_rate: float = 0.2
 

@@ -267,6 +267,10 @@ def test_sampled_tasks_run_only_for_the_sampled_stages(tiny_run, tmp_path, evalu
                    "--max_gen_toks", "4", "--output_dir", str(tmp_path / "out"))
     ran = {model.stage: set(model.results["results"]) for model in results.load_run(out).models}
     assert ran == {"pretrain": {"embedded_gsm8k"}, "sft": {"embedded_gsm8k", "embedded_gsm8k_sampled"}}
+    # the headline still has the greedy score of the model without samples, from its greedy task
+    greedy = {row["stage"]: row["cells"]["GSM8K greedy"] for row in results.headline(results.load_run(out))}
+    assert greedy["pretrain"]["task"] == "embedded_gsm8k" and greedy["pretrain"]["n"] == 2
+    assert greedy["sft"]["task"] == "embedded_gsm8k" and greedy["sft"]["n"] == 2
 
 
 @pytest.mark.slow
