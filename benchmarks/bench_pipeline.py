@@ -115,8 +115,9 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
          flops_per_token(pretrain["max_length"] / 2)),
         ("sft", sft["max_steps"] * sft["per_device_train_batch_size"] * 200, flops_per_token(200 / 2)),
         ("dpo", dpo["max_steps"] * dpo["per_device_train_batch_size"] * 2 * 300, flops_per_token(300 / 2, 8)),
-        ("verifier", verifier["max_steps"] * verifier["per_device_train_batch_size"] * 2 * 200,
-         flops_per_token(200 / 2)),
+        # the token-level objective trains each sample once (question + solution ~250 tokens); pairwise, two per pair
+        ("verifier", verifier["max_steps"] * verifier["per_device_train_batch_size"] * (
+            250 if verifier.get("objective") == "token_level" else 2 * 200), flops_per_token(250 / 2)),
         # GRPO trains every completion with its prompt: a 2-shot prompt ~430 tokens + a completion ~150 (assumed)
         ("grpo", grpo_completions * (430 + 150), flops_per_token((430 + 150) / 2)),
     ]
@@ -129,10 +130,12 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
         hours = {k: flops / (H100_BF16_PEAK * mfu) / 3600 for k, mfu in ASSUMED_MFU.items()}
         totals = {k: totals[k] + hours[k] for k in totals}
         print(f"{stage:<10}{tokens / 1e9:>9.2f}B{flops:>11.2e}" + "".join(f"{h:>15.2f}" for h in hours.values()))
-    # Sampling 4 solutions of 256 tokens for each of GSM8K's 7,473 training problems is memory-bound decoding:
-    # assumed 20 ms per decode step for 64 problems x 4 samples (a 125M model is kernel-launch bound).
+    # Sampling the verifier's solutions for each of GSM8K's 7,473 training problems is memory-bound decoding:
+    # assumed 20 ms per decode step of a 256-sequence batch (a 100M model is kernel-launch bound), proportionally
+    # more for a larger batch (generation_batch_size problems x samples_per_problem sequences).
+    sequences = verifier["generation_batch_size"] * verifier["samples_per_problem"]
     decode_steps = -(-7473 // verifier["generation_batch_size"]) * verifier["max_new_tokens"]
-    sampling_h = decode_steps * 0.020 / 3600
+    sampling_h = decode_steps * 0.020 * max(1.0, sequences / 256) / 3600
     print(f"{'sampling':<10}{'':>21}" + "".join(f"{sampling_h:>15.2f}" for _ in ASSUMED_MFU))
     # GRPO generates every step's completions in one generate call (steps_per_generation = accumulation steps):
     # max_completion_length decode steps per optimizer step (a batch runs until its longest completion), at the same

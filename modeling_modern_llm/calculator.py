@@ -1,7 +1,8 @@
 """GSM8K's calculator at generation: once a model has written ``<<expression=``, the value is what it writes next.
 
 GSM8K solutions annotate each step as ``<<48/2=24>>24``; Cobbe et al. (2021) sampled with a calculator that fills in
-the result after the ``=``. Here that is a transformers ``LogitsProcessor``: it reads each row's last tokens, and while
+the result after the ``=``. Here it also fills in the number after ``>>`` that repeats the result: a small model
+copying it can get it wrong (``<<100-81=19>>9``). Here that is a transformers ``LogitsProcessor``: it reads each row's last tokens, and while
 a row is inside a result it allows only the tokens whose text continues the computed value and the closing ``>>``
 (every other score becomes -inf), so the model's own tokens spell the value. It only masks scores, so it works with
 the KV cache, batching (each row on its own), greedy decoding and sampling, and with any tokenizer.
@@ -76,13 +77,30 @@ def token_texts(tokenizer) -> list[str]:
     return [text[len(prefix):] if text.startswith(prefix) else tokenizer.decode([i]) for i, text in enumerate(decoded)]
 
 
+def _echo(tail: str) -> tuple[str, str] | None:
+    """For a text that ends right after a closed ``<<expression=result>>`` and part of the number that repeats the
+    result (``<<9*9=81>>8``), ``(result, written part)``; None elsewhere."""
+    start = tail.rfind(OPEN)
+    close = tail.find(CLOSE, start) if start >= 0 else -1
+    if close < 0:
+        return None
+    result, after = tail[start + len(OPEN):close].partition(EQUALS)[2], tail[close + len(CLOSE):]
+    if not result or not all(c.isdigit() or c in ".-" for c in after) or not result.startswith(after):
+        return None
+    return result, after
+
+
 def forced_text(tail: str) -> tuple[str, str] | None:
     """For a text that ends inside ``<<expression=written``, ``(what must follow, written)``: the result and ``>>``
-    still to write; None outside an annotation, before its ``=``, or when the expression does not evaluate or what is
-    written already differs from the result."""
+    still to write; for one that ends inside the number that repeats a closed annotation's result (GSM8K writes
+    ``<<9*9=81>>81``), the rest of that number. None outside an annotation, before its ``=``, or when the expression
+    does not evaluate or what is written already differs from the result."""
     start = tail.rfind(OPEN)
-    if start < 0 or CLOSE in tail[start:]:
+    if start < 0:
         return None
+    if CLOSE in tail[start:]:
+        echo = _echo(tail)
+        return (echo[0][len(echo[1]):], echo[1]) if echo and echo[0] != echo[1] else None
     expression, equals, written = tail[start + len(OPEN):].partition(EQUALS)
     result = calculator_result(expression) if equals else None
     if result is None or not (result + CLOSE).startswith(written):
@@ -107,6 +125,7 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         special = set(tokenizer.all_special_ids)
         # the last entry stands for ids beyond the tokenizer (a model's padded vocabulary)
         self.may_open = torch.tensor([i not in special and "<" in text for i, text in enumerate(self.texts)] + [False])
+        self.number_tokens = [i for i, text in enumerate(self.texts) if text[:1].isdigit() or text[:1] == "."]
         # Tokens that end an expression and begin its result at once ("=7" in some vocabularies): checked per step
         self.equals_tokens = [(i, *text.partition(EQUALS)[::2]) for i, text in enumerate(self.texts)
                               if EQUALS in text and text.partition(EQUALS)[2]]
@@ -120,7 +139,11 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         return [i for k in range(1, len(remaining) + 1) for i in self.ids_by_text.get(remaining[:k], [])]
 
     def banned_tokens(self, tail: str) -> list[int]:
-        """Inside ``<<expression`` before its "=": the tokens that would write "=" and a wrong result at once."""
+        """Inside ``<<expression`` before its "=": the tokens that would write "=" and a wrong result at once. Right
+        after the whole repeated result (``<<9*9=81>>81``): the tokens that would extend that number."""
+        echo = _echo(tail)
+        if echo and echo[0] == echo[1]:
+            return self.number_tokens
         start = tail.rfind(OPEN)
         if start < 0 or any(mark in tail[start:] for mark in (CLOSE, EQUALS)):
             return []

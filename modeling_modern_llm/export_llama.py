@@ -14,9 +14,9 @@ with `--overwrite`.
 The tokenizer is saved so that transformers 4.x loads it too (`PreTrainedTokenizerFast`, an
 `additional_special_tokens` list), as llama.cpp's own tools pin 4.x. `--gguf` also writes `<dst>/model.gguf`
 through the `gguf` package, in llama.cpp's format: the `llama` architecture's metadata and tensor names, q/k rows
-permuted into llama.cpp's rotary layout, and the byte-level BPE vocabulary as `gpt2` with llama.cpp's `gpt-2`
-pre-tokenizer (what `train_tokenizer` builds: byte-level, GPT-2's split regex, no prefix space), its merges,
-special tokens and chat template. llama.cpp's own converter cannot name that pre-tokenizer: it recognises
+permuted into llama.cpp's rotary layout, and the byte-level BPE vocabulary as `gpt2` with the llama.cpp
+pre-tokenizer its split regex names: `llama-bpe` for Llama 3's (what `train_tokenizer` builds), `gpt-2` for GPT-2's,
+its merges, special tokens and chat template. llama.cpp's own converter cannot name the pre-tokenizer: it recognises
 tokenizers by a hash of what known ones produce, and every tokenizer trained here is new to it.
 """
 
@@ -117,7 +117,7 @@ def export_to_llama(
     check_new_output(dst, overwrite)
     if gguf:
         _import_gguf()
-        gguf_tokenizer_problem(src)
+        gguf_pre_tokenizer(src)  # a tokenizer llama.cpp would split differently is refused before any work
     problem = weights_problem(src)
     if problem:
         raise InputFileError(f"{src}: {problem}; save the model again or restore the folder")
@@ -188,9 +188,12 @@ def _import_gguf():
     return gguf
 
 
-def gguf_tokenizer_problem(folder: str) -> None:
-    """Raise InputFileError unless `folder` holds a tokenizer llama.cpp reads as `gpt2` with the `gpt-2`
-    pre-tokenizer: byte-level BPE, GPT-2's split regex, no prefix space (what `train_tokenizer` builds)."""
+def gguf_pre_tokenizer(folder: str) -> str:
+    """llama.cpp's name of the pre-tokenizer of the byte-level BPE tokenizer in `folder`: `llama-bpe` for Llama 3's
+    split regex before a byte-level step (what `train_tokenizer` builds), `gpt-2` for GPT-2's byte-level regex (no
+    prefix space). InputFileError for any other tokenizer, which llama.cpp would split differently."""
+    from .tokenizer import PRETOKENIZE_PATTERN
+
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.isfile(path):
         raise InputFileError(f"--gguf: {folder} has no tokenizer.json, and a GGUF file carries its vocabulary; "
@@ -198,12 +201,18 @@ def gguf_tokenizer_problem(folder: str) -> None:
     with open(path, encoding="utf-8") as handle:
         tokenizer = json.load(handle)
     model, pre = tokenizer.get("model") or {}, tokenizer.get("pre_tokenizer") or {}
-    gpt2 = (model.get("type") == "BPE" and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
-            and not pre.get("add_prefix_space", False))
-    if not gpt2:
-        raise InputFileError(f"--gguf: {path} is a {model.get('type')} model with a {pre.get('type')} pre-tokenizer, "
-                             "not GPT-2's byte-level BPE (regex split, no prefix space) that this export writes; "
-                             "export without --gguf and convert with llama.cpp's convert_hf_to_gguf.py")
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    byte_level = steps[-1].get("type") == "ByteLevel" and not steps[-1].get("add_prefix_space", False)
+    if model.get("type") == "BPE" and byte_level and len(steps) == 1 and steps[0].get("use_regex", True):
+        return "gpt-2"
+    split = steps[0] if len(steps) == 2 else {}
+    if (model.get("type") == "BPE" and byte_level and not steps[-1].get("use_regex", True)
+            and split.get("type") == "Split" and (split.get("pattern") or {}).get("Regex") == PRETOKENIZE_PATTERN
+            and split.get("behavior") == "Isolated"):
+        return "llama-bpe"
+    raise InputFileError(f"--gguf: {path} is a {model.get('type')} model with a {pre.get('type')} pre-tokenizer, "
+                         "neither Llama 3's nor GPT-2's byte-level BPE that this export names for llama.cpp; "
+                         "export without --gguf and convert with llama.cpp's convert_hf_to_gguf.py")
 
 
 def serving_chat_template(template: str) -> str:
@@ -226,7 +235,7 @@ def write_gguf(folder: str, path: str) -> str:
     Float32 weights are written as F32, float16 as F16, bfloat16 as BF16; norms are always F32, as llama.cpp
     wants them."""
     gguf = _import_gguf()
-    gguf_tokenizer_problem(folder)
+    pre_tokenizer = gguf_pre_tokenizer(folder)
     config = LlamaConfig.from_pretrained(folder)
     rope = dict(getattr(config, "rope_parameters", None) or {})
     if rope.get("rope_type", "default") != "default":
@@ -272,7 +281,7 @@ def write_gguf(folder: str, path: str) -> str:
             tokens.append(f"[PAD{index}]")
             types.append(gguf.TokenType.UNUSED)
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
+    writer.add_tokenizer_pre(pre_tokenizer)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))  # merges, special ids, chat template

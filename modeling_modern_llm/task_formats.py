@@ -99,9 +99,14 @@ def format_chat_prompt(tokenizer, question: str, fewshot: Iterable[dict] = ()) -
                                          add_generation_prompt=True)
 
 
+def verifier_prompt(question: str) -> str:
+    """The problem part of what a verifier scores (`format_verifier_input` starts with it)."""
+    return gsm8k_prompt({"question": question})
+
+
 def format_verifier_input(question: str, solution: str) -> str:
     """The text a verifier scores: the problem and one candidate solution, in the completion prompt's format."""
-    return f"{gsm8k_prompt({'question': question})} {truncate_at_stop(solution).strip()}"
+    return f"{verifier_prompt(question)} {truncate_at_stop(solution).strip()}"
 
 
 def truncate_at_stop(generation: str, stop_sequences: Iterable[str] = GSM8K_STOP_SEQUENCES) -> str:

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .cli import InputFileError, UsageError, check_new_output, run_command
@@ -34,6 +34,11 @@ from .task_formats import CHAT_TEMPLATE, IM_END_TOKEN, IM_START_TOKEN  # ChatML,
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START_TOKEN, IM_END_TOKEN]
+# Llama 3's pre-tokenization: words with the space before them, numbers apart from it in groups of up to three
+# digits. A number is then the same tokens wherever it stands (" 45" in a question, "=45>>" in a solution), so a
+# model copies it by identity instead of learning that " 45" and "45" mean one thing (GPT-2's regex joins the space).
+PRETOKENIZE_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                       r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def _count_texts(texts: Iterable[str], counter: list[int]) -> Iterator[str]:
@@ -65,7 +70,10 @@ def train_tokenizer(
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}.")
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     backend.decoder = decoders.ByteLevel()
     # trim_offsets=False keeps a leading space inside its token's character span; with trimming,
     # char_to_token misses it and the assistant-token mask of the chat template comes out empty.

@@ -20,15 +20,17 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..task_formats import SST2_INSTRUCTION, SST2_LABEL_WORDS, chat_transcript, gsm8k_prompt, sst2_chat_prompt, sst2_prompt
 
-CORPUS_VERSION = 3  # bump whenever the generated rows change, so stale caches are not reused
+CORPUS_VERSION = 4  # bump whenever the generated rows change, so stale caches are not reused
 EMBEDDED_SPLITS = ("train", "validation", "test")
 _EVAL_PERCENT = {"validation": 10, "test": 10}  # of the key space; the rest is train
 
@@ -41,9 +43,12 @@ class CorpusSizes:
     text_eval_chars: int = 60_000
     train_rows: int = 3000
     eval_rows: int = 300
+    math_eval_rows: int = 600  # GSM8K's held-out problems: 500 and more, for narrow error bars
 
-    def rows(self, split: str) -> int:
-        return self.train_rows if split == "train" else self.eval_rows
+    def rows(self, split: str, math: bool = False) -> int:
+        if split == "train":
+            return self.train_rows
+        return self.math_eval_rows if math else self.eval_rows
 
 
 def split_of(key: str) -> str:
@@ -115,103 +120,311 @@ class MathProblem:
     value: int
 
 
+MakeProblem = Callable[[random.Random], MathProblem]  # make_math_problem at a chosen difficulty
+
+
+@dataclass(frozen=True)
+class MathDifficulty:
+    """The dial of the embedded GSM8K: how hard its word problems are.
+
+    A problem takes ``min_steps`` to ``max_steps`` computations (GSM8K's own range is 2 to 8), drawn with weights
+    ``step_weights`` (one per step count; fewer steps likelier, as in GSM8K); its starting quantities go up to
+    ``max_start`` (beyond the times tables); a ``distractor_rate`` share of questions carries a sentence with a number
+    the solution must not use. docs/DATA.md shows where the dial puts the cpu-demo policy.
+    """
+
+    min_steps: int = 2
+    max_steps: int = 8
+    step_weights: tuple[float, ...] = (24, 8, 2, 1, 1, 1, 1)
+    max_start: int = 20
+    distractor_rate: float = 0.2
+
+    def __post_init__(self):
+        if not MIN_STEPS <= self.min_steps <= self.max_steps <= MAX_STEPS:
+            raise ValueError(f"MathDifficulty: need {MIN_STEPS} <= min_steps <= max_steps <= {MAX_STEPS}, got "
+                             f"{self.min_steps}, {self.max_steps}")
+        if len(self.step_weights) != self.max_steps - self.min_steps + 1 or min(self.step_weights) < 0 \
+                or not sum(self.step_weights):
+            raise ValueError("MathDifficulty: step_weights needs one non-negative weight per step count "
+                             f"{self.min_steps}..{self.max_steps} (not all zero), got {self.step_weights}")
+        if not 10 <= self.max_start <= 200 or not 0 <= self.distractor_rate <= 1:
+            raise ValueError("MathDifficulty: need 10 <= max_start <= 200 and a distractor_rate in [0, 1]")
+
+
 def _step(expression: str, value: int) -> str:
     return f"{expression} = <<{expression}={value}>>{value}"
 
 
-def make_math_problem(rng: random.Random) -> MathProblem:
-    """A word problem of one to three steps with a GSM8K-style worked solution.
+class _Story:
+    """The cast and the numbers of one problem; `step` computes and writes one annotated step."""
 
-    Operands stay within the tables (single digits, products of 2..5 in two-step problems, at most 9 taken
-    away), so every step is an arithmetic fact the pretraining text states (``arithmetic_facts``): a model
-    of a few million parameters can then get problems right, and wrong in checkable ways, which is what
-    the verifier needs to learn from.
+    def __init__(self, rng: random.Random, difficulty: MathDifficulty):
+        self.rng, self.difficulty = rng, difficulty
+        self.name, self.friend, self.other = rng.sample(NAMES, 3)
+        self.thing, self.second_thing = rng.sample(THINGS, 2)
+
+    def start(self) -> int:
+        return self.rng.randint(10, self.difficulty.max_start)
+
+    def small(self, low: int = 2, high: int = 9) -> int:
+        return self.rng.randint(low, high)
+
+    @staticmethod
+    def step(expression: str) -> tuple[str, int]:
+        """``expr = <<expr=value>>value`` and the value (expressions of + - * and exact /)."""
+        value = eval(expression, {"__builtins__": {}})  # noqa: S307  (our own digits and operators)
+        if value != int(value) or value <= 0:
+            raise _NoFit
+        return _step(expression, int(value)), int(value)
+
+
+class _NoFit(Exception):
+    """The drawn numbers give a result that is not a positive integer: draw again."""
+
+
+def _two_step_kind(story: _Story) -> tuple[list[str], list[str]]:
+    p, f, t, rng = story.name, story.friend, story.thing, story.rng
+    kind = rng.choice(("buy_give", "boxes_gift", "packs_use", "twice_together", "change", "compare_groups"))
+    if kind == "buy_give":
+        a, b = story.start(), story.small(3, 12)
+        c = rng.randint(2, a + b - 1)
+        first, total = story.step(f"{a}+{b}")
+        second, _ = story.step(f"{total}-{c}")
+        return ([f"{p} has {a} {t}.", f"{p} buys {b} more and then gives {c} to {f}."],
+                [f"After buying, {p} has {first} {t}.", f"After giving some away, {p} has {second} {t}."])
+    if kind == "boxes_gift":
+        a, b, c = story.small(), story.small(3, 12), story.small(2, 12)
+        first, total = story.step(f"{a}*{b}")
+        second, _ = story.step(f"{total}+{c}")
+        return ([f"{p} buys {a} boxes with {b} {t} in each box.", f"{f} gives {p} {c} more {t}."],
+                [f"The boxes hold {first} {t}.", f"With the gift, {p} has {second} {t}."])
+    if kind == "packs_use":
+        a, b = story.small(), story.small(3, 12)
+        first, total = story.step(f"{a}*{b}")
+        c = rng.randint(2, total - 1)
+        second, _ = story.step(f"{total}-{c}")
+        return ([f"{p} has {a} packs of {b} {t}.", f"{p} uses {c} of them."],
+                [f"{p} starts with {first} {t}.", f"After using some, {second} {t} are left."])
+    if kind == "twice_together":
+        a, k = story.start(), rng.choice((2, 3))
+        first, theirs = story.step(f"{a}*{k}")
+        second, _ = story.step(f"{a}+{theirs}")
+        word = {2: "twice", 3: "three times"}[k]
+        return ([f"{p} has {a} {t}.", f"{f} has {word} as many {t} as {p}."],
+                [f"{f} has {first} {t}.", f"Together they have {second} {t}."])
+    if kind == "change":
+        a, price = story.small(), story.small(2, 12)
+        first, cost = story.step(f"{a}*{price}")
+        bill = next(b for b in (20, 50, 100, 200, 500) if b > cost)
+        second, _ = story.step(f"{bill}-{cost}")
+        return ([f"{p} buys {a} {t} at {price} dollars each and pays with a {bill}-dollar bill."],
+                [f"The {t} cost {first} dollars.", f"The change is {second} dollars."])
+    a, b = story.small(), story.small(3, 12)
+    first, total = story.step(f"{a}*{b}")
+    c = rng.randint(2, total - 1)
+    second, _ = story.step(f"{total}-{c}")
+    return ([f"{p} has {a} bags with {b} {t} in each bag.", f"{f} has {c} {t}."],
+            [f"{p} has {first} {t}.", f"{p} has {second} more {t} than {f}."])
+
+
+def _three_step_kind(story: _Story) -> tuple[list[str], list[str]]:
+    p, f, o, t, rng = story.name, story.friend, story.other, story.thing, story.rng
+    kind = rng.choice(("buy_find_give", "boxes_gift_give", "percent_sell", "two_groups", "half_then_find", "earn_spend"))
+    if kind == "buy_find_give":
+        a, b, c = story.start(), story.small(3, 12), story.small(3, 12)
+        first, x = story.step(f"{a}+{b}")
+        second, y = story.step(f"{x}+{c}")
+        d = rng.randint(2, y - 1)
+        third, _ = story.step(f"{y}-{d}")
+        return ([f"{p} has {a} {t}.", f"{p} gets {b} more, then finds {c} more and gives {d} to {f}."],
+                [f"After getting some, {p} has {first} {t}.", f"After finding some, {p} has {second} {t}.",
+                 f"After giving some away, {p} has {third} {t}."])
+    if kind == "boxes_gift_give":
+        a, b, c = story.small(), story.small(3, 12), story.small(2, 12)
+        first, x = story.step(f"{a}*{b}")
+        second, y = story.step(f"{x}+{c}")
+        d = rng.randint(2, y - 1)
+        third, _ = story.step(f"{y}-{d}")
+        return ([f"{p} buys {a} boxes with {b} {t} in each box.", f"{f} gives {p} {c} more {t}, and {p} gives {d} "
+                 f"to {o}."],
+                [f"The boxes hold {first} {t}.", f"With the gift, {p} has {second} {t}.",
+                 f"After giving some away, {p} has {third} {t}."])
+    if kind == "percent_sell":
+        percent = rng.choice((10, 20, 25, 50, 75))
+        a = rng.choice([n for n in range(10, story.difficulty.max_start + 1) if n * percent % 100 == 0] or [20])
+        b = story.small(2, 12)
+        first, sold = story.step(f"{a}*{percent}/100")
+        second, kept = story.step(f"{a}-{sold}")
+        third, _ = story.step(f"{kept}+{b}")
+        return ([f"{p} has {a} {t}.", f"{p} sells {percent}% of them and then buys {b} more."],
+                [f"{p} sells {first} {t}.", f"{p} keeps {second} {t}.", f"After buying more, {p} has {third} {t}."])
+    if kind == "two_groups":
+        a, b, c, d = story.small(), story.small(3, 12), story.small(), story.small(3, 12)
+        first, x = story.step(f"{a}*{b}")
+        second, y = story.step(f"{c}*{d}")
+        third, _ = story.step(f"{x}+{y}")
+        return ([f"{p} buys {a} boxes with {b} {t} in each box and {c} bags with {d} {t} in each bag."],
+                [f"The boxes hold {first} {t}.", f"The bags hold {second} {t}.", f"{p} buys {third} {t} in all."])
+    if kind == "half_then_find":
+        k, word = rng.choice(((2, "half"), (3, "a third"), (4, "a quarter")))
+        a = k * rng.randint(max(2, 10 // k), story.difficulty.max_start // k + 2)
+        b = story.small(2, 12)
+        first, given = story.step(f"{a}/{k}")
+        second, kept = story.step(f"{a}-{given}")
+        third, _ = story.step(f"{kept}+{b}")
+        return ([f"{p} has {a} {t} and gives {word} of them to {f}.", f"Then {p} finds {b} more {t}."],
+                [f"{p} gives away {first} {t}.", f"{p} keeps {second} {t}.", f"After finding more, {p} has {third} {t}."])
+    a, price = story.small(3, 12), story.small(2, 9)
+    first, earned = story.step(f"{a}*{price}")
+    spend, toy = rng.randint(2, earned // 2), rng.choice(TOYS)
+    second, left = story.step(f"{earned}-{spend}")
+    more = rng.randint(1, left - 1)
+    third, _ = story.step(f"{left}-{more}")
+    return ([f"{p} sells {a} {t} for {price} dollars each.", f"Then {p} spends {spend} dollars on a {toy} and "
+             f"{more} dollars on a snack."],
+            [f"{p} earns {first} dollars.", f"After the {toy}, {p} has {second} dollars.",
+             f"After the snack, {p} has {third} dollars."])
+
+
+def _four_step_kind(story: _Story) -> tuple[list[str], list[str]]:
+    p, f, o, t, u, rng = story.name, story.friend, story.other, story.thing, story.second_thing, story.rng
+    kind = rng.choice(("twice_fewer_total", "shopping_change", "reading_days"))
+    if kind == "twice_fewer_total":
+        a = story.start()
+        first, x = story.step(f"{a}*2")
+        c = rng.randint(2, x - 1)
+        second, y = story.step(f"{x}-{c}")
+        third, z = story.step(f"{a}+{x}")
+        fourth, _ = story.step(f"{z}+{y}")
+        return ([f"{p} has {a} {t}.", f"{f} has twice as many {t} as {p}.", f"{o} has {c} fewer {t} than {f}."
+                 ], [f"{f} has {first} {t}.", f"{o} has {second} {t}.", f"{p} and {f} have {third} {t}.",
+                     f"All three have {fourth} {t} in all."]) + (f"How many {t} do they have in all?",)
+    if kind == "shopping_change":
+        a, price, b, other_price = story.small(), story.small(2, 12), story.small(), story.small(2, 12)
+        first, x = story.step(f"{a}*{price}")
+        second, y = story.step(f"{b}*{other_price}")
+        third, cost = story.step(f"{x}+{y}")
+        bill = next(n for n in (20, 50, 100, 200, 500) if n > cost)
+        fourth, _ = story.step(f"{bill}-{cost}")
+        return ([f"{p} buys {a} {t} at {price} dollars each and {b} {u} at {other_price} dollars each.",
+                 f"{p} pays with a {bill}-dollar bill."],
+                [f"The {t} cost {first} dollars.", f"The {u} cost {second} dollars.", f"Everything costs {third} "
+                 "dollars.", f"The change is {fourth} dollars."]) + ("How much change does {p} get?".format(p=p),)
+    a, d, b, e = story.small(5, 20), story.small(2, 6), story.small(5, 20), story.small(2, 6)
+    first, x = story.step(f"{a}*{d}")
+    second, y = story.step(f"{b}*{e}")
+    third, read = story.step(f"{x}+{y}")
+    book = read + rng.randint(10, 60)
+    fourth, _ = story.step(f"{book}-{read}")
+    return ([f"{p}'s book has {book} pages.", f"{p} reads {a} pages a day for {d} days, then {b} pages a day for {e} "
+             "days."],
+            [f"First {p} reads {first} pages.", f"Then {p} reads {second} pages.", f"{p} reads {third} pages in all.",
+             f"{fourth} pages are left."]) + (f"How many pages does {p} have left to read?",)
+
+
+def _chain_kind(story: _Story, steps: int) -> tuple[list[str], list[str]]:
+    """A day-by-day chain of `steps` updates (finds, gives away, gets twice as many, sells a share), each day's
+    sentence and solution line named by the day, as GSM8K's longest problems go through a week."""
+    p, f, t, rng = story.name, story.friend, story.thing, story.rng
+    value = story.start()
+    sentences, lines = [f"At the start of the week {p} has {value} {t}."], []
+    for day in _DAYS[:steps]:
+        kind = rng.choice(("find", "give", "twice", "half") if value % 2 == 0 and value < 150 else ("find", "give"))
+        if kind == "give" and value < 6:
+            kind = "find"
+        if kind == "find":
+            b = story.small(3, 12)
+            sentences.append(f"On {day} {p} finds {b} more {t}.")
+            line, value = story.step(f"{value}+{b}")
+        elif kind == "give":
+            b = rng.randint(2, min(value - 1, 20))
+            sentences.append(f"On {day} {p} gives {b} {t} to {f}.")
+            line, value = story.step(f"{value}-{b}")
+        elif kind == "twice":
+            sentences.append(f"On {day} {p} doubles the {t}.")
+            line, value = story.step(f"{value}*2")
+        else:
+            sentences.append(f"On {day} {p} gives half of the {t} away.")
+            line, value = story.step(f"{value}/2")
+        lines.append(f"On {day}, {p} has {line} {t}.")
+    return sentences, lines
+
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "the next Monday")
+MIN_STEPS, MAX_STEPS = 2, 8
+_KINDS = {2: _two_step_kind, 3: _three_step_kind, 4: _four_step_kind}
+
+
+def make_math_problem(rng: random.Random, difficulty: MathDifficulty = MathDifficulty()) -> MathProblem:
+    """A GSM8K-style word problem of ``difficulty.min_steps`` to ``max_steps`` computations and its worked solution.
+
+    Two to four steps come from GSM8K's kinds of problem (adding and taking away, boxes of equal size, "twice as
+    many", a fraction or a percent of a whole, unit prices, money and change, comparisons, totals over groups, rates
+    over days); five to eight from a week in which a quantity changes day by day. Every step is written
+    ``expr = <<expr=value>>value``; every value is a positive integer, as GSM8K's answers are.
     """
-    name, friend = rng.sample(NAMES, 2)
-    thing = rng.choice(THINGS)
+    steps = rng.choices(range(difficulty.min_steps, difficulty.max_steps + 1), weights=difficulty.step_weights)[0]
+    for _ in range(1000):
+        story = _Story(rng, difficulty)
+        try:
+            made = _KINDS[steps](story) if steps in _KINDS else _chain_kind(story, steps)
+        except _NoFit:
+            continue
+        sentences, lines = made[0], made[1]
+        question = made[2] if len(made) > 2 else _question(story, lines)
+        if rng.random() < difficulty.distractor_rate:
+            sentences = list(sentences)
+            sentences.insert(rng.randint(0, len(sentences)), _distractor(story, " ".join([*sentences, *lines])))
+        value = int(re.findall(r"=(\d+)>>", lines[-1])[-1])  # the last step's annotated result
+        answer = "\n".join([*lines, f"#### {value}"])
+        return MathProblem(" ".join([*sentences, question]), answer, value)
+    raise RuntimeError(f"no {steps}-step problem fits {difficulty}")
 
-    def digit() -> int:  # never 1: "1 apples"
-        return rng.randint(2, 9)
 
-    other = rng.choice([n for n in NAMES if n not in (name, friend)])
-    kind = rng.choice(("add", "add_pair", "sub", "mul", "add_sub", "mul_add", "mul_sub", "add_add_sub", "mul_add_sub"))
-    if kind == "add":
-        a, b = digit(), digit()
-        question = f"{name} has {a} {thing}. {name} gets {b} more {thing}. How many {thing} does {name} have now?"
-        steps, value = [f"{name} has {_step(f'{a}+{b}', a + b)} {thing} now."], a + b
-    elif kind == "add_pair":
-        a, b = digit(), digit()
-        question = f"{name} found {a} {thing} and {friend} found {b} {thing}. How many {thing} did they find together?"
-        steps, value = [f"Together they found {_step(f'{a}+{b}', a + b)} {thing}."], a + b
-    elif kind == "sub":
-        a = rng.randint(4, 18)
-        b = rng.randint(2, min(9, a - 1))
-        question = f"{name} had {a} {thing} and gave {b} of them to {friend}. How many {thing} does {name} have left?"
-        steps, value = [f"{name} has {_step(f'{a}-{b}', a - b)} {thing} left."], a - b
-    elif kind == "mul":
-        a, b = digit(), digit()
-        question = f"{name} has {a} bags. Each bag holds {b} {thing}. How many {thing} are in the bags?"
-        steps, value = [f"The bags hold {_step(f'{a}*{b}', a * b)} {thing}."], a * b
-    elif kind == "add_sub":
-        a, b = digit(), digit()
-        c = rng.randint(2, min(9, a + b - 1))
-        question = (f"{name} has {a} {thing}. {name} buys {b} more and then gives {c} to {friend}. "
-                    f"How many {thing} does {name} have now?")
-        steps = [f"After buying, {name} has {_step(f'{a}+{b}', a + b)} {thing}.",
-                 f"After giving some away, {name} has {_step(f'{a + b}-{c}', a + b - c)} {thing}."]
-        value = a + b - c
-    elif kind == "mul_add":
-        a, b, c = rng.randint(2, 5), rng.randint(2, 5), digit()
-        question = (f"{name} buys {a} boxes with {b} {thing} in each box. {friend} gives {name} {c} more {thing}. "
-                    f"How many {thing} does {name} have?")
-        steps = [f"The boxes hold {_step(f'{a}*{b}', a * b)} {thing}.",
-                 f"With the gift, {name} has {_step(f'{a * b}+{c}', a * b + c)} {thing}."]
-        value = a * b + c
-    elif kind == "add_add_sub":
-        a, b, c = digit(), digit(), digit()
-        d = rng.randint(2, 9)
-        question = (f"{name} has {a} {thing}. {name} gets {b} more, then finds {c} more and gives {d} to {friend}. "
-                    f"How many {thing} does {name} have now?")
-        steps = [f"After getting some, {name} has {_step(f'{a}+{b}', a + b)} {thing}.",
-                 f"After finding some, {name} has {_step(f'{a + b}+{c}', a + b + c)} {thing}.",
-                 f"After giving some away, {name} has {_step(f'{a + b + c}-{d}', a + b + c - d)} {thing}."]
-        value = a + b + c - d
-    elif kind == "mul_add_sub":
-        a, b, c, d = rng.randint(2, 5), rng.randint(2, 5), digit(), rng.randint(2, 9)
-        question = (f"{name} buys {a} boxes with {b} {thing} in each box. {friend} gives {name} {c} more {thing}, "
-                    f"and {name} gives {d} to {other}. How many {thing} does {name} have now?")
-        steps = [f"The boxes hold {_step(f'{a}*{b}', a * b)} {thing}.",
-                 f"With the gift, {name} has {_step(f'{a * b}+{c}', a * b + c)} {thing}.",
-                 f"After giving some away, {name} has {_step(f'{a * b + c}-{d}', a * b + c - d)} {thing}."]
-        value = a * b + c - d
-    else:  # mul_sub
-        a, b = rng.randint(2, 5), rng.randint(2, 5)
-        c = rng.randint(2, min(9, a * b - 1))
-        question = f"{name} has {a} packs of {b} {thing}. {name} uses {c} of them. How many {thing} are left?"
-        steps = [f"{name} starts with {_step(f'{a}*{b}', a * b)} {thing}.",
-                 f"After using some, {_step(f'{a * b}-{c}', a * b - c)} {thing} are left."]
-        value = a * b - c
-    return MathProblem(question, "\n".join([*steps, f"#### {value}"]), value)
+def _question(story: _Story, lines: list[str]) -> str:
+    last = lines[-1]
+    if "change" in last:
+        return f"How much change does {story.name} get?"
+    if "dollars" in last:
+        return f"How many dollars does {story.name} have now?"
+    if "more" in last and "than" in last:
+        return f"How many more {story.thing} does {story.name} have than {story.friend}?"
+    if "Together" in last:
+        return f"How many {story.thing} do they have together?"
+    if "in all" in last:
+        return f"How many {story.thing} does {story.name} buy in all?"
+    if "are left" in last:
+        return f"How many {story.thing} are left?"
+    return f"How many {story.thing} does {story.name} have now?"
+
+
+def _distractor(story: _Story, text: str) -> str:
+    """A sentence with a number the solution never uses (nor the rest of the problem: it must not look like one)."""
+    rng, taken = story.rng, set(re.findall(r"\d+", text))
+    while True:
+        sentence = rng.choice((f"{story.other} has {rng.randint(2, 40)} {story.second_thing}.",
+                               f"{story.other} is {rng.randint(6, 12)} years old.",
+                               f"The {rng.choice(PLACES)} is {rng.randint(2, 30)} minutes away."))
+        if not set(re.findall(r"\d+", sentence)) & taken:
+            return sentence
 
 
 def arithmetic_facts(rng: random.Random) -> str:
     """A line of an addition, subtraction or times table, the kind of page a web corpus holds.
 
-    Written ``a+b=c`` as inside the solutions' ``<<a+b=c>>`` annotations; it covers every step of
-    ``make_math_problem`` (sums up to 25+9, differences of up to 34-9, the 2..9 times tables).
+    Written ``a+b=c`` as inside the solutions' ``<<a+b=c>>`` annotations.
     """
     kind = rng.choice(("add", "sub", "mul"))
     if kind == "mul":
-        a = rng.randint(2, 9)
-        facts = [f"{a}*{b}={a * b}" for b in range(2, 10)]
+        a = rng.randint(2, 12)
+        facts = [f"{a}*{b}={a * b}" for b in range(2, 13)]
         return f"The {a} times table: " + ", ".join(facts) + "."
     if kind == "add":
-        a = rng.randint(2, 25)
-        facts = [f"{a}+{b}={a + b}" for b in sorted(rng.sample(range(2, 10), 4))]
+        a = rng.randint(2, 99)
+        facts = [f"{a}+{b}={a + b}" for b in sorted(rng.sample(range(2, 60), 4))]
         return "Adding: " + ", ".join(facts) + "."
-    a = rng.randint(4, 34)
-    subtrahends = range(2, min(a, 10))
-    facts = [f"{a}-{b}={a - b}" for b in sorted(rng.sample(subtrahends, min(4, len(subtrahends))))]
+    a = rng.randint(10, 120)
+    facts = [f"{a}-{b}={a - b}" for b in sorted(rng.sample(range(2, a), 4))]
     return "Taking away: " + ", ".join(facts) + "."
 
 
@@ -359,7 +572,8 @@ def _draw(make: Callable[[random.Random], object], key_of: Callable[[object], st
         if key not in seen and split_of(key) == split:
             seen.add(key)
             return item
-    raise RuntimeError(f"the embedded corpus ran out of distinct {make.__name__} items for '{split}': lower CorpusSizes")
+    name = getattr(make, "__name__", None) or make.func.__name__
+    raise RuntimeError(f"the embedded corpus ran out of distinct {name} items for '{split}': lower CorpusSizes")
 
 
 def _math_key(problem: MathProblem) -> str:
@@ -374,13 +588,13 @@ def _task_key(task: Task) -> str:
     return task.key
 
 
-def make_chat_passage(rng: random.Random, split: str, seen: set[str]) -> str:
+def make_chat_passage(rng: random.Random, split: str, seen: set[str], make_problem: MakeProblem) -> str:
     """A chat transcript of a math problem, a small task or a sentiment question, as instruction data sits in
     modern pretraining mixes: the chat tokens are then not untrained when SFT starts, so SFT teaches the
     assistant's behaviour instead of spending its steps (and the pretrained skills) on the format."""
     kind = rng.choices(("math", "task", "sentiment"), weights=(50, 25, 25))[0]
     if kind == "math":
-        problem = _draw(make_math_problem, _math_key, rng, split, seen)
+        problem = _draw(make_problem, _math_key, rng, split, seen)
         return chat_transcript(problem.question, problem.answer)
     if kind == "task":
         task = _draw(make_task, _task_key, rng, split, seen)
@@ -389,7 +603,7 @@ def make_chat_passage(rng: random.Random, split: str, seen: set[str]) -> str:
     return chat_transcript(sst2_chat_prompt({"sentence": sentence}), SST2_LABEL_WORDS[label])
 
 
-def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
+def generate_text(rng: random.Random, split: str, chars: int, make_problem: MakeProblem) -> list[dict]:
     """TinyStories-schema rows (``text``): stories mixed with reviews, Q/A, facts, arithmetic tables, worked math
     problems and chat transcripts."""
     seen: set[str] = set()
@@ -409,10 +623,10 @@ def generate_text(rng: random.Random, split: str, chars: int) -> list[dict]:
                              if rng.random() < 0.7 else f"Review: {sentence} ({SST2_LABEL_WORDS[label]})"
                              for sentence, label in reviews)
         elif kind == "math":
-            problems = [_draw(make_math_problem, _math_key, rng, split, seen) for _ in range(rng.randint(1, 2))]
+            problems = [_draw(make_problem, _math_key, rng, split, seen) for _ in range(rng.randint(1, 2))]
             text = "\n\n".join(f"{gsm8k_prompt({'question': p.question})} {p.answer}" for p in problems)
         elif kind == "chat":
-            text = "".join(make_chat_passage(rng, split, seen) for _ in range(rng.randint(1, 2)))
+            text = "".join(make_chat_passage(rng, split, seen, make_problem) for _ in range(rng.randint(1, 2)))
         elif kind == "arithmetic":
             text = " ".join(arithmetic_facts(rng) for _ in range(rng.randint(1, 3)))
         else:
@@ -437,17 +651,17 @@ def _alpaca_row(instruction: str, input_text: str, output: str) -> dict:
             "text": template.format(instruction=instruction, input=input_text, output=output)}
 
 
-def generate_alpaca(rng: random.Random, split: str, rows: int) -> list[dict]:
+def generate_alpaca(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
     """Alpaca-schema rows: the small tasks, worked math problems and sentiment labelling."""
     seen: set[str] = set()
     out = []
     for _ in range(rows):
-        kind = rng.choices(("task", "math", "sentiment"), weights=(25, 50, 25))[0]
+        kind = rng.choices(("task", "math", "sentiment"), weights=(15, 70, 15))[0]
         if kind == "task":
             task = _draw(make_task, _task_key, rng, split, seen)
             out.append(_alpaca_row(task.instruction, task.input, task.output))
         elif kind == "math":
-            problem = _draw(make_math_problem, _math_key, rng, split, seen)
+            problem = _draw(make_problem, _math_key, rng, split, seen)
             out.append(_alpaca_row(problem.question, "", problem.answer))
         else:
             sentence, label = _draw(make_review, _review_key, rng, split, seen)
@@ -466,24 +680,43 @@ def _transcript(turns: list[tuple[str, str]]) -> str:
     return "".join(f"\n\n{speaker}: {text}" for speaker, text in turns)
 
 
+_LAST_STEP = re.compile(r"(\d+)([-+*/])(\d+) = <<\1\2\3=(\d+)>>\4(?!.*<<)", re.S)
+_APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+          "/": lambda a, b: a // b if b and a % b == 0 else None}
+
+
 def _slipped_solution(problem: MathProblem, rng: random.Random) -> str:
-    """The worked solution with one arithmetic slip in its last step, carried to the final answer."""
+    """The worked solution with one slip in its last step, carried to the final answer: a wrong result (an
+    arithmetic slip) or, half the time, a wrong number copied into it (another number of the question), the
+    policy's own commonest mistakes."""
+    match = _LAST_STEP.search(problem.answer)
+    wrong = None
+    if match and rng.random() < 0.5:
+        a, op, b = match.group(1), match.group(2), match.group(3)
+        others = [n for n in dict.fromkeys(re.findall(r"\d+", problem.question)) if n != b]
+        if others:
+            b = rng.choice(others)
+            wrong = _APPLY[op](int(a), int(b))
+        if wrong is not None and wrong > 0 and wrong != problem.value:
+            step = f"{a}{op}{b} = <<{a}{op}{b}={wrong}>>{wrong}"
+            answer = problem.answer[:match.start()] + step + problem.answer[match.end():]
+            return answer.replace(f"#### {problem.value}", f"#### {wrong}")
     wrong = problem.value + rng.choice((-2, -1, 1, 2) if problem.value > 2 else (1, 2, 3))
     head, _, _ = problem.answer.rpartition(f"={problem.value}>>{problem.value}")
     tail = problem.answer[len(head) + len(f"={problem.value}>>{problem.value}"):]
     return f"{head}={wrong}>>{wrong}{tail.replace(f'#### {problem.value}', f'#### {wrong}')}"
 
 
-def generate_hh_rlhf(rng: random.Random, split: str, rows: int) -> list[dict]:
+def generate_hh_rlhf(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
     """hh-rlhf-schema rows: chosen answers are correct and helpful; rejected ones wrong or unhelpful.
 
-    A math problem's rejected answer is its worked solution with one arithmetic slip (``_slipped_solution``),
-    so preference tuning rewards right arithmetic in the solution format the evaluation reads."""
+    A math problem's rejected answer is its worked solution with one slip in the last step (``_slipped_solution``),
+    so preference tuning rewards the right numbers in the solution format the evaluation reads."""
     seen: set[str] = set()
     out = []
     for _ in range(rows):
         if rng.random() < 0.3:
-            problem = _draw(make_math_problem, _math_key, rng, split, seen)
+            problem = _draw(make_problem, _math_key, rng, split, seen)
             question, good, bad = problem.question, problem.answer, _slipped_solution(problem, rng)
         else:
             task = _draw(make_task, _task_key, rng, split, seen)
@@ -500,10 +733,10 @@ def generate_hh_rlhf(rng: random.Random, split: str, rows: int) -> list[dict]:
     return out
 
 
-def generate_gsm8k(rng: random.Random, split: str, rows: int) -> list[dict]:
+def generate_gsm8k(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
     """GSM8K-schema rows (``question``, ``answer`` with worked steps and ``#### N``)."""
     seen: set[str] = set()
-    problems = [_draw(make_math_problem, _math_key, rng, split, seen) for _ in range(rows)]
+    problems = [_draw(make_problem, _math_key, rng, split, seen) for _ in range(rows)]
     return [{"question": p.question, "answer": p.answer} for p in problems]
 
 
@@ -515,35 +748,40 @@ def generate_sst2(rng: random.Random, split: str, rows: int) -> list[dict]:
 
 
 _GENERATORS = {
-    "embedded-text": lambda rng, split, sizes: generate_text(
-        rng, split, sizes.text_train_chars if split == "train" else sizes.text_eval_chars),
-    "embedded-alpaca": lambda rng, split, sizes: generate_alpaca(rng, split, sizes.rows(split)),
-    "embedded-hh-rlhf": lambda rng, split, sizes: generate_hh_rlhf(rng, split, sizes.rows(split)),
-    "embedded-gsm8k": lambda rng, split, sizes: generate_gsm8k(rng, split, sizes.rows(split)),
-    "embedded-sst2": lambda rng, split, sizes: generate_sst2(rng, split, sizes.rows(split)),
+    "embedded-text": lambda rng, split, sizes, make: generate_text(
+        rng, split, sizes.text_train_chars if split == "train" else sizes.text_eval_chars, make),
+    "embedded-alpaca": lambda rng, split, sizes, make: generate_alpaca(rng, split, sizes.rows(split), make),
+    "embedded-hh-rlhf": lambda rng, split, sizes, make: generate_hh_rlhf(rng, split, sizes.rows(split), make),
+    "embedded-gsm8k": lambda rng, split, sizes, make: generate_gsm8k(rng, split, sizes.rows(split, math=True), make),
+    "embedded-sst2": lambda rng, split, sizes, make: generate_sst2(rng, split, sizes.rows(split)),
 }
 
 
-def generate_embedded_corpus(seed: int = 0, sizes: CorpusSizes = CorpusSizes()) -> dict[str, dict[str, list[dict]]]:
-    """All embedded datasets as ``{name: {split: rows}}``; the same seed gives the same rows."""
-    return {name: {split: generate(random.Random(f"{seed}/{name}/{split}"), split, sizes) for split in EMBEDDED_SPLITS}
+def generate_embedded_corpus(seed: int = 0, sizes: CorpusSizes = CorpusSizes(),
+                             difficulty: MathDifficulty = MathDifficulty()) -> dict[str, dict[str, list[dict]]]:
+    """All embedded datasets as ``{name: {split: rows}}``; the same seed, sizes and difficulty give the same rows."""
+    make = partial(make_math_problem, difficulty=difficulty)
+    return {name: {split: generate(random.Random(f"{seed}/{name}/{split}"), split, sizes, make)
+                   for split in EMBEDDED_SPLITS}
             for name, generate in _GENERATORS.items()}
 
 
-def embedded_corpus_dir(seed: int = 0, sizes: CorpusSizes = CorpusSizes()) -> Path:
+def embedded_corpus_dir(seed: int = 0, sizes: CorpusSizes = CorpusSizes(),
+                        difficulty: MathDifficulty = MathDifficulty()) -> Path:
     """The folder holding the generated corpus as ``<name>/<split>.jsonl``, generated on first use.
 
     Cached under ``$MODERN_LLM_CACHE`` (default ``~/.cache/modern_llm``)/embedded; written to a temporary
     folder and renamed, so concurrent processes (e.g. DDP ranks) never read a half-written file.
     """
     root = Path(os.environ.get("MODERN_LLM_CACHE", Path.home() / ".cache" / "modern_llm")) / "embedded"
-    fingerprint = hashlib.sha1(json.dumps(asdict(sizes), sort_keys=True).encode()).hexdigest()[:8]
+    settings = {**asdict(sizes), "math": asdict(difficulty)}
+    fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     target = root / f"v{CORPUS_VERSION}-seed{seed}-{fingerprint}"
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
-    for name, splits in generate_embedded_corpus(seed, sizes).items():
+    for name, splits in generate_embedded_corpus(seed, sizes, difficulty).items():
         (staging / name).mkdir()
         for split, rows in splits.items():
             with open(staging / name / f"{split}.jsonl", "w", encoding="utf-8") as handle:

@@ -67,6 +67,9 @@ class EvaluationArguments:
         "help": "Documents per task (lm-eval's --limit); rehearsals pass e.g. 4."})
     n_samples: int | None = field(default=None, metadata={
         "help": "Solutions sampled per problem by the sampled tasks (their `repeats`); 0 skips them."})
+    sampled_stages: list[str] | None = field(default=None, metadata={
+        "help": "Run the sampled tasks (N generations per problem) only for the models of these stages, e.g. "
+                "`dpo grpo` (the policies whose best-of-N the report discusses); default: every model."})
     temperature: float | None = field(default=None, metadata={"help": "Sampling temperature of the sampled tasks."})
     max_gen_toks: int | None = field(default=None, metadata={"help": "Generation budget of every generation task."})
     num_fewshot: int | None = field(default=None, metadata={
@@ -152,6 +155,9 @@ def check_arguments(args: EvaluationArguments) -> None:
         index = int(args.device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu")
+    if args.sampled_stages is not None and (unknown := set(args.sampled_stages) - {*POLICY_STAGES, "baseline", "other"}):
+        raise UsageError(f"--sampled_stages: {', '.join(sorted(unknown))} is not a stage; stages: "
+                         f"{', '.join((*POLICY_STAGES, 'baseline', 'other'))}")
     if args.tasks is not None and not args.tasks:
         raise UsageError("--tasks needs at least one task name")
     for flag, folder in [("--local_dir", args.local_dir), *(("--include_path", p) for p in args.include_path or [])]:
@@ -391,7 +397,8 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
 
         verifier, entries = None, []
         for spec in specs:
-            names = [loader.name_for(name, spec.chat) for name in requested]
+            names = [loader.name_for(name, spec.chat) for name in requested
+                     if args.sampled_stages is None or spec.stage in args.sampled_stages or not loader.is_sampled(name)]
             tasks = [task for task in map(loader.load, names) if not isinstance(task, str)]
             entry = run_model(spec, tasks, loader, args, staging) if tasks else {
                 "name": spec.name, "path": spec.path, "stage": spec.stage, "status": "unavailable: no task could be loaded"}
@@ -400,7 +407,7 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
                 if verifier is None:
                     from .verifier import Verifier
 
-                    verifier = Verifier(args.verifier, device=_dtype_and_device(args)[1])
+                    verifier = Verifier.from_pretrained(args.verifier, device=_dtype_and_device(args)[1])
                 score_with_verifier(verifier, staging / entry["dir"], sampled, args.verifier)
             entries.append(entry)
         index = {"schema_version": 2, "command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

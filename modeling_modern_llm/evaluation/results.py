@@ -32,7 +32,7 @@ from pathlib import Path
 
 from modeling_modern_llm.cli import InputFileError, atomic_write_json, atomic_write_text
 from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage, infer_stage
-from modeling_modern_llm.task_formats import extract_flexible
+from modeling_modern_llm.task_formats import extract_flexible, gsm8k_reference
 
 from . import selectors
 from .gsm8k_errors import COARSE_TAXONOMY, TAXONOMY, classify_error, coarse_kind
@@ -46,6 +46,7 @@ PERPLEXITY_TASKS, SST2_TASKS = ("embedded_text", "wikitext", "tinystories"), ("e
 # the analysis compares it with the other decoding on the same problems (`calculator_effect`).
 SAMPLED_GSM8K_TASKS = ("embedded_gsm8k_sampled_calculator", "embedded_gsm8k_sampled", "gsm8k_sampled_calculator",
                        "gsm8k_sampled")
+GREEDY_GSM8K_TASKS = ("embedded_gsm8k_calculator", "embedded_gsm8k", "gsm8k_calculator", "gsm8k")  # the same order
 CALCULATOR_SUFFIX = "_calculator"  # a GSM8K task's twin with the calculator at generation (eval/tasks/*_calculator*)
 SELECTOR_COLUMNS = {"greedy": "GSM8K greedy", "random_of_n": "random pick", "majority_vote": "majority vote",
                     "verifier_best_of_n": "verifier best-of-N", "verifier_weighted_vote": "verifier-weighted vote",
@@ -167,6 +168,15 @@ def accuracy(model: ModelRun, task: str) -> dict:
                   selectors.standard_error(hits), len(samples), task=task)
 
 
+def greedy_value(model: ModelRun, task: str) -> dict:
+    """Exact match of a greedy GSM8K task's solutions (the final answer, flexible-extract), via `evaluate`."""
+    samples = model.samples(task)
+    predictions, references = [s["resps"][0][0] for s in samples], [s["doc"]["answer"] for s in samples]
+    flags = [float(extract_flexible(p) == gsm8k_reference(r)) for p, r in zip(predictions, references)]
+    em = _metric("gsm8k").compute(predictions=predictions, references=references)["exact_match_flexible"]
+    return _value(em, selectors.standard_error(flags), len(samples), task=task)
+
+
 def greedy_task(model: ModelRun, sampled_task: str) -> str | None:
     """The greedy task a sampled task names (`metadata.greedy_task`), if this model ran it."""
     name = (model.results["configs"][sampled_task].get("metadata") or {}).get("greedy_task")
@@ -240,6 +250,8 @@ def headline(run: EvaluationRun) -> list[dict]:
             if task := model.find_task(SAMPLED_GSM8K_TASKS):
                 for selector, value in selector_values(model, task, problems(model, task)).items():
                     cells[SELECTOR_COLUMNS[selector]] = value
+            elif task := model.find_task(GREEDY_GSM8K_TASKS):  # a model evaluated without samples (--sampled_stages)
+                cells[SELECTOR_COLUMNS["greedy"]] = greedy_value(model, task)
         rows.append({"model": model.name, "display_name": model.display_name, "stage": model.stage,
                      "status": model.status, "cells": cells})
     return rows

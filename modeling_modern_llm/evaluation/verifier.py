@@ -56,21 +56,24 @@ def trained_policy(path: str) -> str | None:
 
 
 class Verifier:
-    """A loaded verifier; `score` runs it over solutions in length-sorted batches."""
+    """A verifier model and its tokenizer; `score` runs it over solutions in length-sorted batches."""
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32):
+    def __init__(self, model, tokenizer, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        if self.tokenizer.pad_token is None:  # the head pools the last non-pad token, so padding must be marked
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+
+    @classmethod
+    def from_pretrained(cls, path: str, device: str = "cpu", batch_size: int = 32) -> "Verifier":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:  # the head pools the last non-pad token, so padding must be marked
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "right"
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.batch_size = batch_size
+        model = AutoModelForSequenceClassification.from_pretrained(path).to(device).eval()
+        return cls(model, AutoTokenizer.from_pretrained(path), batch_size)
 
     @torch.inference_mode()
     def score(self, texts: list[str]) -> list[float]:
@@ -86,3 +89,4 @@ class Verifier:
             values = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
             scores.update(zip(batch, values.tolist()))
         return [scores[i] for i in range(len(texts))]
+

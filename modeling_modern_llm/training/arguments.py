@@ -128,6 +128,17 @@ class VerifierConfig(_DeviceDefaults, RewardConfig):
         default=False, metadata={"help": "Count the dataset's reference solution as one more correct candidate. Off "
                                  "(Cobbe et al.): pairs come only from the policy's own samples, so the verifier learns "
                                  "what separates its right and wrong solutions, not the reference's style."})
+    objective: str = field(
+        default="pairwise", metadata={"help": "pairwise: TRL's RewardTrainer, Bradley-Terry on (correct, incorrect) "
+                                      "pairs of one problem, scored at the last token; token_level: every sample "
+                                      "labelled by its final answer, the score predicted at every token of the "
+                                      "solution, plus the LM loss on correct ones (Cobbe et al. 2021)."})
+    lm_loss_coef: float = field(
+        default=1.0, metadata={"help": "token_level: weight of the language-modelling loss on the correct solutions "
+                               "(needs tied embeddings); 0 turns it off."})
+    use_calculator: bool = field(
+        default=False, metadata={"help": "Sample with the calculator: after `<<expr=` the policy may only write the "
+                                 "computed value (as the evaluation's calculator tasks). Match the evaluation."})
 
 
 @dataclass

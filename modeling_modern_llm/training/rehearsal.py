@@ -8,7 +8,7 @@ only what makes it long or needs a GPU:
 - a few steps of tiny batches on the first rows of each dataset (read as configured: from `local_data_dir`, from
   the Hub where it is reachable, else from stand-ins: embedded-corpus rows written in each Hub dataset's exact
   schema, so the Hub normalisers still run);
-- the verifier pairs the reference solution with the policy's samples (`include_reference`), since a tiny policy
+- the verifier counts the reference solution as a correct candidate (`include_reference`), since a tiny policy
   trained for a few steps solves no problem;
 - a kernel this machine cannot run (a flash kernel without a GPU) is first checked against the model, then swapped
   for sdpa; bf16 runs as autocast on a CPU; QLoRA runs as LoRA without a GPU; a multi-process launcher becomes
@@ -110,8 +110,9 @@ def stage_overrides(stage: str, training, model_args, architecture: dict | None)
                          max_eval_samples=4, num_fewshot=min(training.num_fewshot, 1))
         if not training.include_reference:  # a few steps of a tiny policy solve nothing: no pair of its own samples
             overrides["include_reference"] = "true"
-            notes.append("verifier: the reference solution paired with the policy's samples (include_reference: "
-                         "a rehearsal's tiny policy solves no problem, so its own samples make no pair)")
+            notes.append("verifier: the reference solution counted as a correct candidate beside the policy's samples "
+                         "(include_reference: a rehearsal's tiny policy solves no problem, so its own samples alone "
+                         "have nothing to tell apart)")
     if stage == "grpo":  # 2 completions of a few tokens per prompt, the groups whole in a batch of 2
         overrides.update(num_generations=2, max_completion_length=min(training.max_completion_length, 16),
                          verifier_batch_size=4)

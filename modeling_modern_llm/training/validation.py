@@ -273,7 +273,7 @@ def _number_problems(stage: str, training, script) -> list[str]:
     if stage == "dpo":
         positive("beta", training.beta, integer=False)
     if stage == "verifier":
-        if training.samples_per_problem < 2 and not training.include_reference:
+        if training.objective == "pairwise" and training.samples_per_problem < 2 and not training.include_reference:
             problems.append(f"`samples_per_problem` must be at least 2 to give (correct, incorrect) pairs, got "
                             f"{training.samples_per_problem} (or set include_reference: true)")
         for name in ("max_new_tokens", "generation_batch_size", "max_pairs_per_problem"):
@@ -283,6 +283,10 @@ def _number_problems(stage: str, training, script) -> list[str]:
             problems.append(f"`top_p` must be in (0, 1], got {training.top_p}")
         if training.num_fewshot < 0:
             problems.append(f"`num_fewshot` must be >= 0, got {training.num_fewshot}")
+        if training.objective not in ("pairwise", "token_level"):
+            problems.append(f"`objective` must be pairwise or token_level, got {training.objective!r}")
+        if not (math.isfinite(training.lm_loss_coef) and training.lm_loss_coef >= 0):
+            problems.append(f"`lm_loss_coef` must be a finite number >= 0, got {training.lm_loss_coef!r}")
     return problems
 
 

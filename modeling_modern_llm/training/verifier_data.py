@@ -14,6 +14,7 @@ import random
 import torch
 from tqdm.auto import tqdm
 
+from modeling_modern_llm.calculator import calculator_logits_processor
 from modeling_modern_llm.cli import atomic_write_text
 from modeling_modern_llm.task_formats import (
     format_chat_prompt,
@@ -29,6 +30,7 @@ def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], 
     """``args.samples_per_problem`` sampled solutions per problem, each labelled by its final answer."""
     tokenizer.padding_side = "left"
     model.eval()
+    calculator = calculator_logits_processor(tokenizer) if args.use_calculator else None
     records = []
     batches = range(0, len(problems), args.generation_batch_size)
     for start in tqdm(batches, desc="sampling solutions", disable=args.disable_tqdm):
@@ -40,7 +42,7 @@ def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], 
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         outputs = model.generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
                                  max_new_tokens=args.max_new_tokens, num_return_sequences=args.samples_per_problem,
-                                 pad_token_id=tokenizer.pad_token_id)
+                                 pad_token_id=tokenizer.pad_token_id, logits_processor=calculator)
         texts = tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
         for index, text in enumerate(texts):
             problem = batch[index // args.samples_per_problem]
@@ -72,6 +74,17 @@ def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int,
     return pairs
 
 
+def with_references(records: list[dict]) -> list[dict]:
+    """The token-level objective's `include_reference`: each problem's reference solution added as one more correct
+    sample."""
+    seen, references = set(), []
+    for record in records:
+        if record["question"] not in seen:
+            seen.add(record["question"])
+            references.append({**record, "solution": record["answer"].strip(), "correct": True})
+    return records + references
+
+
 def tokenize_pairs(pairs: list[dict], tokenizer) -> dict[str, list[list[int]]]:
     """``chosen_ids``/``rejected_ids`` tokenised as evaluation scores a solution (plain ``tokenizer(text)``).
 
@@ -96,7 +109,7 @@ def samples_path(output_dir: str, split: str, policy: str, problems: list[dict],
     changed settings never reuses stale ones."""
     settings = {"policy": _policy_identity(policy), "questions": [p["question"] for p in problems], "shots": [s["question"] for s in shots],
                 **{name: getattr(args, name) for name in ("samples_per_problem", "temperature", "top_p", "max_new_tokens",
-                                                          "sample_with_chat_template", "seed")}}
+                                                          "sample_with_chat_template", "use_calculator", "seed")}}
     fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return os.path.join(output_dir, f"samples-{split}-{fingerprint}.jsonl")
 

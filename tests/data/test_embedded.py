@@ -7,7 +7,7 @@ import pytest
 from modeling_modern_llm.data import REGISTRY, CorpusSizes, generate_embedded_corpus, load_dataset_by_name, split_of
 from modeling_modern_llm.task_formats import calculator_annotations, gsm8k_reference
 
-SMALL = CorpusSizes(text_train_chars=60_000, text_eval_chars=10_000, train_rows=400, eval_rows=80)
+SMALL = CorpusSizes(text_train_chars=60_000, text_eval_chars=10_000, train_rows=400, eval_rows=80, math_eval_rows=100)
 EVAL_SPLITS = ("validation", "test")
 HUB_SCHEMA = {"embedded-text": {"text"}, "embedded-alpaca": {"instruction", "input", "output", "text"},
               "embedded-hh-rlhf": {"chosen", "rejected"}, "embedded-gsm8k": {"question", "answer"},
@@ -31,7 +31,7 @@ def test_rows_follow_the_hub_schemas_and_sizes(corpus):
         for split, rows in splits.items():
             assert all(set(row) == HUB_SCHEMA[name] for row in rows), (name, split)
             if name != "embedded-text":
-                assert len(rows) == SMALL.rows(split)
+                assert len(rows) == SMALL.rows(split, math=name == "embedded-gsm8k")
     assert sum(len(r["text"]) for r in corpus["embedded-text"]["train"]) >= SMALL.text_train_chars
 
 
@@ -41,7 +41,7 @@ def test_math_solutions_are_correct_gsm8k_answers(corpus):
             steps = calculator_annotations(row["answer"])
             assert steps, row
             for expression, written in steps:
-                assert re.fullmatch(r"[0-9+\-*]+", expression) and eval(expression) == int(written), row
+                assert re.fullmatch(r"[0-9+\-*/]+", expression) and eval(expression) == int(written), row
             assert gsm8k_reference(row["answer"]) == steps[-1][1]
             assert int(gsm8k_reference(row["answer"])) >= 0
 
@@ -107,33 +107,62 @@ def test_registry_loads_embedded_sets_through_the_hub_normalisers():
     pair = load_dataset_by_name("embedded-hh-rlhf", "validation", limit=1)[0]
     assert pair["prompt"][-1]["role"] == "user" and pair["chosen"][0]["role"] == "assistant"
     assert len(load_dataset_by_name("embedded-sst2", "test")) == CorpusSizes().eval_rows
+    assert len(load_dataset_by_name("embedded-gsm8k", "test")) == CorpusSizes().math_eval_rows >= 500
 
 
-def test_every_solution_step_is_a_fact_the_arithmetic_tables_state(corpus):
-    """The tables in the pretraining text cover every step of every problem, so none needs unseen arithmetic."""
+def test_the_difficulty_dial_sets_steps_and_distractors():
+    """A problem takes the dial's number of steps (each an `<<expr=value>>`), and a distractor is a sentence whose
+    number no step uses."""
     import random
 
-    from modeling_modern_llm.data.embedded import arithmetic_facts
+    from modeling_modern_llm.data.embedded import MathDifficulty, make_math_problem
 
-    rng = random.Random(0)
-    stated = {fact for _ in range(20_000)
-              for fact in re.findall(r"\d+[-+*]\d+=\d+", arithmetic_facts(rng))}
-    for split in ("train", "validation", "test"):
-        for row in corpus["embedded-gsm8k"][split]:
-            for expression, written in calculator_annotations(row["answer"]):
-                assert f"{expression}={written}" in stated, (expression, row["question"])
+    for steps in range(2, 9):
+        dial = MathDifficulty(min_steps=steps, max_steps=steps, step_weights=(1,), distractor_rate=0.0)
+        problems = [make_math_problem(random.Random(f"{steps}-{i}"), dial) for i in range(40)]
+        assert {len(calculator_annotations(p.answer)) for p in problems} == {steps}
+    rng, always = random.Random(0), MathDifficulty(distractor_rate=1.0)
+    for _ in range(60):
+        problem = make_math_problem(rng, always)
+        used = {n for expression, _ in calculator_annotations(problem.answer) for n in re.findall(r"\d+", expression)}
+        sentences = re.split(r"(?<=[.?])\s", problem.question)
+        assert any(set(re.findall(r"\d+", s)) and not set(re.findall(r"\d+", s)) & used for s in sentences), problem
+    for wrong in (dict(step_weights=(1, 1)), dict(min_steps=1), dict(max_steps=9), dict(max_start=5),
+                  dict(distractor_rate=1.5)):
+        with pytest.raises(ValueError, match="MathDifficulty"):
+            MathDifficulty(**wrong)
 
 
-def test_rejected_math_answers_carry_one_arithmetic_slip(corpus):
-    """Preference pairs on math differ only in a wrong step, so DPO rewards right arithmetic in the GSM8K format."""
+def test_default_problems_span_two_to_eight_steps_fewer_likelier(corpus):
+    counts = [len(calculator_annotations(row["answer"])) for row in corpus["embedded-gsm8k"]["train"]]
+    assert min(counts) == 2 and max(counts) == 8
+    assert counts.count(2) > counts.count(3) > counts.count(4) > counts.count(8)
+
+
+def test_every_number_a_step_uses_is_in_the_question_or_an_earlier_result(corpus):
+    """No step needs a number the problem does not give (but "half", "twice", a percent's 100 and a bill)."""
+    for row in corpus["embedded-gsm8k"]["test"]:
+        known = set(re.findall(r"\d+", row["question"])) | {"2", "3", "4", "100"}
+        for expression, value in calculator_annotations(row["answer"]):
+            assert set(re.findall(r"\d+", expression)) <= known, (expression, row["question"])
+            known.add(value)
+
+
+def test_rejected_math_answers_carry_one_slip_in_the_last_step(corpus):
+    """Preference pairs on math differ only in the last step, by a wrong result or a wrong number copied into it, so
+    DPO rewards the right numbers in the GSM8K format."""
     math_rows = [row for row in corpus["embedded-hh-rlhf"]["train"] if "####" in row["chosen"] and "####" in row["rejected"]]
     assert len(math_rows) > 20
+    kinds = set()
     for row in math_rows:
-        chosen_steps, rejected_steps = calculator_annotations(row["chosen"]), calculator_annotations(row["rejected"])
-        assert all(eval(expression) == int(value) for expression, value in chosen_steps), row
-        wrong = [(e, v) for e, v in rejected_steps if eval(e) != int(v)]
-        assert len(wrong) == 1 and wrong[0] == rejected_steps[-1], row
-        assert gsm8k_reference(row["rejected"].rpartition("\n\nAssistant: ")[2]) == wrong[0][1]
+        chosen = calculator_annotations(row["chosen"].rpartition("\n\nAssistant: ")[2])
+        rejected = calculator_annotations(row["rejected"].rpartition("\n\nAssistant: ")[2])
+        assert all(eval(expression) == int(value) for expression, value in chosen), row
+        assert chosen[:-1] == rejected[:-1] and chosen[-1] != rejected[-1], row
+        expression, value = rejected[-1]
+        kinds.add("arithmetic" if eval(expression) != int(value) else "operand")
+        assert gsm8k_reference(row["rejected"].rpartition("\n\nAssistant: ")[2]) == value
+    assert kinds == {"arithmetic", "operand"}
 
 
 def test_chat_transcripts_in_the_pretraining_text_are_the_tokenizers_chat_format(corpus):

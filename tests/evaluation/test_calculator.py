@@ -79,9 +79,25 @@ def test_forced_results_appear_in_greedy_and_sampled_generation(model, tokenizer
     assert [g[: len(f)] for g, f in zip(greedy, ["48>>", "2>>", "33.33>>"])] == ["48>>", "2>>", "33.33>>"]
     assert not any(g.startswith(("48>>", "2>>")) for g in generate(model, tokenizer, prompts[:2], calculator=False))
     torch.manual_seed(1)
-    sampled = generate(model, tokenizer, prompts * 4, do_sample=True, temperature=1.5, top_k=0)
-    assert all(s.startswith(f) for s, f in zip(sampled, ["48>>", "2>>", "33.33>>"] * 4))
-    assert len({s[7:] for s in sampled}) > 1  # after ">>" the samples are free again, and differ
+    sampled = generate(model, tokenizer, prompts * 4, do_sample=True, temperature=1.5, top_k=0, max_new_tokens=24)
+    written = ["48>>48", "2>>42", "33.33>>33.33"] * 4  # the result, and the number after ">>" that repeats it
+    assert all(s.startswith(f) for s, f in zip(sampled, written))
+    assert len({s[len(f):] for s, f in zip(sampled, written)}) > 1  # after that the samples are free again, and differ
+
+
+def test_the_number_after_the_annotation_repeats_its_result():
+    assert forced_text("so <<9*9=81>>") == ("81", "") and forced_text("so <<9*9=81>>8") == ("1", "8")
+    assert forced_text("so <<9*9=81>>81") is None and forced_text("so <<9*9=81>> eggs") is None
+    assert forced_text("so <<9*9=81>>7") is None  # a number the model wrote otherwise is left alone
+
+
+def test_the_repeated_result_is_not_extended(model, tokenizer):
+    processor = CalculatorLogitsProcessor(tokenizer)
+    banned = processor.banned_tokens("so <<9*9=81>>81")
+    assert banned and all(processor.texts[i][0].isdigit() or processor.texts[i][0] == "." for i in banned)
+    assert processor.banned_tokens("so <<9*9=81>>81 eggs") == []
+    greedy = generate(model, tokenizer, ["so <<6*7=42>>"], max_new_tokens=8)[0]
+    assert greedy.startswith("42") and not greedy[2:3].isdigit()
 
 
 def test_unrelated_text_is_untouched_and_batch_rows_are_independent(model, tokenizer):

@@ -173,6 +173,7 @@ BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the mess
     (["--tasks", "embedded_sst3"], 2, "no task or group named embedded_sst3"),
     (["--tasks", "embedded_sst2_fewshot", "--num_fewshot", "100000"], 2, "--num_fewshot 100000: task embedded_sst2_fewshot has"),
     (["--stages", "sft", "dpo"], 2, "--stages needs one stage per --model"),
+    (["--sampled_stages", "dpo", "rlhf"], 2, "--sampled_stages: rlhf is not a stage"),
     (["--verifier", "{run}/dpo_final"], 1, "is a ModernLLMForCausalLM, not a sequence-classification verifier"),
     (["--model", "{run}/verifier_final"], 1, "is a sequence-classification model"),
     (["--model", "{run}/sfft_final"], 1, "does not exist: check the path"),
@@ -259,6 +260,20 @@ def test_a_task_asks_the_harness_model_for_the_calculator(tiny_run):
         texts[calculator] = lm.generate_until(requests, disable_tqdm=True)
     assert texts[True][0].startswith("48>>") and texts[True][1].startswith("33.33>>") and texts[True][2] == texts[False][2]
     assert not texts[False][0].startswith("48>>")
+
+
+@pytest.mark.slow
+def test_sampled_tasks_run_only_for_the_sampled_stages(tiny_run, tmp_path, evaluate):
+    """`--sampled_stages sft`: the pretrained model runs greedy GSM8K only, the SFT model greedy and sampled."""
+    out = evaluate("--model", str(tiny_run / "pretrain_final"), str(tiny_run / "sft_final"), "--sampled_stages", "sft",
+                   "--tasks", "embedded_gsm8k", "embedded_gsm8k_sampled", "--limit", "2", "--n_samples", "2",
+                   "--max_gen_toks", "4", "--output_dir", str(tmp_path / "out"))
+    ran = {model.stage: set(model.results["results"]) for model in results.load_run(out).models}
+    assert ran == {"pretrain": {"embedded_gsm8k"}, "sft": {"embedded_gsm8k", "embedded_gsm8k_sampled"}}
+    # the headline still has the greedy score of the model without samples, from its greedy task
+    greedy = {row["stage"]: row["cells"]["GSM8K greedy"] for row in results.headline(results.load_run(out))}
+    assert greedy["pretrain"]["task"] == "embedded_gsm8k" and greedy["pretrain"]["n"] == 2
+    assert greedy["sft"]["task"] == "embedded_gsm8k" and greedy["sft"]["n"] == 2
 
 
 @pytest.mark.slow

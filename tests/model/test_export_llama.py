@@ -142,7 +142,7 @@ def test_the_gguf_holds_llama_cpps_metadata_vocabulary_and_chat_template(exporte
     assert fields["llama.context_length"] == config.max_position_embeddings and fields["llama.vocab_size"] == VOCAB_SIZE
     assert fields["llama.rope.freq_base"] == 5000.0 and fields["llama.rope.dimension_count"] == config.head_dim
     assert fields["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(config.rms_norm_eps)
-    assert (fields["tokenizer.ggml.model"], fields["tokenizer.ggml.pre"]) == ("gpt2", "gpt-2")
+    assert (fields["tokenizer.ggml.model"], fields["tokenizer.ggml.pre"]) == ("gpt2", "llama-bpe")
     vocab = tokenizer.get_vocab()
     assert fields["tokenizer.ggml.tokens"][:len(vocab)] == sorted(vocab, key=vocab.get)
     assert [fields["tokenizer.ggml.token_type"][i] for i in range(6)] == [3, 3, 3, 3, 1, 1]  # control, then normal

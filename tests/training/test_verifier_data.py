@@ -71,7 +71,7 @@ def test_each_process_samples_its_share_and_the_shards_join_in_order(tmp_path):
 
 def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
     args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
-                           sample_with_chat_template=True, seed=42, learning_rate=5e-4)
+                           sample_with_chat_template=True, use_calculator=False, seed=42, learning_rate=5e-4)
     problems, shots = [{"question": "A?"}, {"question": "B?"}], []
     base = samples_path("out", "train", "runs/dpo_final", problems, shots, args)
     assert base.startswith("out/samples-train-") and base.endswith(".jsonl")
@@ -83,7 +83,7 @@ def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
                samples_path("out", "train", "runs/dpo_final", problems, [{"question": "C?"}], args),
                samples_path("out", "validation", "runs/dpo_final", problems, shots, args)]
     for name, value in (("samples_per_problem", 4), ("temperature", 1.0), ("top_p", 0.9), ("max_new_tokens", 32),
-                        ("sample_with_chat_template", False), ("seed", 0)):
+                        ("sample_with_chat_template", False), ("use_calculator", True), ("seed", 0)):
         changed.append(samples_path("out", "train", "runs/dpo_final", problems, shots,
                                     SimpleNamespace(**{**vars(args), name: value})))
     assert base not in changed and len(set(changed)) == len(changed)
@@ -91,7 +91,7 @@ def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
 
 def test_samples_path_changes_when_a_local_policy_is_retrained(tmp_path):
     args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
-                           sample_with_chat_template=True, seed=42)
+                           sample_with_chat_template=True, use_calculator=False, seed=42)
     policy = tmp_path / "dpo_final"
     policy.mkdir()
     (policy / "model.safetensors").write_bytes(b"first weights")
@@ -111,3 +111,13 @@ def test_pairs_are_tokenised_as_evaluation_scores_them():
     ids = tokenize_pairs(pairs, tokenizer)
     assert ids["chosen_ids"][0] == tokenizer(pairs[0]["chosen"])["input_ids"]
     assert ids["rejected_ids"][0][-1] != tokenizer.eos_token_id
+
+
+def test_with_references_adds_each_problems_reference_once_as_a_correct_sample():
+    from modeling_modern_llm.training.verifier_data import with_references
+
+    records = [{"question": q, "answer": f"{q} steps\n#### 1 ", "solution": s, "correct": False}
+               for q, s in (("A?", "a1"), ("A?", "a2"), ("B?", "b1"))]
+    added = with_references(records)[len(records):]
+    assert [(r["question"], r["solution"], r["correct"]) for r in added] == [
+        ("A?", "A? steps\n#### 1", True), ("B?", "B? steps\n#### 1", True)]
