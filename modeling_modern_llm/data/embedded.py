@@ -588,7 +588,7 @@ def _task_key(task: Task) -> str:
     return task.key
 
 
-def make_chat_passage(rng: random.Random, split: str, seen: set[str], make_problem: MakeProblem) -> str:
+def make_chat_passage(rng: random.Random, split: str, seen: set[str], make_problem: MakeProblem = make_math_problem) -> str:
     """A chat transcript of a math problem, a small task or a sentiment question, as instruction data sits in
     modern pretraining mixes: the chat tokens are then not untrained when SFT starts, so SFT teaches the
     assistant's behaviour instead of spending its steps (and the pretrained skills) on the format."""
@@ -603,7 +603,7 @@ def make_chat_passage(rng: random.Random, split: str, seen: set[str], make_probl
     return chat_transcript(sst2_chat_prompt({"sentence": sentence}), SST2_LABEL_WORDS[label])
 
 
-def generate_text(rng: random.Random, split: str, chars: int, make_problem: MakeProblem) -> list[dict]:
+def generate_text(rng: random.Random, split: str, chars: int, make_problem: MakeProblem = make_math_problem) -> list[dict]:
     """TinyStories-schema rows (``text``): stories mixed with reviews, Q/A, facts, arithmetic tables, worked math
     problems and chat transcripts."""
     seen: set[str] = set()
@@ -651,7 +651,7 @@ def _alpaca_row(instruction: str, input_text: str, output: str) -> dict:
             "text": template.format(instruction=instruction, input=input_text, output=output)}
 
 
-def generate_alpaca(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
+def generate_alpaca(rng: random.Random, split: str, rows: int, make_problem: MakeProblem = make_math_problem) -> list[dict]:
     """Alpaca-schema rows: the small tasks, worked math problems and sentiment labelling."""
     seen: set[str] = set()
     out = []
@@ -707,7 +707,7 @@ def _slipped_solution(problem: MathProblem, rng: random.Random) -> str:
     return f"{head}={wrong}>>{wrong}{tail.replace(f'#### {problem.value}', f'#### {wrong}')}"
 
 
-def generate_hh_rlhf(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
+def generate_hh_rlhf(rng: random.Random, split: str, rows: int, make_problem: MakeProblem = make_math_problem) -> list[dict]:
     """hh-rlhf-schema rows: chosen answers are correct and helpful; rejected ones wrong or unhelpful.
 
     A math problem's rejected answer is its worked solution with one slip in the last step (``_slipped_solution``),
@@ -733,7 +733,7 @@ def generate_hh_rlhf(rng: random.Random, split: str, rows: int, make_problem: Ma
     return out
 
 
-def generate_gsm8k(rng: random.Random, split: str, rows: int, make_problem: MakeProblem) -> list[dict]:
+def generate_gsm8k(rng: random.Random, split: str, rows: int, make_problem: MakeProblem = make_math_problem) -> list[dict]:
     """GSM8K-schema rows (``question``, ``answer`` with worked steps and ``#### N``)."""
     seen: set[str] = set()
     problems = [_draw(make_problem, _math_key, rng, split, seen) for _ in range(rows)]

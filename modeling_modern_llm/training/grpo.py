@@ -53,7 +53,7 @@ class VerifierReward:
         from modeling_modern_llm.evaluation.verifier import Verifier
 
         self.__name__ = "verifier"  # TRL names the reward's metrics after it (rewards/verifier/mean)
-        self.verifier = Verifier(path, device=str(device), batch_size=batch_size)
+        self.verifier = Verifier.from_pretrained(path, device=str(device), batch_size=batch_size)
 
     def __call__(self, prompts, completions, question, **kwargs) -> list[float]:
         return self.verifier.score([format_verifier_input(q, completion_text(c)) for q, c in zip(question, completions)])

@@ -225,9 +225,10 @@ def test_gguf_is_refused_in_one_line_without_its_package_or_for_another_tokenize
     shutil.copytree(src, tmp_path / "prefix_space")
     with open(tmp_path / "prefix_space" / "tokenizer.json") as handle:
         tokenizer = json.load(handle)
-    tokenizer["pre_tokenizer"]["add_prefix_space"] = True
+    pre = tokenizer["pre_tokenizer"]
+    pre.get("pretokenizers", [pre])[-1]["add_prefix_space"] = True  # llama.cpp would split it differently
     (tmp_path / "prefix_space" / "tokenizer.json").write_text(json.dumps(tokenizer))
-    with pytest.raises(InputFileError, match="not GPT-2's byte-level BPE"):
+    with pytest.raises(InputFileError, match="neither Llama 3's nor GPT-2's byte-level BPE"):
         export_to_llama(str(tmp_path / "prefix_space"), str(tmp_path / "dst"), gguf=True)
     assert not (tmp_path / "dst").exists()
 

@@ -35,7 +35,7 @@ def test_recipe_config_parses_and_validates(scale, stage, tmp_path):
         with torch.device("meta"):
             ModernLLMForCausalLM(ModernLLMConfig(**fields))
     if scale == "gpu-full":
-        assert training.max_steps == {"pretrain": 40000, "sft": 5000, "dpo": 3000, "verifier": 3000, "grpo": 400}[stage]
+        assert training.max_steps == {"pretrain": 40000, "sft": 5000, "dpo": 3000, "verifier": 7473, "grpo": 400}[stage]
 
 
 @pytest.mark.parametrize("scale", SCALES)

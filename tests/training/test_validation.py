@@ -123,7 +123,8 @@ def test_numbers_out_of_range_are_named(override, field, tmp_path):
 
 @pytest.mark.parametrize("override, words", [
     (("--temperature", "0"), "`temperature`"), (("--top_p", "1.5"), "`top_p`"),
-    (("--samples_per_problem", "1", "--include_reference", "false"), "`samples_per_problem`"),
+    (("--samples_per_problem", "1", "--include_reference", "false", "--objective", "pairwise"), "`samples_per_problem`"),
+    (("--objective", "listwise"), "`objective`"), (("--lm_loss_coef", "-1"), "`lm_loss_coef`"),
 ])
 def test_sampling_settings_out_of_range_are_named(override, words, tmp_path):
     problems = _problems("verifier", tmp_path, *override)
@@ -137,11 +138,11 @@ def test_grpo_generation_through_vllm_is_refused_naming_why(tmp_path):
 
 
 def test_grpo_completions_must_leave_room_for_the_prompt(tmp_path):
-    # TRL's default max_completion_length (512) against the cpu-demo model's 256 positions
+    # TRL's default max_completion_length (512) against the cpu-demo model's 512 positions
     (problem,) = _problems("grpo", tmp_path, "--max_completion_length", "512", scale="cpu-demo",
-                           architecture={"max_position_embeddings": 256})
-    assert problem.startswith("`max_completion_length` 512") and "max_position_embeddings 256" in problem
-    assert _problems("grpo", tmp_path, scale="cpu-demo", architecture={"max_position_embeddings": 256}) == []
+                           architecture={"max_position_embeddings": 512})
+    assert problem.startswith("`max_completion_length` 512") and "max_position_embeddings 512" in problem
+    assert _problems("grpo", tmp_path, scale="cpu-demo", architecture={"max_position_embeddings": 512}) == []
 
 
 @pytest.mark.parametrize("override, words", [
