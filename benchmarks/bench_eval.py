@@ -43,11 +43,21 @@ class BenchArguments:
 def untrained_model(args: BenchArguments):
     texts = [row["text"] for row in load_dataset_by_name("embedded-text", "train", limit=3000)]
     tokenizer = train_tokenizer(texts, vocab_size=512 if args.quick else 4096)
-    size = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1) if args.quick else dict(
-        hidden_size=192, intermediate_size=512, num_hidden_layers=4)
-    config = ModernLLMConfig(vocab_size=len(tokenizer), num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id, **size)
+    size = (
+        dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1)
+        if args.quick
+        else dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4)
+    )
+    config = ModernLLMConfig(
+        vocab_size=len(tokenizer),
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **size,
+    )
     torch.manual_seed(0)
     return ModernLLMForCausalLM(config).eval(), tokenizer
 
@@ -67,7 +77,9 @@ def main(args: BenchArguments) -> None:
     if args.quick:
         args.n_samples, args.n_problems, args.max_gen_toks, args.n_documents = 4, 2, 8, 10
     if args.model:
-        batched = HFLM(pretrained=args.model, device="cpu", batch_size=args.batch_size, dtype="float32", trust_remote_code=True)
+        batched = HFLM(
+            pretrained=args.model, device="cpu", batch_size=args.batch_size, dtype="float32", trust_remote_code=True
+        )
         model, tokenizer = batched.model, batched.tokenizer
     else:
         model, tokenizer = untrained_model(args)
@@ -76,22 +88,31 @@ def main(args: BenchArguments) -> None:
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {args.threads} threads")
 
     texts = [row["text"] for row in load_dataset_by_name("embedded-text", "test", limit=args.n_documents)]
-    _, seconds = timed(lambda: batched.loglikelihood_rolling(requests("loglikelihood_rolling", [(t,) for t in texts]), True))
+    _, seconds = timed(
+        lambda: batched.loglikelihood_rolling(requests("loglikelihood_rolling", [(t,) for t in texts]), True)
+    )
     tokens = sum(len(tokenizer(t)["input_ids"]) for t in texts)
     print(f"perplexity: {tokens} tokens in {seconds:.2f}s = {tokens / seconds:,.0f} tokens/s")
 
     problems = [row["question"] for row in load_dataset_by_name("embedded-gsm8k", "test", limit=args.n_problems)]
     # min_new_tokens: a trained model's eos is masked, so every path generates max_gen_toks tokens per sample
-    options = {"until": ["<never>"], "do_sample": True, "temperature": 1.0, "max_gen_toks": args.max_gen_toks,
-               "min_new_tokens": args.max_gen_toks}
+    options = {
+        "until": ["<never>"],
+        "do_sample": True,
+        "temperature": 1.0,
+        "max_gen_toks": args.max_gen_toks,
+        "min_new_tokens": args.max_gen_toks,
+    }
     samples = requests("generate_until", [(format_prompt(q), options) for q in problems for _ in range(args.n_samples)])
     torch.manual_seed(0)
     batched.generate_until(samples[:2], True)  # warm-up
     together, together_s = timed(lambda: batched.generate_until(samples, True))
     alone, alone_s = timed(lambda: one_by_one.generate_until(samples, True))
     assert len(together) == len(alone) == len(problems) * args.n_samples
-    print(f"gsm8k best-of-{args.n_samples}: batched {len(problems) / together_s:.3f} problems/s, one generate per sample "
-          f"{len(problems) / alone_s:.3f} problems/s -> {alone_s / together_s:.1f}x faster (target >= 4x)")
+    print(
+        f"gsm8k best-of-{args.n_samples}: batched {len(problems) / together_s:.3f} problems/s, one generate per sample "
+        f"{len(problems) / alone_s:.3f} problems/s -> {alone_s / together_s:.1f}x faster (target >= 4x)"
+    )
     calculated = requests("generate_until", [(r.arguments[0], {**options, "calculator": True}) for r in samples])
     plain_s, calculator_s = [], []
     for _ in range(2):  # alternated, the faster of two each: less exposed to the machine's other load
@@ -99,9 +120,11 @@ def main(args: BenchArguments) -> None:
         with_calculator, seconds = timed(lambda: batched.generate_until(calculated, True))
         calculator_s.append(seconds)
     steps = sum(len(calculator_annotations(text)) for text in with_calculator)
-    print(f"calculator at generation: batched {len(problems) / min(calculator_s):.3f} problems/s, "
-          f"{min(calculator_s) / min(plain_s):.2f}x the time without it (the faster of two runs each); {steps} "
-          f"`<<expression=result>>` steps written in {len(calculated)} samples")
+    print(
+        f"calculator at generation: batched {len(problems) / min(calculator_s):.3f} problems/s, "
+        f"{min(calculator_s) / min(plain_s):.2f}x the time without it (the faster of two runs each); {steps} "
+        f"`<<expression=result>>` steps written in {len(calculated)} samples"
+    )
 
 
 if __name__ == "__main__":

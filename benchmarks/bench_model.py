@@ -57,9 +57,15 @@ def parse_args():
 
 def build_models(args):
     sizes = dict(
-        vocab_size=args.vocab_size, hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
-        num_hidden_layers=args.num_layers, num_attention_heads=args.num_heads, num_key_value_heads=args.num_heads,
-        max_position_embeddings=1024, tie_word_embeddings=True, attn_implementation="sdpa",
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        intermediate_size=args.intermediate_size,
+        num_hidden_layers=args.num_layers,
+        num_attention_heads=args.num_heads,
+        num_key_value_heads=args.num_heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
     )
     plain = dict(attention_sinks=False, qk_norm=False)
     models = {
@@ -68,8 +74,12 @@ def build_models(args):
         "modern (sinks)": ModernLLMForCausalLM(ModernLLMConfig(**sizes, attention_sinks=True, qk_norm=False)),
         "modern (sinks+qk_norm)": ModernLLMForCausalLM(ModernLLMConfig(**sizes)),
         "modern (moe 4x top-2)": ModernLLMForCausalLM(
-            ModernLLMConfig(**{**sizes, "intermediate_size": args.intermediate_size // 2}, **plain,
-                            num_experts=4, num_experts_per_tok=2)
+            ModernLLMConfig(
+                **{**sizes, "intermediate_size": args.intermediate_size // 2},
+                **plain,
+                num_experts=4,
+                num_experts_per_tok=2,
+            )
         ),
     }
     return models
@@ -114,8 +124,16 @@ class StepClock(LogitsProcessor):
 def generate_timed(model, prompt, new_tokens):
     clock = StepClock()
     start = time.perf_counter()
-    model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True,
-                   logits_processor=LogitsProcessorList([clock]), pad_token_id=0, eos_token_id=None)
+    model.generate(
+        prompt,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=True,
+        logits_processor=LogitsProcessorList([clock]),
+        pad_token_id=0,
+        eos_token_id=None,
+    )
     return time.perf_counter() - start, [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
 
 
@@ -146,8 +164,10 @@ def main():
     torch.manual_seed(0)
     models = build_models(args)
     tokens_per_step = args.batch_size * args.seq_len
-    print(f"threads={args.threads} hidden={args.hidden_size} layers={args.num_layers} heads={args.num_heads} "
-          f"vocab={args.vocab_size} batch={args.batch_size}x{args.seq_len} quick={args.quick}")
+    print(
+        f"threads={args.threads} hidden={args.hidden_size} layers={args.num_layers} heads={args.num_heads} "
+        f"vocab={args.vocab_size} batch={args.batch_size}x{args.seq_len} quick={args.quick}"
+    )
 
     peak = matmul_peak_flops()
     step_seconds = time_training_steps(models, args)
@@ -157,20 +177,26 @@ def main():
     for name, seconds in step_seconds.items():
         params = models[name].num_parameters()  # tied embeddings counted once: the lm_head matmul
         mfu = 6 * active_parameters(models[name]) * tokens_per_step / seconds / peak
-        print(f"{name:26s} {params / 1e6:7.2f}M {seconds:7.3f} {tokens_per_step / seconds:7.0f} "
-              f"{seconds / llama_step:7.2f}x {mfu:6.1%}")
+        print(
+            f"{name:26s} {params / 1e6:7.2f}M {seconds:7.3f} {tokens_per_step / seconds:7.0f} "
+            f"{seconds / llama_step:7.2f}x {mfu:6.1%}"
+        )
 
     generation_names = list(models)
     generation_seconds = time_generation(models, generation_names, args)
     print(f"\nGreedy generation of {args.new_tokens} new tokens with the cache (batch 1, prompt 32)")
     for name in generation_names:
         seconds = generation_seconds[name]
-        print(f"{name:26s} {seconds:7.3f} s {args.new_tokens / seconds:7.1f} tok/s "
-              f"{seconds / generation_seconds['llama']:6.2f}x llama")
+        print(
+            f"{name:26s} {seconds:7.3f} s {args.new_tokens / seconds:7.1f} tok/s "
+            f"{seconds / generation_seconds['llama']:6.2f}x llama"
+        )
 
     window = 32
-    print(f"\nPer-token time with the cache over {args.long_new_tokens} new tokens (median of the last {window} steps "
-          f"/ median of the first {window}; median of 3 generations)")
+    print(
+        f"\nPer-token time with the cache over {args.long_new_tokens} new tokens (median of the last {window} steps "
+        f"/ median of the first {window}; median of 3 generations)"
+    )
     prompt = torch.randint(0, args.vocab_size, (1, 32))
     for name in ("llama", "modern (sinks+qk_norm)"):
         firsts, lasts, ratios = [], [], []
@@ -180,11 +206,15 @@ def main():
             firsts.append(first)
             lasts.append(last)
             ratios.append(last / first)
-        print(f"{name:26s} first {statistics.median(firsts) * 1e3:6.2f} ms  last {statistics.median(lasts) * 1e3:6.2f} ms"
-              f"  ratio {statistics.median(ratios):5.2f}")
+        print(
+            f"{name:26s} first {statistics.median(firsts) * 1e3:6.2f} ms  last {statistics.median(lasts) * 1e3:6.2f} ms"
+            f"  ratio {statistics.median(ratios):5.2f}"
+        )
 
-    print("\nTargets (issue #12): sinks+qk_norm training step <= 1.10x llama, generation <= 1.10x llama, per-token "
-          "ratio <= 1.10.")
+    print(
+        "\nTargets (issue #12): sinks+qk_norm training step <= 1.10x llama, generation <= 1.10x llama, per-token "
+        "ratio <= 1.10."
+    )
 
 
 if __name__ == "__main__":

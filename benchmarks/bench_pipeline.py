@@ -75,16 +75,19 @@ def run_report(run_dir: str) -> None:
             speed, params = f"{tokens_per_s:.0f}", f"{n / 1e6:.2f}M"
             mfu = f"{6 * n * tokens_per_s / peak:.1%}" if peak else "n/a"
             memory = f"{summary['peak_memory_gib']:.1f}" if summary.get("peak_memory_gib") is not None else "-"
-        print(f"{name:<11}{wall:>8.0f}{wall / max(total, 1e-9):>8.0%}{speed:>10}{params:>11}{mfu:>8}{memory:>10}  "
-              f"{hardware} {step['status']}")
+        print(
+            f"{name:<11}{wall:>8.0f}{wall / max(total, 1e-9):>8.0%}{speed:>10}{params:>11}{mfu:>8}{memory:>10}  "
+            f"{hardware} {step['status']}"
+        )
     print(f"{'total':<11}{total:>8.0f}  ({total / 60:.1f} min)")
 
 
 def rehearse(scale: str, runs_dir: str) -> str:
     """Run `pipeline.py --rehearse` of a scale into ``runs_dir``; returns the rehearsal's run folder."""
     config = f"recipes/configs/{scale}/pipeline.yaml"
-    subprocess.run([sys.executable, "recipes/pipeline.py", "--config", config, "--rehearse", "--runs_dir", runs_dir],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "recipes/pipeline.py", "--config", config, "--rehearse", "--runs_dir", runs_dir], check=True
+    )
     with open(config) as handle:
         run_name = yaml.safe_load(handle)["run_name"]
     return os.path.join(runs_dir, f"{run_name}-rehearsal")
@@ -107,22 +110,34 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
         return model_passes * n + 6 * layers * hidden * context
 
     sft, dpo, verifier, grpo = (_load(f"{config_dir}/{s}.yaml") for s in ("sft", "dpo", "verifier", "grpo"))
-    grpo_completions = grpo["max_steps"] * grpo["per_device_train_batch_size"] * grpo.get("gradient_accumulation_steps", 1)
+    grpo_completions = (
+        grpo["max_steps"] * grpo["per_device_train_batch_size"] * grpo.get("gradient_accumulation_steps", 1)
+    )
     # Tokens per step: packed pretraining rows are full; the other stages' lengths are typical ones (assumed):
     # Alpaca ~200 tokens per example, HH-RLHF ~300 per response (x2 per pair), verifier inputs ~200 (x2 per pair).
     rows = [
-        ("pretrain", pretrain["max_steps"] * pretrain["per_device_train_batch_size"] * pretrain["max_length"],
-         flops_per_token(pretrain["max_length"] / 2)),
+        (
+            "pretrain",
+            pretrain["max_steps"] * pretrain["per_device_train_batch_size"] * pretrain["max_length"],
+            flops_per_token(pretrain["max_length"] / 2),
+        ),
         ("sft", sft["max_steps"] * sft["per_device_train_batch_size"] * 200, flops_per_token(200 / 2)),
         ("dpo", dpo["max_steps"] * dpo["per_device_train_batch_size"] * 2 * 300, flops_per_token(300 / 2, 8)),
         # the token-level objective trains each sample once (question + solution ~250 tokens); pairwise, two per pair
-        ("verifier", verifier["max_steps"] * verifier["per_device_train_batch_size"] * (
-            250 if verifier.get("objective") == "token_level" else 2 * 200), flops_per_token(250 / 2)),
+        (
+            "verifier",
+            verifier["max_steps"]
+            * verifier["per_device_train_batch_size"]
+            * (250 if verifier.get("objective") == "token_level" else 2 * 200),
+            flops_per_token(250 / 2),
+        ),
         # GRPO trains every completion with its prompt: a 2-shot prompt ~430 tokens + a completion ~150 (assumed)
         ("grpo", grpo_completions * (430 + 150), flops_per_token((430 + 150) / 2)),
     ]
-    print(f"\ngpu-full model: {n / 1e6:.1f}M parameters ({layers} layers, hidden {hidden}); "
-          f"H100 bf16 peak {H100_BF16_PEAK / 1e12:.0f} TFLOP/s; MFU assumed (no GPU here): {ASSUMED_MFU}")
+    print(
+        f"\ngpu-full model: {n / 1e6:.1f}M parameters ({layers} layers, hidden {hidden}); "
+        f"H100 bf16 peak {H100_BF16_PEAK / 1e12:.0f} TFLOP/s; MFU assumed (no GPU here): {ASSUMED_MFU}"
+    )
     print(f"{'stage':<10}{'tokens':>10}{'FLOPs':>11}" + "".join(f"{k + ' h':>15}" for k in ASSUMED_MFU))
     totals = dict.fromkeys(ASSUMED_MFU, 0.0)
     for stage, tokens, per_token in rows:
@@ -148,8 +163,12 @@ def gpu_full_estimate(config_dir: str = "recipes/configs/gpu-full") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", default="experiments/runs/demo")
-    parser.add_argument("--rehearse", metavar="SCALE", help="first run `pipeline.py --rehearse` of this scale "
-                        "(e.g. gpu-full) in a temporary folder, then report it (target: at most 10 minutes)")
+    parser.add_argument(
+        "--rehearse",
+        metavar="SCALE",
+        help="first run `pipeline.py --rehearse` of this scale "
+        "(e.g. gpu-full) in a temporary folder, then report it (target: at most 10 minutes)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the matmul peak (the run's own)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,8 +180,10 @@ def main() -> None:
     if os.path.isfile(os.path.join(args.run_dir, "pipeline_summary.json")):
         run_report(args.run_dir)
     else:
-        print(f"{args.run_dir}/pipeline_summary.json not found: run the cpu-demo pipeline first "
-              "(python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml).")
+        print(
+            f"{args.run_dir}/pipeline_summary.json not found: run the cpu-demo pipeline first "
+            "(python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml)."
+        )
     gpu_full_estimate()
 
 

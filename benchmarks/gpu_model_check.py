@@ -27,8 +27,13 @@ from bench_model import active_parameters  # the parameters each token goes thro
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM, attention_capabilities
 
 # Kernels with a sink input that a GPU may have (the capability table in the model says which train the sinks).
-SINK_KERNELS = ("sdpa", "flex_attention", "flash_attention_4", "kernels-community/flash-attn4",
-                "kernels-community/vllm-flash-attn3")
+SINK_KERNELS = (
+    "sdpa",
+    "flex_attention",
+    "flash_attention_4",
+    "kernels-community/flash-attn4",
+    "kernels-community/vllm-flash-attn3",
+)
 TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2}  # max |difference| / max |eager value|
 
 
@@ -49,9 +54,18 @@ def synchronize(device):
 
 def check_config(attn_implementation, **overrides):
     """Head dim 64 (FA4 takes 64/96/128), grouped-query heads, sinks and QK-norm on."""
-    settings = dict(vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, tie_word_embeddings=False,
-                    attn_implementation=attn_implementation)
+    settings = dict(
+        vocab_size=512,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+        attn_implementation=attn_implementation,
+    )
     return ModernLLMConfig(**{**settings, **overrides})
 
 
@@ -69,8 +83,11 @@ def run_model(model, input_ids, attention_mask, train):
         grads = {}
         if train:
             output.loss.backward()
-            grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()
-                     if name.endswith("self_attn.sinks") or name.endswith("layers.0.self_attn.q_proj.weight")}
+            grads = {
+                name: p.grad.detach().clone()
+                for name, p in model.named_parameters()
+                if name.endswith("self_attn.sinks") or name.endswith("layers.0.self_attn.q_proj.weight")
+            }
     return output.logits.detach(), output.loss.detach(), grads
 
 
@@ -118,11 +135,13 @@ def check_sink_kernels(args):
                 row["loss_rel_diff"] = relative_difference(loss, expected[False][1])
                 if row["sinks_backward"]:
                     _, _, grads = run_model(model, input_ids, attention_mask, train=True)
-                    row["sink_grad_rel_diff"] = max(relative_difference(grads[k], expected[True][2][k])
-                                                    for k in grads if k.endswith("sinks"))
+                    row["sink_grad_rel_diff"] = max(
+                        relative_difference(grads[k], expected[True][2][k]) for k in grads if k.endswith("sinks")
+                    )
                     row["q_proj_grad_rel_diff"] = relative_difference(
                         grads["model.layers.0.self_attn.q_proj.weight"],
-                        expected[True][2]["model.layers.0.self_attn.q_proj.weight"])
+                        expected[True][2]["model.layers.0.self_attn.q_proj.weight"],
+                    )
                 else:
                     try:
                         run_model(model, input_ids, attention_mask, train=True)
@@ -175,11 +194,23 @@ def check_experts_kernels(args):
 
 def throughput_models(args):
     if args.reduced:
-        sizes = dict(vocab_size=1024, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
-                     num_attention_heads=2, num_key_value_heads=2)
+        sizes = dict(
+            vocab_size=1024,
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
     else:  # the gpu-full recipe's model
-        sizes = dict(vocab_size=32768, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
-                     num_attention_heads=12, num_key_value_heads=4)
+        sizes = dict(
+            vocab_size=32768,
+            hidden_size=768,
+            intermediate_size=2048,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            num_key_value_heads=4,
+        )
     sizes.update(max_position_embeddings=2048, tie_word_embeddings=True, attn_implementation="sdpa")
     plain = dict(attention_sinks=False, qk_norm=False)
     return {
@@ -187,9 +218,14 @@ def throughput_models(args):
         "modern (plain)": ModernLLMForCausalLM(ModernLLMConfig(**sizes, **plain)),
         "modern (sinks)": ModernLLMForCausalLM(ModernLLMConfig(**sizes, qk_norm=False)),
         "modern (sinks+qk_norm)": ModernLLMForCausalLM(ModernLLMConfig(**sizes)),
-        "modern (moe 8x top-2)": ModernLLMForCausalLM(ModernLLMConfig(
-            **{**sizes, "intermediate_size": sizes["intermediate_size"] // 2}, **plain, num_experts=8,
-            num_experts_per_tok=2)),
+        "modern (moe 8x top-2)": ModernLLMForCausalLM(
+            ModernLLMConfig(
+                **{**sizes, "intermediate_size": sizes["intermediate_size"] // 2},
+                **plain,
+                num_experts=8,
+                num_experts_per_tok=2,
+            )
+        ),
     }
 
 
@@ -239,8 +275,15 @@ def check_throughput(args):
     def generate(name, count):
         synchronize(device)
         start = time.perf_counter()
-        models[name].generate(prompt, max_new_tokens=count, min_new_tokens=count, do_sample=False, use_cache=True,
-                              pad_token_id=0, eos_token_id=None)
+        models[name].generate(
+            prompt,
+            max_new_tokens=count,
+            min_new_tokens=count,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
         synchronize(device)
         return time.perf_counter() - start
 
@@ -259,12 +302,26 @@ def check_throughput(args):
     for name, model in models.items():
         seconds = statistics.median(step_times[name])
         params, flops = model.num_parameters(), 6 * active_parameters(model) * batch * seq_len
-        rows.append({"model": name, "params_M": params / 1e6, "step_s": seconds, "step_vs_llama": seconds / llama_step,
-                     "tokens_per_s": batch * seq_len / seconds, "mfu": flops / seconds / peak,
-                     "generate_s": statistics.median(generation_times[name]),
-                     "generate_vs_llama": statistics.median(generation_times[name]) / llama_generation})
-    setting = dict(device=device, dtype=str(dtype).removeprefix("torch."), batch=batch, seq_len=seq_len,
-                   new_tokens=new_tokens, matmul_peak_tflops=peak / 1e12)
+        rows.append(
+            {
+                "model": name,
+                "params_M": params / 1e6,
+                "step_s": seconds,
+                "step_vs_llama": seconds / llama_step,
+                "tokens_per_s": batch * seq_len / seconds,
+                "mfu": flops / seconds / peak,
+                "generate_s": statistics.median(generation_times[name]),
+                "generate_vs_llama": statistics.median(generation_times[name]) / llama_generation,
+            }
+        )
+    setting = dict(
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        batch=batch,
+        seq_len=seq_len,
+        new_tokens=new_tokens,
+        matmul_peak_tflops=peak / 1e12,
+    )
     return setting, rows
 
 
@@ -290,29 +347,46 @@ def main():
     results = {"device": device_name, "torch": torch.__version__, "reduced": args.reduced}
 
     results["sink_kernels"] = check_sink_kernels(args)
-    print_table("Sinks: kernel vs eager (relative max difference)", results["sink_kernels"],
-                ["kernel", "dtype", "logits_rel_diff", "loss_rel_diff", "sink_grad_rel_diff", "q_proj_grad_rel_diff",
-                 "refused_in_training", "status"])
+    print_table(
+        "Sinks: kernel vs eager (relative max difference)",
+        results["sink_kernels"],
+        [
+            "kernel",
+            "dtype",
+            "logits_rel_diff",
+            "loss_rel_diff",
+            "sink_grad_rel_diff",
+            "q_proj_grad_rel_diff",
+            "refused_in_training",
+            "status",
+        ],
+    )
     for row in results["sink_kernels"]:
         if "skipped" in row:
             print(f"  skipped {row['kernel']} ({row['dtype']}): {row['skipped']}")
 
     results["experts_kernels"] = check_experts_kernels(args)
-    print_table("MoE experts kernels vs the dense eager reference", results["experts_kernels"],
-                ["kernel", "dtype", "logits_rel_diff", "grad_rel_diff", "status"])
+    print_table(
+        "MoE experts kernels vs the dense eager reference",
+        results["experts_kernels"],
+        ["kernel", "dtype", "logits_rel_diff", "grad_rel_diff", "status"],
+    )
 
     setting, rows = check_throughput(args)
     results["throughput"] = {"setting": setting, "rows": rows}
-    print_table(f"Throughput ({setting})", rows,
-                ["model", "params_M", "step_s", "step_vs_llama", "tokens_per_s", "mfu", "generate_s",
-                 "generate_vs_llama"])
+    print_table(
+        f"Throughput ({setting})",
+        rows,
+        ["model", "params_M", "step_s", "step_vs_llama", "tokens_per_s", "mfu", "generate_s", "generate_vs_llama"],
+    )
     print("Targets: training step and generation with sinks+qk_norm <= 1.10x llama.")
 
     results["seconds"] = time.perf_counter() - start
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1)
-    failed = [row for key in ("sink_kernels", "experts_kernels") for row in results[key]
-              if row["status"].startswith("FAILED")]
+    failed = [
+        row for key in ("sink_kernels", "experts_kernels") for row in results[key] if row["status"].startswith("FAILED")
+    ]
     print(f"\n{len(failed)} failed comparison(s); {results['seconds']:.0f} s; results in {args.out}")
     sys.exit(1 if failed else 0)
 

@@ -93,7 +93,15 @@ class CPUFlashAttentionWithSinks(torch.autograd.Function):
     def backward(ctx, grad_out):
         query, key, value, out, lse, keep, attention_mask = ctx.saved_tensors
         grad_query, grad_key, grad_value = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-            grad_out * keep, query, key, value, out, lse, 0.0, ctx.is_causal, attn_mask=attention_mask,
+            grad_out * keep,
+            query,
+            key,
+            value,
+            out,
+            lse,
+            0.0,
+            ctx.is_causal,
+            attn_mask=attention_mask,
             scale=ctx.scaling,
         )
         row_dot = torch.linalg.vecdot(grad_out.float(), out.float()).unsqueeze(-1)  # (B, H, q, 1)
@@ -189,8 +197,9 @@ def sdpa_attention_with_sinks(
     (`decoding_attention_with_sinks`).
     """
     if s_aux is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     if query.device.type == "cpu" and dropout == 0.0:
         return cpu_flash_attention_with_sinks(module, query, key, value, attention_mask, scaling, s_aux)
     if query.shape[2] == 1 and dropout == 0.0:

@@ -2,10 +2,11 @@
 
 GSM8K solutions annotate each step as ``<<48/2=24>>24``; Cobbe et al. (2021) sampled with a calculator that fills in
 the result after the ``=``. Here it also fills in the number after ``>>`` that repeats the result: a small model
-copying it can get it wrong (``<<100-81=19>>9``). Here that is a transformers ``LogitsProcessor``: it reads each row's last tokens, and while
-a row is inside a result it allows only the tokens whose text continues the computed value and the closing ``>>``
-(every other score becomes -inf), so the model's own tokens spell the value. It only masks scores, so it works with
-the KV cache, batching (each row on its own), greedy decoding and sampling, and with any tokenizer.
+copying it can get it wrong (``<<100-81=19>>9``). Here that is a transformers ``LogitsProcessor``: it reads each
+row's last tokens, and while a row is inside a result it allows only the tokens whose text continues the computed
+value and the closing ``>>`` (every other score becomes -inf), so the model's own tokens spell the value. It only
+masks scores, so it works with the KV cache, batching (each row on its own), greedy decoding and sampling, and with
+any tokenizer.
 
     outputs = model.generate(**inputs, logits_processor=calculator_logits_processor(tokenizer))
 
@@ -29,8 +30,16 @@ from transformers import LogitsProcessor, LogitsProcessorList
 OPEN, CLOSE, EQUALS = "<<", ">>", "="
 RESULT_DECIMALS = 2  # GSM8K's annotations round non-integer results to cents: <<200/6=33.33>>
 WINDOW_TOKENS = 64  # the tail of each row that is decoded to find an open "<<expression=": longer than any GSM8K step
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-              ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv}
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
+}
 
 
 def evaluate_expression(expression: str) -> float | None:
@@ -74,7 +83,7 @@ def token_texts(tokenizer) -> list[str]:
     anchor = tokenizer.encode("a", add_special_tokens=False)[:1]
     prefix = tokenizer.decode(anchor, clean_up_tokenization_spaces=False) if anchor else ""
     decoded = tokenizer.batch_decode([anchor + [i] for i in range(len(tokenizer))], clean_up_tokenization_spaces=False)
-    return [text[len(prefix):] if text.startswith(prefix) else tokenizer.decode([i]) for i, text in enumerate(decoded)]
+    return [text[len(prefix) :] if text.startswith(prefix) else tokenizer.decode([i]) for i, text in enumerate(decoded)]
 
 
 def _echo(tail: str) -> tuple[str, str] | None:
@@ -84,7 +93,7 @@ def _echo(tail: str) -> tuple[str, str] | None:
     close = tail.find(CLOSE, start) if start >= 0 else -1
     if close < 0:
         return None
-    result, after = tail[start + len(OPEN):close].partition(EQUALS)[2], tail[close + len(CLOSE):]
+    result, after = tail[start + len(OPEN) : close].partition(EQUALS)[2], tail[close + len(CLOSE) :]
     if not result or not all(c.isdigit() or c in ".-" for c in after) or not result.startswith(after):
         return None
     return result, after
@@ -100,12 +109,12 @@ def forced_text(tail: str) -> tuple[str, str] | None:
         return None
     if CLOSE in tail[start:]:
         echo = _echo(tail)
-        return (echo[0][len(echo[1]):], echo[1]) if echo and echo[0] != echo[1] else None
-    expression, equals, written = tail[start + len(OPEN):].partition(EQUALS)
+        return (echo[0][len(echo[1]) :], echo[1]) if echo and echo[0] != echo[1] else None
+    expression, equals, written = tail[start + len(OPEN) :].partition(EQUALS)
     result = calculator_result(expression) if equals else None
     if result is None or not (result + CLOSE).startswith(written):
         return None
-    return (result + CLOSE)[len(written):], written
+    return (result + CLOSE)[len(written) :], written
 
 
 class CalculatorLogitsProcessor(LogitsProcessor):
@@ -127,8 +136,11 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         self.may_open = torch.tensor([i not in special and "<" in text for i, text in enumerate(self.texts)] + [False])
         self.number_tokens = [i for i, text in enumerate(self.texts) if text[:1].isdigit() or text[:1] == "."]
         # Tokens that end an expression and begin its result at once ("=7" in some vocabularies): checked per step
-        self.equals_tokens = [(i, *text.partition(EQUALS)[::2]) for i, text in enumerate(self.texts)
-                              if EQUALS in text and text.partition(EQUALS)[2]]
+        self.equals_tokens = [
+            (i, *text.partition(EQUALS)[::2])
+            for i, text in enumerate(self.texts)
+            if EQUALS in text and text.partition(EQUALS)[2]
+        ]
 
     def forced_tokens(self, tail: str) -> list[int]:
         """The ids a row whose text ends with `tail` may write next when it is inside a result; [] when it is free."""
@@ -147,7 +159,7 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         start = tail.rfind(OPEN)
         if start < 0 or any(mark in tail[start:] for mark in (CLOSE, EQUALS)):
             return []
-        expression, banned = tail[start + len(OPEN):], []
+        expression, banned = tail[start + len(OPEN) :], []
         for index, head, rest in self.equals_tokens:
             result = calculator_result(expression + head)
             if result is not None and not (result + CLOSE).startswith(rest):
@@ -155,12 +167,13 @@ class CalculatorLogitsProcessor(LogitsProcessor):
         return banned
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        tails = input_ids[:, -self.window:]
+        tails = input_ids[:, -self.window :]
         rows = torch.nonzero(self.may_open[tails.clamp(0, len(self.texts)).cpu()].any(dim=1)).flatten().tolist()
         if not rows:
             return scores
-        texts = self.tokenizer.batch_decode(tails[rows].tolist(), skip_special_tokens=False,
-                                            clean_up_tokenization_spaces=False)
+        texts = self.tokenizer.batch_decode(
+            tails[rows].tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
         scores = scores.clone()
         vocabulary = scores.shape[1]
         for row, text in zip(rows, texts):

@@ -126,8 +126,10 @@ def check_new_output(path: str, overwrite: bool, flag: str = "--overwrite") -> N
     """A command's output that already holds something is replaced only when asked (`flag`)."""
     if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
         if not overwrite:
-            raise UsageError(f"{path} already exists and is not empty; pass {flag} to replace it (it is replaced only "
-                             "once the new content is complete), or choose another path")
+            raise UsageError(
+                f"{path} already exists and is not empty; pass {flag} to replace it (it is replaced only "
+                "once the new content is complete), or choose another path"
+            )
 
 
 # An interpreter given by its absolute path (sys.executable in a recorded command line): shown as `python`.
@@ -149,5 +151,15 @@ def portable(text: str, anchors: dict[str, str] | None = None) -> str:
     return _INTERPRETER.sub("python", text)
 
 
-__all__ = ["InputError", "InputFileError", "UsageError", "atomic_write_json", "atomic_write_text", "check_new_output",
-           "command_name", "portable", "replace_folder", "run_command"]
+__all__ = [
+    "InputError",
+    "InputFileError",
+    "UsageError",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_new_output",
+    "command_name",
+    "portable",
+    "replace_folder",
+    "run_command",
+]

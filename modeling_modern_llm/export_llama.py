@@ -100,7 +100,12 @@ def _max_logit_difference(source: torch.nn.Module, target: torch.nn.Module, voca
 
 
 def export_to_llama(
-    src: str, dst: str, *, dtype: torch.dtype | str | None = None, tolerance: float = 1e-4, overwrite: bool = False,
+    src: str,
+    dst: str,
+    *,
+    dtype: torch.dtype | str | None = None,
+    tolerance: float = 1e-4,
+    overwrite: bool = False,
     gguf: bool = False,
 ) -> str:
     """Write `src` (a saved ModernLLMForCausalLM folder) to `dst` as a LlamaForCausalLM checkpoint; return `dst`.
@@ -183,8 +188,9 @@ def _import_gguf():
     try:
         import gguf
     except ImportError:
-        raise UsageError("--gguf writes llama.cpp's file through the gguf package, which is not installed: "
-                         "`pip install gguf`") from None
+        raise UsageError(
+            "--gguf writes llama.cpp's file through the gguf package, which is not installed: `pip install gguf`"
+        ) from None
     return gguf
 
 
@@ -196,8 +202,10 @@ def gguf_pre_tokenizer(folder: str) -> str:
 
     path = os.path.join(folder, "tokenizer.json")
     if not os.path.isfile(path):
-        raise InputFileError(f"--gguf: {folder} has no tokenizer.json, and a GGUF file carries its vocabulary; "
-                             "save the tokenizer with the model")
+        raise InputFileError(
+            f"--gguf: {folder} has no tokenizer.json, and a GGUF file carries its vocabulary; "
+            "save the tokenizer with the model"
+        )
     with open(path, encoding="utf-8") as handle:
         tokenizer = json.load(handle)
     model, pre = tokenizer.get("model") or {}, tokenizer.get("pre_tokenizer") or {}
@@ -206,13 +214,20 @@ def gguf_pre_tokenizer(folder: str) -> str:
     if model.get("type") == "BPE" and byte_level and len(steps) == 1 and steps[0].get("use_regex", True):
         return "gpt-2"
     split = steps[0] if len(steps) == 2 else {}
-    if (model.get("type") == "BPE" and byte_level and not steps[-1].get("use_regex", True)
-            and split.get("type") == "Split" and (split.get("pattern") or {}).get("Regex") == PRETOKENIZE_PATTERN
-            and split.get("behavior") == "Isolated"):
+    if (
+        model.get("type") == "BPE"
+        and byte_level
+        and not steps[-1].get("use_regex", True)
+        and split.get("type") == "Split"
+        and (split.get("pattern") or {}).get("Regex") == PRETOKENIZE_PATTERN
+        and split.get("behavior") == "Isolated"
+    ):
         return "llama-bpe"
-    raise InputFileError(f"--gguf: {path} is a {model.get('type')} model with a {pre.get('type')} pre-tokenizer, "
-                         "neither Llama 3's nor GPT-2's byte-level BPE that this export names for llama.cpp; "
-                         "export without --gguf and convert with llama.cpp's convert_hf_to_gguf.py")
+    raise InputFileError(
+        f"--gguf: {path} is a {model.get('type')} model with a {pre.get('type')} pre-tokenizer, "
+        "neither Llama 3's nor GPT-2's byte-level BPE that this export names for llama.cpp; "
+        "export without --gguf and convert with llama.cpp's convert_hf_to_gguf.py"
+    )
 
 
 def serving_chat_template(template: str) -> str:
@@ -239,8 +254,10 @@ def write_gguf(folder: str, path: str) -> str:
     config = LlamaConfig.from_pretrained(folder)
     rope = dict(getattr(config, "rope_parameters", None) or {})
     if rope.get("rope_type", "default") != "default":
-        raise InputFileError(f"--gguf: {folder} uses {rope['rope_type']!r} rotary scaling, which this GGUF export "
-                             "does not map; export without --gguf")
+        raise InputFileError(
+            f"--gguf: {folder} uses {rope['rope_type']!r} rotary scaling, which this GGUF export "
+            "does not map; export without --gguf"
+        )
     model = LlamaForCausalLM.from_pretrained(folder, dtype="auto")
     dtype = next(model.parameters()).dtype
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -248,7 +265,8 @@ def write_gguf(folder: str, path: str) -> str:
     file_type, tensor_type = {
         torch.float32: (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
         torch.float16: (gguf.LlamaFileType.MOSTLY_F16, gguf.GGMLQuantizationType.F16),
-        torch.bfloat16: (gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16)}[dtype]
+        torch.bfloat16: (gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16),
+    }[dtype]
 
     writer = gguf.GGUFWriter(path, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
     writer.add_name(os.path.basename(os.path.normpath(folder)))
@@ -326,8 +344,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty dst (once the export is done)")
     parser.add_argument("--gguf", action="store_true", help=f"also write dst/{GGUF_FILE} for llama.cpp (needs gguf)")
     args = parser.parse_args(argv)
-    run_command(export_to_llama, args.src, args.dst, dtype=args.dtype, tolerance=args.tolerance,
-                overwrite=args.overwrite, gguf=args.gguf)
+    run_command(
+        export_to_llama,
+        args.src,
+        args.dst,
+        dtype=args.dtype,
+        tolerance=args.tolerance,
+        overwrite=args.overwrite,
+        gguf=args.gguf,
+    )
     also = f" and {args.dst}/{GGUF_FILE}" if args.gguf else ""
     print(f"Exported {args.src} to {args.dst} as LlamaForCausalLM{also}")
 

@@ -548,12 +548,16 @@ class ModernLLMForSequenceClassification(ModernLLMPreTrainedModel):
             last_real = -1
         else:  # the rightmost non-pad token, so left and right padding both work
             non_pad = (input_ids != pad_token_id).to(logits.device, torch.int32)
-            last_real = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * non_pad).argmax(-1)
+            last_real = (torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32) * non_pad).argmax(
+                -1
+            )
         pooled_logits = logits[torch.arange(batch_size, device=logits.device), last_real]  # (B, labels)
 
         if add_balancing and outputs.router_logits:
             aux_loss = load_balancing_loss_func(
-                outputs.router_logits, self.config.num_experts, self.config.num_experts_per_tok,
+                outputs.router_logits,
+                self.config.num_experts,
+                self.config.num_experts_per_tok,
                 current_token_mask(attention_mask, logits.shape[1]),
             )
             pooled_logits = AddAuxiliaryLoss.apply(pooled_logits, coef * self.injected_loss_scale * aux_loss)

@@ -23,18 +23,48 @@ class Stage:
 
 
 STAGES = (
-    Stage("pretrain", "pretrain", "a base language model pretrained from scratch on plain text (causal LM loss on "
-          "packed sequences)", None, "AutoModelForCausalLM", chat=False),
-    Stage("sft", "SFT", "a chat model: the pretrained model fine-tuned on instructions in ChatML, loss on assistant "
-          "tokens only", "pretrain", "AutoModelForCausalLM", chat=True),
-    Stage("dpo", "DPO", "the SFT model aligned with Direct Preference Optimization against a frozen copy of itself",
-          "sft", "AutoModelForCausalLM", chat=True),
-    Stage("verifier", "verifier", "a GSM8K verifier (reward model, one score per solution) trained on the policy's "
-          "own samples labelled by final-answer correctness (Cobbe et al. 2021)", "dpo",
-          "AutoModelForSequenceClassification", chat=False),
-    Stage("grpo", "GRPO", "the DPO model trained with Group Relative Policy Optimization on GSM8K training problems, "
-          "rewarded for a correct final answer (and optionally by the verifier)", "dpo", "AutoModelForCausalLM",
-          chat=True),
+    Stage(
+        "pretrain",
+        "pretrain",
+        "a base language model pretrained from scratch on plain text (causal LM loss on packed sequences)",
+        None,
+        "AutoModelForCausalLM",
+        chat=False,
+    ),
+    Stage(
+        "sft",
+        "SFT",
+        "a chat model: the pretrained model fine-tuned on instructions in ChatML, loss on assistant tokens only",
+        "pretrain",
+        "AutoModelForCausalLM",
+        chat=True,
+    ),
+    Stage(
+        "dpo",
+        "DPO",
+        "the SFT model aligned with Direct Preference Optimization against a frozen copy of itself",
+        "sft",
+        "AutoModelForCausalLM",
+        chat=True,
+    ),
+    Stage(
+        "verifier",
+        "verifier",
+        "a GSM8K verifier (reward model, one score per solution) trained on the policy's "
+        "own samples labelled by final-answer correctness (Cobbe et al. 2021)",
+        "dpo",
+        "AutoModelForSequenceClassification",
+        chat=False,
+    ),
+    Stage(
+        "grpo",
+        "GRPO",
+        "the DPO model trained with Group Relative Policy Optimization on GSM8K training problems, "
+        "rewarded for a correct final answer (and optionally by the verifier)",
+        "dpo",
+        "AutoModelForCausalLM",
+        chat=True,
+    ),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 POLICY_STAGES = tuple(stage.name for stage in STAGES if stage.model_class == "AutoModelForCausalLM")

@@ -103,15 +103,26 @@ class StreamingGenerationMixin(GenerationMixin):
         return super().generate(*args, **kwargs)
 
     def prepare_inputs_for_generation(
-        self, input_ids, next_sequence_length=None, past_key_values=None, attention_mask=None, inputs_embeds=None,
-        is_first_iteration=False, **kwargs
+        self,
+        input_ids,
+        next_sequence_length=None,
+        past_key_values=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        is_first_iteration=False,
+        **kwargs,
     ):
         """transformers' inputs for the next step; with a `StreamingSinkCache`, the full-length 2D attention mask and
         the absolute positions that `generate` keeps are mapped onto the kept slots. (transformers reads this
         signature: `inputs_embeds` must stay named.)"""
         model_inputs = super().prepare_inputs_for_generation(
-            input_ids, next_sequence_length=next_sequence_length, past_key_values=past_key_values,
-            attention_mask=attention_mask, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs
+            input_ids,
+            next_sequence_length=next_sequence_length,
+            past_key_values=past_key_values,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
         )
         if isinstance(past_key_values, StreamingSinkCache):
             tokens = model_inputs.get("input_ids")

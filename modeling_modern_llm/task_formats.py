@@ -88,15 +88,18 @@ def gsm8k_chat_messages(question: str, fewshot: Iterable[dict] = ()) -> list[dic
     `--apply_chat_template --fewshot_as_multiturn`), then the question as the user's message."""
     messages = []
     for example in fewshot:
-        messages += [{"role": "user", "content": gsm8k_chat_prompt(example)},
-                     {"role": "assistant", "content": example["answer"].strip()}]
+        messages += [
+            {"role": "user", "content": gsm8k_chat_prompt(example)},
+            {"role": "assistant", "content": example["answer"].strip()},
+        ]
     return messages + [{"role": "user", "content": gsm8k_chat_prompt({"question": question})}]
 
 
 def format_chat_prompt(tokenizer, question: str, fewshot: Iterable[dict] = ()) -> str:
     """`gsm8k_chat_messages` through a chat model's template, ending with the assistant's turn opened."""
-    return tokenizer.apply_chat_template(gsm8k_chat_messages(question, fewshot), tokenize=False,
-                                         add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        gsm8k_chat_messages(question, fewshot), tokenize=False, add_generation_prompt=True
+    )
 
 
 def verifier_prompt(question: str) -> str:

@@ -37,8 +37,10 @@ SPECIAL_TOKENS = [EOS_TOKEN, PAD_TOKEN, IM_START_TOKEN, IM_END_TOKEN]
 # Llama 3's pre-tokenization: words with the space before them, numbers apart from it in groups of up to three
 # digits. A number is then the same tokens wherever it stands (" 45" in a question, "=45>>" in a solution), so a
 # model copies it by identity instead of learning that " 45" and "45" mean one thing (GPT-2's regex joins the space).
-PRETOKENIZE_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                       r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRETOKENIZE_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def _count_texts(texts: Iterable[str], counter: list[int]) -> Iterator[str]:
@@ -70,10 +72,12 @@ def train_tokenizer(
         raise ValueError(f"min_frequency must be >= 1, got {min_frequency}.")
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     backend.decoder = decoders.ByteLevel()
     # trim_offsets=False keeps a leading space inside its token's character span; with trimming,
     # char_to_token misses it and the assistant-token mask of the chat template comes out empty.
@@ -164,8 +168,9 @@ def _file_texts(paths: list[str]) -> Iterator[str]:
             try:
                 yield from handle
             except UnicodeDecodeError as error:
-                raise InputFileError(f"--text_file {path} is not UTF-8 (byte {error.start} of a line); convert it "
-                                     "(e.g. iconv -t utf-8)") from None
+                raise InputFileError(
+                    f"--text_file {path} is not UTF-8 (byte {error.start} of a line); convert it (e.g. iconv -t utf-8)"
+                ) from None
 
 
 def main(argv: list[str] | None = None) -> None:

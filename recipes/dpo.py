@@ -54,19 +54,43 @@ def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args
         ref_model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **load_kwargs)
 
     # Train
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=training_args, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, processing_class=tokenizer,
-                         callbacks=stage_callbacks(language_modelling=False), peft_config=peft_config)
-    reference = ("the policy with its LoRA adapter disabled (no copy)" if peft_config is not None
-                 else "precomputed log-probs" if trainer.ref_model is None else "a frozen copy of the starting model")
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=stage_callbacks(language_modelling=False),
+        peft_config=peft_config,
+    )
+    reference = (
+        "the policy with its LoRA adapter disabled (no copy)"
+        if peft_config is not None
+        else "precomputed log-probs"
+        if trainer.ref_model is None
+        else "a frozen copy of the starting model"
+    )
     reference_parameters = sum(p.numel() for p in trainer.ref_model.parameters()) if trainer.ref_model else 0
     train_with_resume(trainer)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, tokenizer, "dpo", script_args, model_args, start, eval_metrics=metrics, push=push,
-               extra_summary={"beta": training_args.beta, "reference_model": reference,
-                              "reference_model_parameters": reference_parameters})
+    save_final(
+        trainer,
+        tokenizer,
+        "dpo",
+        script_args,
+        model_args,
+        start,
+        eval_metrics=metrics,
+        push=push,
+        extra_summary={
+            "beta": training_args.beta,
+            "reference_model": reference,
+            "reference_model_parameters": reference_parameters,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -58,42 +58,80 @@ def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_arg
     shots = list(rows.select(range(shots_count)))
     problems = {"train": rows.select(range(shots_count, len(rows)))}
     if training_args.eval_strategy != "no":
-        problems["eval"] = load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
-                                      training_args.seed)
+        problems["eval"] = load_split(
+            script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed
+        )
     prompt_budget = model.config.max_position_embeddings - training_args.max_completion_length
-    datasets = {key: gsm8k_prompts(split_rows, tokenizer, prompt_budget, shots, training_args.sample_with_chat_template)
-                for key, split_rows in problems.items()}
+    datasets = {
+        key: gsm8k_prompts(split_rows, tokenizer, prompt_budget, shots, training_args.sample_with_chat_template)
+        for key, split_rows in problems.items()
+    }
     if len(datasets["train"]) == 0:
-        raise UsageError(f"grpo: no training prompt fits in {prompt_budget} tokens (max_position_embeddings "
-                         f"{model.config.max_position_embeddings} - max_completion_length "
-                         f"{training_args.max_completion_length}); lower max_completion_length or num_fewshot")
+        raise UsageError(
+            f"grpo: no training prompt fits in {prompt_budget} tokens (max_position_embeddings "
+            f"{model.config.max_position_embeddings} - max_completion_length "
+            f"{training_args.max_completion_length}); lower max_completion_length or num_fewshot"
+        )
 
     # Train
-    rewards = reward_functions(training_args.reward_funcs, training_args.reward_model_name_or_path,
-                               training_args.device, training_args.verifier_batch_size)
+    rewards = reward_functions(
+        training_args.reward_funcs,
+        training_args.reward_model_name_or_path,
+        training_args.device,
+        training_args.verifier_batch_size,
+    )
     peft_config = stage_peft_config("grpo", model_args, model)
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=training_args, train_dataset=datasets["train"],
-                          eval_dataset=datasets.get("eval"), processing_class=tokenizer,
-                          callbacks=stage_callbacks(language_modelling=False), peft_config=peft_config)
-    reference = ("none (beta 0: no KL term)" if training_args.beta == 0
-                 else "the policy with its LoRA adapter disabled (no copy)" if peft_config is not None
-                 else "a frozen copy of the starting model")
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer,
+        callbacks=stage_callbacks(language_modelling=False),
+        peft_config=peft_config,
+    )
+    reference = (
+        "none (beta 0: no KL term)"
+        if training_args.beta == 0
+        else "the policy with its LoRA adapter disabled (no copy)"
+        if peft_config is not None
+        else "a frozen copy of the starting model"
+    )
     train_with_resume(trainer)
     metrics = trainer.evaluate() if "eval" in datasets else {}
 
     # Save
     logged = [entry for entry in trainer.state.log_history if "reward" in entry]
-    save_final(trainer, tokenizer, "grpo", script_args, model_args, start, eval_metrics=metrics, push=push,
-               extra_summary={
-                   "beta": training_args.beta, "reference_model": reference,
-                   "reward_funcs": training_args.reward_funcs,
-                   "reward_weights": training_args.reward_weights or [1.0] * len(rewards),
-                   "num_generations": training_args.num_generations, "temperature": training_args.temperature,
-                   "max_completion_length": training_args.max_completion_length,
-                   "train_prompts": len(datasets["train"]), "num_fewshot": shots_count,
-                   "sample_with_chat_template": training_args.sample_with_chat_template,
-                   "reward_logged": {"first": logged[0]["reward"], "last": logged[-1]["reward"],
-                                     "mean": sum(e["reward"] for e in logged) / len(logged)} if logged else None})
+    save_final(
+        trainer,
+        tokenizer,
+        "grpo",
+        script_args,
+        model_args,
+        start,
+        eval_metrics=metrics,
+        push=push,
+        extra_summary={
+            "beta": training_args.beta,
+            "reference_model": reference,
+            "reward_funcs": training_args.reward_funcs,
+            "reward_weights": training_args.reward_weights or [1.0] * len(rewards),
+            "num_generations": training_args.num_generations,
+            "temperature": training_args.temperature,
+            "max_completion_length": training_args.max_completion_length,
+            "train_prompts": len(datasets["train"]),
+            "num_fewshot": shots_count,
+            "sample_with_chat_template": training_args.sample_with_chat_template,
+            "reward_logged": {
+                "first": logged[0]["reward"],
+                "last": logged[-1]["reward"],
+                "mean": sum(e["reward"] for e in logged) / len(logged),
+            }
+            if logged
+            else None,
+        },
+    )
 
 
 if __name__ == "__main__":

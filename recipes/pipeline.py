@@ -89,16 +89,28 @@ class PipelineArguments:
     stage_configs: dict = field(metadata={"help": "Stage name -> its YAML, e.g. {pretrain: recipes/configs/...}."})
     stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={"help": "Stages to run, in order."})
     runs_dir: str = field(default="experiments/runs")
-    launcher: str | None = field(default=None, metadata={
-        "help": "How a recipe is started: unset (or 'python') runs it with the interpreter running this pipeline; "
-                "'accelerate launch --config_file accelerate_configs/<x>.yaml' runs it under accelerate, again "
-                "through this interpreter (so an unactivated virtual environment works)."})
+    launcher: str | None = field(
+        default=None,
+        metadata={
+            "help": "How a recipe is started: unset (or 'python') runs it with the interpreter running this pipeline; "
+            "'accelerate launch --config_file accelerate_configs/<x>.yaml' runs it under accelerate, again "
+            "through this interpreter (so an unactivated virtual environment works)."
+        },
+    )
     verifier_policy: str = field(default="dpo", metadata={"help": "Stage whose final model the verifier samples from."})
-    stage_args: dict | None = field(default=None, metadata={
-        "help": "Stage name -> extra command-line overrides for it (a string), e.g. {pretrain: '--max_steps 10'}."})
-    local_data_dir: str | None = field(default=None, metadata={
-        "help": "Read every Hub dataset of every stage and of the evaluation from DIR/<registry name>/<split>.jsonl|"
-                ".parquet (offline clusters; docs/DATA.md)."})
+    stage_args: dict | None = field(
+        default=None,
+        metadata={
+            "help": "Stage name -> extra command-line overrides for it (a string), e.g. {pretrain: '--max_steps 10'}."
+        },
+    )
+    local_data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Read every Hub dataset of every stage and of the evaluation from DIR/<registry name>/<split>.jsonl|"
+            ".parquet (offline clusters; docs/DATA.md)."
+        },
+    )
     eval_script: str = field(default="eval/evaluate_tasks.py")
     eval_args: str = field(default="--embedded --include-baselines", metadata={"help": "Extra evaluation flags."})
     results_dir: str = field(default="experiments/results")
@@ -106,23 +118,41 @@ class PipelineArguments:
     report_output: str = field(default="report/final_report.md")
     skip_eval: bool = field(default=False, metadata={"help": "Stop after training."})
     validate_only: bool = field(default=False, metadata={"help": "Check every stage's config, then stop."})
-    rehearse: bool = field(default=False, metadata={
-        "help": "Run the whole pipeline shrunk, on this machine, into <runs_dir>/<run_name>-rehearsal/ (minutes on "
-                "a CPU): every stage interrupted once and resumed, then the evaluation and the report."})
-    rehearse_eval_args: str = field(default="--limit 4 --n_samples 2 --max_gen_toks 16", metadata={
-        "help": "Evaluation flags appended in a rehearsal (tiny limits)."})
-    stop_timeout_s: float = field(default=300.0, metadata={
-        "help": "On SIGTERM, how long a stage may take to save its checkpoint before it is killed."})
-    push_to_hub: bool = field(default=False, metadata={
-        "help": "After the report, push every stage's <stage>_final to <hub_model_id>-<stage> (its evaluation "
-                "results on the card, the report under report/), with recipes/push_to_hub.py. Never in a rehearsal."})
-    hub_model_id: str | None = field(default=None, metadata={
-        "help": "<user or organization>/<prefix> of the pushed repos: <prefix>-pretrain, <prefix>-sft, ..."})
+    rehearse: bool = field(
+        default=False,
+        metadata={
+            "help": "Run the whole pipeline shrunk, on this machine, into <runs_dir>/<run_name>-rehearsal/ (minutes on "
+            "a CPU): every stage interrupted once and resumed, then the evaluation and the report."
+        },
+    )
+    rehearse_eval_args: str = field(
+        default="--limit 4 --n_samples 2 --max_gen_toks 16",
+        metadata={"help": "Evaluation flags appended in a rehearsal (tiny limits)."},
+    )
+    stop_timeout_s: float = field(
+        default=300.0,
+        metadata={"help": "On SIGTERM, how long a stage may take to save its checkpoint before it is killed."},
+    )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "After the report, push every stage's <stage>_final to <hub_model_id>-<stage> (its evaluation "
+            "results on the card, the report under report/), with recipes/push_to_hub.py. Never in a rehearsal."
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={"help": "<user or organization>/<prefix> of the pushed repos: <prefix>-pretrain, <prefix>-sft, ..."},
+    )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the pushed repos private."})
-    seeds: list[int] | None = field(default=None, metadata={
-        "help": "Run the whole pipeline once per training seed (every stage's --seed and the evaluation's) into "
-                "<runs_dir>/<run_name>/seed-<s>/, then write seed_summary.json and the report across seeds; the "
-                "embedded corpus stays the same. Unset: one run with the configs' seeds."})
+    seeds: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Run the whole pipeline once per training seed (every stage's --seed and the evaluation's) into "
+            "<runs_dir>/<run_name>/seed-<s>/, then write seed_summary.json and the report across seeds; the "
+            "embedded corpus stays the same. Unset: one run with the configs' seeds."
+        },
+    )
 
     def __post_init__(self):
         unknown = [stage for stage in self.stages if stage not in STAGES]
@@ -139,8 +169,10 @@ class PipelineArguments:
         if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds) or min(self.seeds, default=-1) < 0):
             raise UsageError(f"seeds: {self.seeds} must be one or more different non-negative integers")
         if self.seeds and self.push_to_hub:
-            raise UsageError("seeds: a run of several seeds pushes nothing (push_to_hub: true); push one seed's "
-                             "stages with recipes/push_to_hub.py <runs_dir>/<run_name>/seed-<s>/<stage>_final <repo>")
+            raise UsageError(
+                "seeds: a run of several seeds pushes nothing (push_to_hub: true); push one seed's "
+                "stages with recipes/push_to_hub.py <runs_dir>/<run_name>/seed-<s>/<stage>_final <repo>"
+            )
         if self.rehearse:
             self.run_name += "-rehearsal"  # never mixed with a real run's outputs
             rehearsal_dir = os.path.join(self.runs_dir, self.run_name)
@@ -161,8 +193,14 @@ def launcher_command(launcher: str | None) -> list[str]:
 
 def stage_command(args: PipelineArguments, stage: str, run_dir: str, launcher: list[str] | None = None) -> list[str]:
     previous = args.verifier_policy if stage == "verifier" else get_stage(stage).previous
-    recipe_args = ["--config", args.stage_configs[stage], "--output_dir", os.path.join(run_dir, stage),
-                   "--run_name", f"{args.run_name}-{stage}"]
+    recipe_args = [
+        "--config",
+        args.stage_configs[stage],
+        "--output_dir",
+        os.path.join(run_dir, stage),
+        "--run_name",
+        f"{args.run_name}-{stage}",
+    ]
     if previous:
         recipe_args += ["--model_name_or_path", os.path.join(run_dir, f"{previous}_final")]
     if stage == "grpo":  # used by its `verifier` reward, if the config names it
@@ -176,7 +214,7 @@ def stage_command(args: PipelineArguments, stage: str, run_dir: str, launcher: l
 
 def recipe_argv(command: list[str], stage: str) -> list[str]:
     """What the recipe itself receives: the words after `recipes/<stage>.py`."""
-    return command[command.index(os.path.join(RECIPES, f"{stage}.py")) + 1:]
+    return command[command.index(os.path.join(RECIPES, f"{stage}.py")) + 1 :]
 
 
 def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSetup | None):
@@ -196,8 +234,17 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
             continue
         if stage == "pretrain" or architecture is None:
             architecture = architecture_of(model)
-        found = stage_problems(stage, script, training, model, architecture=architecture, accelerate=accelerate,
-                               check_inputs=stage == args.stages[0], rehearsal=args.rehearse, finished_ok=True)
+        found = stage_problems(
+            stage,
+            script,
+            training,
+            model,
+            architecture=architecture,
+            accelerate=accelerate,
+            check_inputs=stage == args.stages[0],
+            rehearsal=args.rehearse,
+            finished_ok=True,
+        )
         problems += [type(problem)(f"{stage}: {problem}") for problem in found]
         if args.rehearse:
             overrides, said = stage_overrides(stage, training, model, architecture)
@@ -206,8 +253,10 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         if not script.local_data_dir:  # the Hub datasets a stage reads from the Hub (or its cache)
             datasets.update(name for name, _ in script.mixture() if not REGISTRY[name].embedded)
         if args.push_to_hub and training.push_to_hub:
-            problems.append(f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
-                            "(push_to_hub: true in the pipeline config); keep one")
+            problems.append(
+                f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
+                "(push_to_hub: true in the pipeline config); keep one"
+            )
     if not args.skip_eval:
         problems += [f"evaluation: {line}" for line in evaluation_problems()]
     if args.push_to_hub:
@@ -227,8 +276,9 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
     return argvs, datasets
 
 
-def prepare_rehearsal_data(args: PipelineArguments, argvs: dict[str, list[str]], datasets: set[str],
-                           run_dir: str) -> None:
+def prepare_rehearsal_data(
+    args: PipelineArguments, argvs: dict[str, list[str]], datasets: set[str], run_dir: str
+) -> None:
     """Stand-ins (into ``args.local_data_dir``) for the Hub datasets the stages would read from the Hub, when it
     cannot be reached."""
     hub_names = sorted(datasets)
@@ -239,14 +289,25 @@ def prepare_rehearsal_data(args: PipelineArguments, argvs: dict[str, list[str]],
         return
     args.local_data_dir = os.path.join(run_dir, "standins")
     write_standins(args.local_data_dir, [name for name in REGISTRY if not REGISTRY[name].embedded])
-    logger.info("[rehearsal] the Hub cannot be reached: %s read from stand-ins in %s (embedded-corpus rows in each "
-                "dataset's Hub schema, through the same normalisers)", ", ".join(hub_names), args.local_data_dir)
+    logger.info(
+        "[rehearsal] the Hub cannot be reached: %s read from stand-ins in %s (embedded-corpus rows in each "
+        "dataset's Hub schema, through the same normalisers)",
+        ", ".join(hub_names),
+        args.local_data_dir,
+    )
     for stage in argvs:
         argvs[stage] += ["--local_data_dir", args.local_data_dir]
 
 
-def run_step(name: str, command: list[str], summary: dict, summary_path: str, env: dict | None = None,
-             stop_timeout_s: float = 300.0, expect: int = 0) -> int:
+def run_step(
+    name: str,
+    command: list[str],
+    summary: dict,
+    summary_path: str,
+    env: dict | None = None,
+    stop_timeout_s: float = 300.0,
+    expect: int = 0,
+) -> int:
     """Run one step as a subprocess in its own process group; record its command, status and wall time (summed over
     attempts). On SIGTERM/Ctrl-C the whole group gets SIGTERM (accelerate's launcher would not pass it on) and has
     `stop_timeout_s` to save a checkpoint. Stops the pipeline unless the exit code is `expect`."""
@@ -254,8 +315,12 @@ def run_step(name: str, command: list[str], summary: dict, summary_path: str, en
     start, returncode = time.time(), None
     # Its own process group (so a stop reaches the launcher's workers too), and tied to this process: if the pipeline
     # is killed outright (SIGKILL), the kernel sends the step SIGTERM instead of leaving it running as an orphan
-    process = subprocess.Popen(command, env={**os.environ, **(env or {}), DIE_WITH_PARENT_ENV: "1"},
-                               start_new_session=True, preexec_fn=die_with_parent)
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {}), DIE_WITH_PARENT_ENV: "1"},
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
     try:
         returncode = process.wait()
     finally:  # also when the pipeline itself is stopped (SIGTERM from SLURM, Ctrl-C): stop the stage, record it
@@ -264,10 +329,14 @@ def run_step(name: str, command: list[str], summary: dict, summary_path: str, en
         earlier = summary["steps"].get(name, {})
         earlier = earlier if earlier.get("status") != "ok" else {}  # an unfinished earlier attempt adds its time
         status = {None: "interrupted", 0: "ok", STOPPED_EXIT_CODE: "stopped (checkpoint saved)"}.get(
-            returncode, f"failed (exit code {returncode})")
-        summary["steps"][name] = {"command": shlex.join(command), "status": status,
-                                  "wall_time_s": round(earlier.get("wall_time_s", 0) + time.time() - start, 1),
-                                  "attempts": earlier.get("attempts", 0) + 1}
+            returncode, f"failed (exit code {returncode})"
+        )
+        summary["steps"][name] = {
+            "command": shlex.join(command),
+            "status": status,
+            "wall_time_s": round(earlier.get("wall_time_s", 0) + time.time() - start, 1),
+            "attempts": earlier.get("attempts", 0) + 1,
+        }
         write_summary(summary, summary_path)
     if returncode != expect:
         sys.exit(f"pipeline: step {name!r} {summary['steps'][name]['status']}; rerun the same command to resume it.")
@@ -294,8 +363,9 @@ def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
         process.poll()
         time.sleep(0.2)
     if _group_alive(process.pid):
-        logger.warning("step did not stop within %.0f s: killing it (it resumes from its last valid checkpoint)",
-                       timeout_s)
+        logger.warning(
+            "step did not stop within %.0f s: killing it (it resumes from its last valid checkpoint)", timeout_s
+        )
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
@@ -327,13 +397,21 @@ def main(args: PipelineArguments) -> None:
     env = {LAUNCHER_ENV: shlex.join(launcher), **({ACCELERATE_CONFIG_ENV: accelerate_path} if accelerate_path else {})}
     if args.rehearse:
         if launcher[1:3] == ["-m", "accelerate.commands.launch"]:
-            logger.info("[rehearsal] launcher %s -> this interpreter, one process (%s was validated)",
-                        args.launcher, accelerate_path)
+            logger.info(
+                "[rehearsal] launcher %s -> this interpreter, one process (%s was validated)",
+                args.launcher,
+                accelerate_path,
+            )
         launcher, env = [sys.executable], {LAUNCHER_ENV: sys.executable, REHEARSAL_ENV: "1"}
         prepare_rehearsal_data(args, argvs, datasets, run_dir)
     summary_path = os.path.join(run_dir, "pipeline_summary.json")
-    summary = {"run_name": args.run_name, "command": shlex.join([sys.executable, *sys.argv]), "python": sys.executable,
-               "rehearsal": args.rehearse, "steps": {}}
+    summary = {
+        "run_name": args.run_name,
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "python": sys.executable,
+        "rehearsal": args.rehearse,
+        "steps": {},
+    }
     if os.path.isfile(summary_path):  # keep the times of stages finished by an earlier (interrupted) invocation
         with open(summary_path) as handle:
             summary["steps"] = json.load(handle).get("steps", {})
@@ -346,8 +424,15 @@ def main(args: PipelineArguments) -> None:
         command = [*launcher, os.path.join(RECIPES, f"{stage}.py"), *argvs[stage]]
         if args.rehearse and not os.path.isdir(os.path.join(run_dir, stage)):
             # Interrupted once by a real SIGTERM at step STOP_STEP, then rerun: it must resume, not restart.
-            run_step(stage, command, summary, summary_path, {**env, STOP_AT_STEP_ENV: str(STOP_STEP)},
-                     args.stop_timeout_s, expect=STOPPED_EXIT_CODE)
+            run_step(
+                stage,
+                command,
+                summary,
+                summary_path,
+                {**env, STOP_AT_STEP_ENV: str(STOP_STEP)},
+                args.stop_timeout_s,
+                expect=STOPPED_EXIT_CODE,
+            )
         run_step(stage, command, summary, summary_path, env, args.stop_timeout_s)
 
     finals = {stage: os.path.join(run_dir, f"{stage}_final") for stage in STAGES}
@@ -356,12 +441,19 @@ def main(args: PipelineArguments) -> None:
     if args.push_to_hub:
         push_stages(args, finals, summary, summary_path)
     if args.rehearse:
-        logger.info("[rehearsal] passed: %s", ", ".join(
-            f"{name} {step['wall_time_s']:.0f} s" for name, step in summary["steps"].items() if "wall_time_s" in step))
+        logger.info(
+            "[rehearsal] passed: %s",
+            ", ".join(
+                f"{name} {step['wall_time_s']:.0f} s"
+                for name, step in summary["steps"].items()
+                if "wall_time_s" in step
+            ),
+        )
 
 
-def evaluate_and_report(args: PipelineArguments, run_dir: str, finals: dict[str, str], summary: dict,
-                        summary_path: str) -> None:
+def evaluate_and_report(
+    args: PipelineArguments, run_dir: str, finals: dict[str, str], summary: dict, summary_path: str
+) -> None:
     eval_args = args.eval_args + (f" {args.rehearse_eval_args}" if args.rehearse else "")
     if args.local_data_dir:
         eval_args += f" --local_dir {args.local_data_dir}"
@@ -369,11 +461,30 @@ def evaluate_and_report(args: PipelineArguments, run_dir: str, finals: dict[str,
     policies = [stage for stage in POLICY_STAGES if final_model_problem(finals[stage], stage) is None]
     verifier = ["--verifier", finals["verifier"]] if final_model_problem(finals["verifier"], "verifier") is None else []
     # --overwrite: the pipeline owns its results_dir; the evaluation swaps the complete new results in at the end
-    evaluation = [sys.executable, args.eval_script, "--model", *(finals[stage] for stage in policies),
-                  "--stages", *policies, *verifier, "--output_dir", args.results_dir, "--overwrite",
-                  *shlex.split(eval_args)]
-    report = [sys.executable, args.report_script, "--results_dir", args.results_dir, "--run_dir", run_dir,
-              "--output", args.report_output, "--update_model_cards"]
+    evaluation = [
+        sys.executable,
+        args.eval_script,
+        "--model",
+        *(finals[stage] for stage in policies),
+        "--stages",
+        *policies,
+        *verifier,
+        "--output_dir",
+        args.results_dir,
+        "--overwrite",
+        *shlex.split(eval_args),
+    ]
+    report = [
+        sys.executable,
+        args.report_script,
+        "--results_dir",
+        args.results_dir,
+        "--run_dir",
+        run_dir,
+        "--output",
+        args.report_output,
+        "--update_model_cards",
+    ]
     for name, command, script in (("evaluation", evaluation, args.eval_script), ("report", report, args.report_script)):
         missing = f"{script} is missing" if not os.path.isfile(script) else None
         if name == "report" and summary["steps"]["evaluation"]["status"] != "ok":
@@ -392,10 +503,16 @@ def push_stages(args: PipelineArguments, finals: dict[str, str], summary: dict, 
     report_ok = summary["steps"].get("report", {}).get("status") == "ok"
     for stage in args.stages:
         name, repo_id = f"push-{stage}", f"{args.hub_model_id}-{stage}"
-        command = [sys.executable, os.path.join(RECIPES, "push_to_hub.py"), finals[stage], repo_id,
-                   "--results_dir", args.results_dir,
-                   *(["--private"] if args.hub_private_repo else []),
-                   *(["--report", args.report_output] if report_ok else [])]
+        command = [
+            sys.executable,
+            os.path.join(RECIPES, "push_to_hub.py"),
+            finals[stage],
+            repo_id,
+            "--results_dir",
+            args.results_dir,
+            *(["--private"] if args.hub_private_repo else []),
+            *(["--report", args.report_output] if report_ok else []),
+        ]
         if args.rehearse:
             logger.info("[rehearsal] [%s] SKIPPED: a rehearsal never pushes to the Hub (%s)", name, repo_id)
             summary["steps"][name] = {"command": shlex.join(command), "status": "skipped: rehearsal"}

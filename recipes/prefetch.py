@@ -30,16 +30,22 @@ def main(argv=None) -> int:
         dataset_names, model_ids = read_config_targets(args.config)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    eval_names, eval_models = evaluation_targets(args.eval_suite, args.include_baselines) if args.eval_suite else ([], [])
+    eval_names, eval_models = (
+        evaluation_targets(args.eval_suite, args.include_baselines) if args.eval_suite else ([], [])
+    )
     dataset_names = list(dict.fromkeys(dataset_names + eval_names + args.datasets))
     model_ids = list(dict.fromkeys(model_ids + eval_models + args.models))
     if not dataset_names and not model_ids:
-        parser.error("nothing to fetch: pass --config (with dataset_name/dataset_mixture/eval_datasets/baseline_models), "
-                     "--eval_suite, --datasets or --models")
+        parser.error(
+            "nothing to fetch: pass --config (with dataset_name/dataset_mixture/eval_datasets/baseline_models), "
+            "--eval_suite, --datasets or --models"
+        )
     results = prefetch(dataset_names, model_ids)
     print(format_table(results))
     failed = [r.name for r in results if not r.ok]
-    print(f"\n{len(results) - len(failed)}/{len(results)} fetched" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} fetched" + (f"; failing: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

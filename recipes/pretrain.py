@@ -55,16 +55,23 @@ def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args
     else:
         # Tokenizer: trained on the pretraining corpus and kept with the checkpoints, unless one is named
         with training_args.main_process_first(desc="tokenizer"):
-            tokenizer = build_tokenizer(model_args, (row["text"] for row in train_dataset),
-                                        f"{training_args.output_dir}/tokenizer")
+            tokenizer = build_tokenizer(
+                model_args, (row["text"] for row in train_dataset), f"{training_args.output_dir}/tokenizer"
+            )
         # Model, from the YAML's ModernLLMConfig fields
         model = ModernLLMForCausalLM(build_model_config(model_args, tokenizer))
 
     # Train
     training_args.dataset_text_field = "text"
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=True),
-                         peft_config=stage_peft_config("pretrain", model_args, model))
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=stage_callbacks(language_modelling=True),
+        peft_config=stage_peft_config("pretrain", model_args, model),
+    )
     train_with_resume(trainer)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 

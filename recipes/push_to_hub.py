@@ -23,17 +23,28 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a finished <stage>_final folder")
     parser.add_argument("repo_id", help="<user or organization>/<name>")
-    parser.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its "
-                        "visibility)")
+    parser.add_argument(
+        "--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)"
+    )
     parser.add_argument("--revision", default=None, help="branch to push to (created from main if needed)")
-    parser.add_argument("--results_dir", default=DEFAULT_RESULTS_DIR, help="the evaluation's --output_dir (no "
-                        "results there: the card gets none)")
-    parser.add_argument("--report", default=None, help="the report's Markdown file, pushed with its figures/ under "
-                        "report/")
+    parser.add_argument(
+        "--results_dir",
+        default=DEFAULT_RESULTS_DIR,
+        help="the evaluation's --output_dir (no results there: the card gets none)",
+    )
+    parser.add_argument(
+        "--report", default=None, help="the report's Markdown file, pushed with its figures/ under report/"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(name)s - %(message)s", level=logging.INFO)
-    url = push_folder(args.folder, args.repo_id, private=True if args.private else None, revision=args.revision,
-                      results_dir=args.results_dir, report=args.report)
+    url = push_folder(
+        args.folder,
+        args.repo_id,
+        private=True if args.private else None,
+        revision=args.revision,
+        results_dir=args.results_dir,
+        report=args.report,
+    )
     print(url)
 
 

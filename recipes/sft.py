@@ -48,15 +48,22 @@ def main(script_args: ScriptArguments, training_args: SFTStageConfig, model_args
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **model_load_kwargs(model_args))
 
     # Train (only a LoRA adapter with use_peft: true)
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=True),
-                         peft_config=stage_peft_config("sft", model_args, model))
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=stage_callbacks(language_modelling=True),
+        peft_config=stage_peft_config("sft", model_args, model),
+    )
     train_with_resume(trainer)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 
     # Save
-    save_final(trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics,
-               push=push)
+    save_final(
+        trainer, trainer.processing_class, "sft", script_args, model_args, start, eval_metrics=metrics, push=push
+    )
 
 
 if __name__ == "__main__":

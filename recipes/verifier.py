@@ -76,12 +76,17 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
 
     # Sample and label the policy's solutions (each process its share; cached, so a resumed run reuses them)
     train_rows = list(load_split(script_args, script_args.dataset_train_split, None, training_args.seed))
-    shots = train_rows[:training_args.num_fewshot]
-    problems = {"train": (script_args.dataset_train_split,
-                          train_rows[len(shots):][:script_args.max_train_samples])}
+    shots = train_rows[: training_args.num_fewshot]
+    problems = {"train": (script_args.dataset_train_split, train_rows[len(shots) :][: script_args.max_train_samples])}
     if training_args.eval_strategy != "no":
-        problems["eval"] = (script_args.dataset_test_split, list(load_split(
-            script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed)))
+        problems["eval"] = (
+            script_args.dataset_test_split,
+            list(
+                load_split(
+                    script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed
+                )
+            ),
+        )
     # The policy samples as it is evaluated: in its own precision, never QLoRA's 4-bit copy
     policy_kwargs = model_load_kwargs(model_args, quantized=False)
     policy = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **policy_kwargs)
@@ -90,44 +95,71 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     records = {}
     for key, (split, rows) in problems.items():
         path = samples_path(training_args.output_dir, split, model_args.model_name_or_path, rows, shots, training_args)
-        records[key] = cached_samples(path, rows, partial(sample_solutions, policy, tokenizer, shots=shots,
-                                                          args=training_args),
-                                      state.process_index, state.num_processes, state.wait_for_everyone)
+        records[key] = cached_samples(
+            path,
+            rows,
+            partial(sample_solutions, policy, tokenizer, shots=shots, args=training_args),
+            state.process_index,
+            state.num_processes,
+            state.wait_for_everyone,
+        )
     del policy
     gc.collect()
     policy_accuracy = {key: sum(r["correct"] for r in recs) / max(len(recs), 1) for key, recs in records.items()}
     if training_args.objective == "token_level":
-        labelled = {key: with_references(recs) if training_args.include_reference else recs
-                    for key, recs in records.items()}
-        datasets = {key: Dataset.from_dict(token_level_examples(recs, tokenizer, format_verifier_input, verifier_prompt))
-                    for key, recs in labelled.items()}
+        labelled = {
+            key: with_references(recs) if training_args.include_reference else recs for key, recs in records.items()
+        }
+        datasets = {
+            key: Dataset.from_dict(token_level_examples(recs, tokenizer, format_verifier_input, verifier_prompt))
+            for key, recs in labelled.items()
+        }
         if len({r["correct"] for r in labelled["train"]}) < 2:
-            raise ValueError(f"verifier: the policy's {len(records['train'])} training samples are all "
-                             f"{'right' if records['train'][0]['correct'] else 'wrong'}: nothing to tell apart. "
-                             "Sample more problems, or at another temperature.")
+            raise ValueError(
+                f"verifier: the policy's {len(records['train'])} training samples are all "
+                f"{'right' if records['train'][0]['correct'] else 'wrong'}: nothing to tell apart. "
+                "Sample more problems, or at another temperature."
+            )
     else:
-        text_pairs = {key: preference_pairs(recs, training_args.max_pairs_per_problem, training_args.seed,
-                                            training_args.include_reference) for key, recs in records.items()}
+        text_pairs = {
+            key: preference_pairs(
+                recs, training_args.max_pairs_per_problem, training_args.seed, training_args.include_reference
+            )
+            for key, recs in records.items()
+        }
         if not text_pairs["train"]:
             raise ValueError(
                 f"verifier: no (correct, incorrect) pair among {len(records['train'])} samples: the policy's sample "
                 f"accuracy is {policy_accuracy['train']:.1%}. Sample more (`samples_per_problem`, `max_train_samples`), "
-                "or set `include_reference: true` to pair the reference solution with the policy's wrong ones.")
-        datasets = {key: Dataset.from_dict(tokenize_pairs(pair_list, tokenizer))
-                    for key, pair_list in text_pairs.items() if pair_list}
+                "or set `include_reference: true` to pair the reference solution with the policy's wrong ones."
+            )
+        datasets = {
+            key: Dataset.from_dict(tokenize_pairs(pair_list, tokenizer))
+            for key, pair_list in text_pairs.items()
+            if pair_list
+        }
     if "eval" in records and "eval" not in datasets:
-        logger.warning("verifier: the evaluation problems gave no (correct, incorrect) pair; training without evaluation")
+        logger.warning(
+            "verifier: the evaluation problems gave no (correct, incorrect) pair; training without evaluation"
+        )
         training_args.eval_strategy = "no"
 
     # Verifier, initialised from the policy; the score head is new
     tokenizer.padding_side = "right"
     model = AutoModelForSequenceClassification.from_pretrained(
-        model_args.model_name_or_path, num_labels=1, pad_token_id=tokenizer.pad_token_id, **load_kwargs)
+        model_args.model_name_or_path, num_labels=1, pad_token_id=tokenizer.pad_token_id, **load_kwargs
+    )
 
     # Train (with use_peft: a LoRA adapter on the trunk and the whole score head)
-    common = dict(model=model, args=training_args, train_dataset=datasets["train"], eval_dataset=datasets.get("eval"),
-                  processing_class=tokenizer, callbacks=stage_callbacks(language_modelling=False),
-                  peft_config=stage_peft_config("verifier", model_args, model))
+    common = dict(
+        model=model,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("eval"),
+        processing_class=tokenizer,
+        callbacks=stage_callbacks(language_modelling=False),
+        peft_config=stage_peft_config("verifier", model_args, model),
+    )
     if training_args.objective == "token_level":
         trainer = TokenLevelVerifierTrainer(**common, lm_loss_coef=training_args.lm_loss_coef)
     else:
@@ -140,16 +172,28 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
     ranking = {key: ranking_of(verifier, recs[:RANKED_SAMPLES]) for key, recs in records.items()}
 
     # Save
-    save_final(trainer, tokenizer, "verifier", script_args, model_args, start, eval_metrics=metrics, push=push,
-               extra_summary={
-                   "objective": training_args.objective, "policy_sample_accuracy": policy_accuracy,
-                   "samples": {key: len(recs) for key, recs in records.items()},
-                   "problems": {key: len({r["question"] for r in recs}) for key, recs in records.items()},
-                   "examples": {key: len(ds) for key, ds in datasets.items()},
-                   "held_out_ranking": ranking.get("eval"), "train_ranking": ranking["train"],
-                   "samples_per_problem": training_args.samples_per_problem,
-                   "use_calculator": training_args.use_calculator,
-                   "scoring_text": "tokenizer(format_verifier_input(question, solution))"})
+    save_final(
+        trainer,
+        tokenizer,
+        "verifier",
+        script_args,
+        model_args,
+        start,
+        eval_metrics=metrics,
+        push=push,
+        extra_summary={
+            "objective": training_args.objective,
+            "policy_sample_accuracy": policy_accuracy,
+            "samples": {key: len(recs) for key, recs in records.items()},
+            "problems": {key: len({r["question"] for r in recs}) for key, recs in records.items()},
+            "examples": {key: len(ds) for key, ds in datasets.items()},
+            "held_out_ranking": ranking.get("eval"),
+            "train_ranking": ranking["train"],
+            "samples_per_problem": training_args.samples_per_problem,
+            "use_calculator": training_args.use_calculator,
+            "scoring_text": "tokenizer(format_verifier_input(question, solution))",
+        },
+    )
 
 
 def ranking_of(verifier, records: list[dict]) -> dict:
@@ -158,7 +202,9 @@ def ranking_of(verifier, records: list[dict]) -> dict:
     scores = verifier.score([format_verifier_input(r["question"], r["solution"]) for r in records])
     by_question: dict[str, Problem] = {}
     for record, score in zip(records, scores):
-        problem = by_question.setdefault(record["question"], Problem(record["question"], record["answer"], None, [], []))
+        problem = by_question.setdefault(
+            record["question"], Problem(record["question"], record["answer"], None, [], [])
+        )
         problem.candidates.append(record["solution"])
         problem.scores.append(score)
     problems = list(by_question.values())

@@ -55,9 +55,11 @@ def plot_grpo_training(run_dir: Path | None, path: Path) -> str:
     lengths.set_xlabel("step")
     lengths.set_ylabel("completion length (tokens, mean)")
     _save(fig, path)
-    return ("GRPO per logged step, from grpo/trainer_state.json: the mean reward of the step's completions, its "
-            "standard deviation within each prompt's group of samples (0: the group teaches nothing), and the mean "
-            "completion length.")
+    return (
+        "GRPO per logged step, from grpo/trainer_state.json: the mean reward of the step's completions, its "
+        "standard deviation within each prompt's group of samples (0: the group teaches nothing), and the mean "
+        "completion length."
+    )
 
 
 def plot_em_vs_n(analysis: dict | None, path: Path) -> str:
@@ -73,9 +75,11 @@ def plot_em_vs_n(analysis: dict | None, path: Path) -> str:
     ax.set_ylabel("exact match (%)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     _save(fig, path)
-    return (f"GSM8K exact match of {analysis['model']} ({analysis['task']}, {analysis['n_problems']} problems) using the "
-            f"first N of its {analysis['n_samples']} samples, N = {', '.join(map(str, sizes))}, for every selector (greedy "
-            "does not depend on N; a random pick is the samples' mean correctness).")
+    return (
+        f"GSM8K exact match of {analysis['model']} ({analysis['task']}, {analysis['n_problems']} problems) using the "
+        f"first N of its {analysis['n_samples']} samples, N = {', '.join(map(str, sizes))}, for every selector (greedy "
+        "does not depend on N; a random pick is the samples' mean correctness)."
+    )
 
 
 def _save(fig, path: Path) -> None:
@@ -84,17 +88,23 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def make_plots(results_dir: Path, run_dir: Path | None, output_dir: Path, analysis: dict | None = None) -> dict[str, str]:
+def make_plots(
+    results_dir: Path, run_dir: Path | None, output_dir: Path, analysis: dict | None = None
+) -> dict[str, str]:
     """`{figure name: caption}` (a caption starting "not drawn:" when skipped)."""
     analysis = analysis if analysis is not None else gsm8k_analysis(load_run(results_dir))
-    return {"training_loss.png": plot_training_loss(run_dir, output_dir / "training_loss.png"),
-            "grpo_training.png": plot_grpo_training(run_dir, output_dir / "grpo_training.png"),
-            "gsm8k_em_vs_n.png": plot_em_vs_n(analysis, output_dir / "gsm8k_em_vs_n.png")}
+    return {
+        "training_loss.png": plot_training_loss(run_dir, output_dir / "training_loss.png"),
+        "grpo_training.png": plot_grpo_training(run_dir, output_dir / "grpo_training.png"),
+        "gsm8k_em_vs_n.png": plot_em_vs_n(analysis, output_dir / "gsm8k_em_vs_n.png"),
+    }
 
 
 def command_line(results_dir: Path, run_dir: Path | None, output_dir: Path) -> str:
     run = ["--run_dir", str(run_dir)] if run_dir else []
-    return shlex.join(["python", "report/plots.py", "--results_dir", str(results_dir), *run, "--output_dir", str(output_dir)])
+    return shlex.join(
+        ["python", "report/plots.py", "--results_dir", str(results_dir), *run, "--output_dir", str(output_dir)]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,9 +46,11 @@ def inputs(run_dir: Path, results_dir: str | None) -> tuple[Path, Path, Path | N
         first = run_dir / seed_folder(run_files.read_json(summary)["seeds"][0])
         return first / "results", first, summary
     if results_dir is None:
-        raise InputFileError(f"{summary} not found: run `python recipes/pipeline.py --config "
-                             "recipes/configs/cpu-demo/pipeline.yaml --run_name reference --seeds 0 1 2` first, or "
-                             "give --results_dir for a run of one seed")
+        raise InputFileError(
+            f"{summary} not found: run `python recipes/pipeline.py --config "
+            "recipes/configs/cpu-demo/pipeline.yaml --run_name reference --seeds 0 1 2` first, or "
+            "give --results_dir for a run of one seed"
+        )
     return Path(results_dir), run_dir, None
 
 
@@ -65,10 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     made_by = run_files.read_json(pipeline)["command"] if pipeline.is_file() else "(no pipeline_summary.json)"
     command = shlex.join(["python", "report/reference_report.py", *argv])
     shutil.rmtree(args.figures_dir, ignore_errors=True)  # generated: no figure of an earlier run stays behind
-    text = build_report.build_report(str(results_dir), str(run), str(args.output), command=command,
-                                     seed_summary_path=str(seeds) if seeds else None, figures_dir=str(args.figures_dir))
-    header = (f"<!-- The reference run's report, kept in the repository: `{portable(made_by, {str(args.run_dir): '<run>'})}` "
-              f"at commit {checkout_commit()}, built by `{command}`. -->")
+    text = build_report.build_report(
+        str(results_dir),
+        str(run),
+        str(args.output),
+        command=command,
+        seed_summary_path=str(seeds) if seeds else None,
+        figures_dir=str(args.figures_dir),
+    )
+    header = (
+        f"<!-- The reference run's report, kept in the repository: `{portable(made_by, {str(args.run_dir): '<run>'})}` "
+        f"at commit {checkout_commit()}, built by `{command}`. -->"
+    )
     atomic_write_text(str(args.output), f"{header}\n{text}")
     print(f"wrote {args.output} and {args.figures_dir}/")
     return 0

@@ -49,7 +49,8 @@ def log_history(run_dir: Path, stage: str) -> list[dict]:
     """The trainer's logged entries from `<stage>/trainer_state.json`, else from its newest checkpoint's."""
     stage_dir = run_dir / stage
     candidates = [stage_dir / "trainer_state.json"] + sorted(
-        stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: -int(p.parent.name.rpartition("-")[2]))
+        stage_dir.glob("checkpoint-*/trainer_state.json"), key=lambda p: -int(p.parent.name.rpartition("-")[2])
+    )
     path = next((p for p in candidates if p.is_file()), None)
     return read_json(path).get("log_history", []) if path else []
 

@@ -43,8 +43,11 @@ def head_statistics(attention: torch.Tensor) -> dict[str, list[float]]:
     sink = (1.0 - rows.sum(-1)).clamp_min(0.0)  # [heads, T-1]
     plogp = torch.where(rows > 0, rows * torch.log2(rows), torch.zeros_like(rows)).sum(-1)
     sink_plogp = torch.where(sink > 0, sink * torch.log2(sink), torch.zeros_like(sink))
-    return {"first_token_mass": rows[:, :, 0].mean(-1).tolist(), "sink_mass": sink.mean(-1).tolist(),
-            "entropy_bits": (-(plogp + sink_plogp)).mean(-1).tolist()}
+    return {
+        "first_token_mass": rows[:, :, 0].mean(-1).tolist(),
+        "sink_mass": sink.mean(-1).tolist(),
+        "entropy_bits": (-(plogp + sink_plogp)).mean(-1).tolist(),
+    }
 
 
 def layer_statistics(per_example: list[list[torch.Tensor]]) -> list[dict]:
@@ -55,11 +58,12 @@ def layer_statistics(per_example: list[list[torch.Tensor]]) -> list[dict]:
     layers = []
     for layer in range(len(per_example[0])):
         stats = [head_statistics(example[layer]) for example in per_example]
-        per_head = {name: [sum(s[name][h] for s in stats) / len(stats) for h in range(len(stats[0][name]))]
-                    for name in STATISTICS}
+        per_head = {
+            name: [sum(s[name][h] for s in stats) / len(stats) for h in range(len(stats[0][name]))]
+            for name in STATISTICS
+        }
         layers.append({"layer": layer, **{name: sum(v) / len(v) for name, v in per_head.items()}, "per_head": per_head})
     return layers
-
 
 
 # Short on purpose: one sentiment sentence, an entity referred to again, a math problem.
@@ -174,7 +178,8 @@ def visualize_attention(
         "attention_sinks": bool(getattr(model.config, "attention_sinks", False)),
         "num_layers": num_layers,
         "num_heads": model.config.num_attention_heads,
-        "conventions": "averages over query positions 1.., examples and heads; entropy in bits over the softmax including the sink column",
+        "conventions": "averages over query positions 1.., examples and heads; "
+        "entropy in bits over the softmax including the sink column",
         "examples": examples,
         "layers": statistics,
         "figures": [*figures, str(sink_figure), str(entropy_figure)],

@@ -30,8 +30,11 @@ DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.]*\d)")
 
 def development_phrases(text: str) -> list[str]:
     """`"<kind>: <what matched>"` for every development-history phrase in `text`."""
-    return [f"{kind}: {match.group(0)!r}" for kind, pattern in DEVELOPMENT_PHRASES.items()
-            for match in re.finditer(pattern, text, re.IGNORECASE)]
+    return [
+        f"{kind}: {match.group(0)!r}"
+        for kind, pattern in DEVELOPMENT_PHRASES.items()
+        for match in re.finditer(pattern, text, re.IGNORECASE)
+    ]
 
 
 def user_text(path: Path) -> str:
@@ -47,8 +50,10 @@ def test_the_docs_describe_the_software_not_its_development(path):
 
 
 def test_the_phrase_check_catches_each_kind():
-    history = ("See issue 14 and #16 (trl#1657), measured in session 3 at commit 167746d by the owner's ad-hoc "
-               "scripts kept out of the repo, as the issue's target said, our target too; the owners' call.")
+    history = (
+        "See issue 14 and #16 (trl#1657), measured in session 3 at commit 167746d by the owner's ad-hoc "
+        "scripts kept out of the repo, as the issue's target said, our target too; the owners' call."
+    )
     assert len(development_phrases(history)) == 12
     assert development_phrases("The answer is `#### 42`; lm-eval issues a `repeats: N` task; ###### 7") == []
 
@@ -61,8 +66,11 @@ def results_section(readme: str) -> str:
 def in_report(number: str, report_numbers: list[str]) -> bool:
     """`number` is one of the report's, as written or rounded to its number of decimals."""
     decimals = len(number.partition(".")[2])
-    return any(candidate == number or (len(candidate.partition(".")[2]) >= decimals
-                                       and f"{float(candidate):.{decimals}f}" == number) for candidate in report_numbers)
+    return any(
+        candidate == number
+        or (len(candidate.partition(".")[2]) >= decimals and f"{float(candidate):.{decimals}f}" == number)
+        for candidate in report_numbers
+    )
 
 
 def test_every_number_the_readme_quotes_is_in_the_reference_report():

@@ -55,18 +55,36 @@ def after_main_job(tmp_path_factory) -> Path:
     tokenizer = train_tokenizer([f"a story of {i} cats and {i * 3} dogs ." for i in range(100)], vocab_size=300)
     for stage in ("pretrain", "sft", "dpo", "verifier"):
         torch.manual_seed(0)
-        config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                                 num_labels=1, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)  # sinks and QK-norm on, as the demo's
+        config = ModernLLMConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=256,
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )  # sinks and QK-norm on, as the demo's
         model_class = ModernLLMForSequenceClassification if stage == "verifier" else ModernLLMForCausalLM
         final = root / "experiments" / "runs" / "demo" / f"{stage}_final"
         model_class(config).save_pretrained(final)
         tokenizer.save_pretrained(final)
-        summary = {"stage": stage, "datasets": ["embedded-text"], "command": f"python recipes/{stage}.py",
-                   "config_path": f"recipes/configs/cpu-demo/{stage}.yaml", "steps": 2, "train_tokens": 512,
-                   "per_device_batch_size": 2, "learning_rate": 1e-3, "hardware": "cpu", "wall_time_s": 1.0,
-                   "tokens_per_s": 512.0}  # what a finished stage records (recipes' save_final)
+        summary = {
+            "stage": stage,
+            "datasets": ["embedded-text"],
+            "command": f"python recipes/{stage}.py",
+            "config_path": f"recipes/configs/cpu-demo/{stage}.yaml",
+            "steps": 2,
+            "train_tokens": 512,
+            "per_device_batch_size": 2,
+            "learning_rate": 1e-3,
+            "hardware": "cpu",
+            "wall_time_s": 1.0,
+            "tokens_per_s": 512.0,
+        }  # what a finished stage records (recipes' save_final)
         write_training_summary(str(final), summary)
         write_model_card(str(final), summary, config.to_dict(), None, {})
     results = root / "experiments" / "results"
@@ -81,10 +99,17 @@ def run(command: str, cwd: Path, timeout: int = 600, **env) -> subprocess.Comple
     bin_dir.mkdir(exist_ok=True)
     if not (bin_dir / "python").exists():
         (bin_dir / "python").symlink_to(sys.executable)
-    environment = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": sys.executable,
-                   "PYTHONPATH": str(REPO), "MODERN_LLM_CACHE": str(Path(cwd) / ".cache"), **env}
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=timeout)
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": sys.executable,
+        "PYTHONPATH": str(REPO),
+        "MODERN_LLM_CACHE": str(Path(cwd) / ".cache"),
+        **env,
+    }
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def shrink(command: str, **flags: str) -> str:
@@ -104,6 +129,8 @@ def last_line(result: subprocess.CompletedProcess) -> str:
 
 def check_test_command(command, root):
     assert command == marked_block("test-command") and command.endswith("python -m pytest -q")  # this run is it
+    lint = subprocess.run(["ruff", "check", "."], cwd=REPO, capture_output=True, text=True)  # the command's first step
+    assert lint.returncode == 0, lint.stdout[-2000:]
 
 
 def check_main_job(command, root):
@@ -141,8 +168,9 @@ def check_one_gpu_stage(command, root):
         earlier = [c for c in readme_commands() if "accelerate launch" in c and c != command]
         previous = {"sft": "pretrain", "dpo": "sft", "verifier": "dpo"}[stage]
         [before] = [c for c in earlier if f"recipes/{previous}.py" in c]
-        _, previous_training, _ = parse_stage_args(previous, ["--config", str(REPO / shlex.split(before)[-1])],
-                                                   for_validation=True)
+        _, previous_training, _ = parse_stage_args(
+            previous, ["--config", str(REPO / shlex.split(before)[-1])], for_validation=True
+        )
         assert model.model_name_or_path == previous_training.output_dir + "_final"
         assert readme_commands().index(before) < readme_commands().index(command)
 
@@ -168,8 +196,12 @@ def check_export(command, root):
     assert result.returncode == 0, result.stderr[-3000:]
     exported = set(os.listdir(root / "llama_export"))
     assert {"config.json", "model.safetensors", "tokenizer.json", "model.gguf"} <= exported
-    refused = run(command.replace("experiments/runs/llama/pretrain_final", "experiments/runs/demo/sft_final")
-                  .replace("llama_export", "demo_export"), root)  # the demo's own model: sinks and QK-norm
+    refused = run(
+        command.replace("experiments/runs/llama/pretrain_final", "experiments/runs/demo/sft_final").replace(
+            "llama_export", "demo_export"
+        ),
+        root,
+    )  # the demo's own model: sinks and QK-norm
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "attention_sinks=True" in last_line(refused) and "qk_norm=True" in last_line(refused)
     assert not (root / "demo_export").exists()
@@ -199,9 +231,16 @@ def check_push(command, root):
 
     assert command.startswith("HF_TOKEN=hf_... ")
     with StandInHub(max_requests=400, lifetime_s=300) as hub:
-        result = run(command.replace("hf_...", TOKEN).replace("<user>", NAMESPACE), root, HF_HUB_OFFLINE="0",
-                     TRANSFORMERS_OFFLINE="0", HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1",
-                     HF_HOME=str(root / ".hf_home"), HUGGING_FACE_HUB_TOKEN="")
+        result = run(
+            command.replace("hf_...", TOKEN).replace("<user>", NAMESPACE),
+            root,
+            HF_HUB_OFFLINE="0",
+            TRANSFORMERS_OFFLINE="0",
+            HF_ENDPOINT=hub.url,
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(root / ".hf_home"),
+            HUGGING_FACE_HUB_TOKEN="",
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert "model.safetensors" in hub.files(f"{NAMESPACE}/modern-llm-sft")
 
@@ -224,8 +263,13 @@ def check_fast_tier(command, root):
     job)."""
     counts = []
     for tier in ([], ["-m", "not slow"]):
-        result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                                 *tier], cwd=REPO, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *tier],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stdout[-3000:]
         counts.append(int(re.search(r"(\d+)(?:/\d+)? tests? collected", result.stdout).group(1)))
     assert command == 'python -m pytest -q -m "not slow"' and counts[1] >= 0.75 * counts[0], counts
@@ -241,7 +285,7 @@ def check_reference_report(command, root):
 
 
 CHECKS = [  # (the command's pattern, its check), the first match wins
-    (r"^pip install .* && python -m pytest -q$", check_test_command),
+    (r"^pip install .* && ruff check \. && python -m pytest -q$", check_test_command),
     (r'^python -m pytest -q -m "not slow"$', check_fast_tier),
     (r"^pip install .* && python recipes/pipeline\.py", check_main_job),
     (r"^python recipes/pipeline\.py .*--rehearse", check_rehearsal),

@@ -2,7 +2,15 @@
 
 from .embedded import CorpusSizes, embedded_corpus_dir, generate_embedded_corpus, split_of
 from .mixture import build_mixture, parse_mixture
-from .registry import REGISTRY, DatasetSpec, DatasetUnavailableError, get_spec, load_dataset_by_name, prompt_splits, registry_splits
+from .registry import (
+    REGISTRY,
+    DatasetSpec,
+    DatasetUnavailableError,
+    get_spec,
+    load_dataset_by_name,
+    prompt_splits,
+    registry_splits,
+)
 
 __all__ = [
     "REGISTRY",

@@ -23,11 +23,17 @@ def parse_mixture(mixture: MixtureSpec) -> list[tuple[str, float]]:
     """``(name, weight)`` pairs from a YAML-friendly form: ``{name: w}``, ``["name:w", ...]``, ``[[name, w], ...]``,
     ``[name, ...]`` (equal weights) or ``"name:w,name:w"``. Weights must be positive; they need not sum to one."""
     items = mixture.split(",") if isinstance(mixture, str) else mixture
-    items = items.items() if isinstance(items, Mapping) else [item for item in items if not isinstance(item, str) or item.strip()]
+    items = (
+        items.items()
+        if isinstance(items, Mapping)
+        else [item for item in items if not isinstance(item, str) or item.strip()]
+    )
     try:
         parsed = [(str(name).strip(), float(weight)) for name, weight in map(_pair, items)]
     except (TypeError, ValueError):
-        raise ValueError(f"cannot read the dataset mixture {mixture!r}: use name:weight entries, e.g. tinystories:0.7") from None
+        raise ValueError(
+            f"cannot read the dataset mixture {mixture!r}: use name:weight entries, e.g. tinystories:0.7"
+        ) from None
     if not parsed or any(weight <= 0 for _, weight in parsed):
         raise ValueError(f"a dataset mixture needs at least one dataset and positive weights, got {mixture!r}")
     for name, _ in parsed:
@@ -35,9 +41,17 @@ def parse_mixture(mixture: MixtureSpec) -> list[tuple[str, float]]:
     return parsed
 
 
-def build_mixture(mixture: MixtureSpec, split: str, *, seed: int, corpus_seed: int = 0, local_dir=None,
-                  streaming: bool = False, stopping_strategy: str = "first_exhausted",
-                  shuffle_buffer: int = 10_000) -> AnyDataset:
+def build_mixture(
+    mixture: MixtureSpec,
+    split: str,
+    *,
+    seed: int,
+    corpus_seed: int = 0,
+    local_dir=None,
+    streaming: bool = False,
+    stopping_strategy: str = "first_exhausted",
+    shuffle_buffer: int = 10_000,
+) -> AnyDataset:
     """Interleave the named datasets with probabilities proportional to their weights.
 
     Each dataset is shuffled by ``seed`` first (a buffer of ``shuffle_buffer`` rows when streaming), and
@@ -56,5 +70,6 @@ def build_mixture(mixture: MixtureSpec, split: str, *, seed: int, corpus_seed: i
     if len(parts) == 1:
         return parts[0]
     total = sum(weight for _, weight in pairs)
-    return datasets.interleave_datasets(parts, probabilities=[weight / total for _, weight in pairs], seed=seed,
-                                        stopping_strategy=stopping_strategy)
+    return datasets.interleave_datasets(
+        parts, probabilities=[weight / total for _, weight in pairs], seed=seed, stopping_strategy=stopping_strategy
+    )

@@ -52,7 +52,9 @@ def parse_hh_transcript(transcript: str) -> list[Message] | None:
     pieces = _SPEAKER.split(transcript)
     if pieces[0].strip() or len(pieces) < 3:
         return None
-    messages = [{"role": _ROLES[speaker], "content": content.strip()} for speaker, content in zip(pieces[1::2], pieces[2::2])]
+    messages = [
+        {"role": _ROLES[speaker], "content": content.strip()} for speaker, content in zip(pieces[1::2], pieces[2::2])
+    ]
     expected_roles = ["user" if i % 2 == 0 else "assistant" for i in range(len(messages))]
     if [m["role"] for m in messages] != expected_roles or not all(m["content"] for m in messages):
         return None

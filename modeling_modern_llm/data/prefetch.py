@@ -27,7 +27,9 @@ def _names(value) -> list[str]:
     or a list of ``{"name": ...}`` entries."""
     if value is None:
         return []
-    if isinstance(value, list) and all(isinstance(item, Mapping) and ("name" in item or "dataset" in item) for item in value):
+    if isinstance(value, list) and all(
+        isinstance(item, Mapping) and ("name" in item or "dataset" in item) for item in value
+    ):
         return [get_spec(item.get("name", item.get("dataset"))).name for item in value]
     return [name for name, _ in parse_mixture(value)]
 
@@ -72,8 +74,13 @@ def prefetch_model(model_id: str) -> CheckResult:
     try:
         return CheckResult(model_id, "ok", error=f"in {snapshot_download(model_id)}")
     except Exception as error:  # offline, missing or gated repos: report and go on with the rest
-        return CheckResult(model_id, "failed", 0, f"{type(error).__name__}: {str(error).splitlines()[0]}",
-                           "check the model id and the network; gated models need `hf auth login`")
+        return CheckResult(
+            model_id,
+            "failed",
+            0,
+            f"{type(error).__name__}: {str(error).splitlines()[0]}",
+            "check the model id and the network; gated models need `hf auth login`",
+        )
 
 
 def prefetch(dataset_names: Iterable[str], model_ids: Iterable[str] = ()) -> list[CheckResult]:
@@ -88,10 +95,17 @@ def prefetch(dataset_names: Iterable[str], model_ids: Iterable[str] = ()) -> lis
         else:
             results.append(prefetch_dataset(name))
     for model_id in model_ids:
-        results.append(CheckResult(model_id, "unreachable", 0, _no_network_reason(), NO_NETWORK_FIX)
-                       if network_down else prefetch_model(model_id))
+        results.append(
+            CheckResult(model_id, "unreachable", 0, _no_network_reason(), NO_NETWORK_FIX)
+            if network_down
+            else prefetch_model(model_id)
+        )
     return results
 
 
 def _no_network_reason() -> str:
-    return "unreachable: no network (" + ("HF_HUB_OFFLINE=1 is set" if hub_offline() else "huggingface.co cannot be reached") + ")"
+    return (
+        "unreachable: no network ("
+        + ("HF_HUB_OFFLINE=1 is set" if hub_offline() else "huggingface.co cannot be reached")
+        + ")"
+    )

@@ -55,7 +55,9 @@ class DatasetSpec:
         return self.hub_id is None
 
 
-_SCRIPT_NOTE = "loading-script repo: datasets>=4 cannot load it; export it to parquet and use --local_dir (docs/DATA.md)"
+_SCRIPT_NOTE = (
+    "loading-script repo: datasets>=4 cannot load it; export it to parquet and use --local_dir (docs/DATA.md)"
+)
 _FIELDS = {
     "text": ("text",),
     "sft": ("instruction", "input", "output"),
@@ -65,8 +67,24 @@ _FIELDS = {
 }
 _HUB_SPECS = [
     # name, kind, hub id, config, splits, stream_by_default, note
-    ("wikitext-2-raw-v1", "text", "Salesforce/wikitext", "wikitext-2-raw-v1", ("train", "validation", "test"), False, ""),
-    ("wikitext-103-raw-v1", "text", "Salesforce/wikitext", "wikitext-103-raw-v1", ("train", "validation", "test"), True, ""),
+    (
+        "wikitext-2-raw-v1",
+        "text",
+        "Salesforce/wikitext",
+        "wikitext-2-raw-v1",
+        ("train", "validation", "test"),
+        False,
+        "",
+    ),
+    (
+        "wikitext-103-raw-v1",
+        "text",
+        "Salesforce/wikitext",
+        "wikitext-103-raw-v1",
+        ("train", "validation", "test"),
+        True,
+        "",
+    ),
     ("tinystories", "text", "roneneldan/TinyStories", None, ("train", "validation"), True, ""),
     ("openwebtext", "text", "Skylion007/openwebtext", None, ("train",), True, _SCRIPT_NOTE),
     ("bookcorpus", "text", "bookcorpus/bookcorpus", None, ("train",), True, _SCRIPT_NOTE),
@@ -75,14 +93,23 @@ _HUB_SPECS = [
     ("gsm8k", "gsm8k", "openai/gsm8k", "main", ("train", "test"), False, ""),
     ("sst2", "sst2", "nyu-mll/glue", "sst2", ("train", "validation"), False, "GLUE's test split is unlabelled"),
 ]
-_EMBEDDED_KINDS = {"embedded-text": "text", "embedded-alpaca": "sft", "embedded-hh-rlhf": "preference",
-                   "embedded-gsm8k": "gsm8k", "embedded-sst2": "sst2"}
+_EMBEDDED_KINDS = {
+    "embedded-text": "text",
+    "embedded-alpaca": "sft",
+    "embedded-hh-rlhf": "preference",
+    "embedded-gsm8k": "gsm8k",
+    "embedded-sst2": "sst2",
+}
 
 REGISTRY: dict[str, DatasetSpec] = {
-    **{name: DatasetSpec(name, kind, hub_id, config, splits, _FIELDS[kind], stream, note)
-       for name, kind, hub_id, config, splits, stream, note in _HUB_SPECS},
-    **{name: DatasetSpec(name, kind, None, None, EMBEDDED_SPLITS, _FIELDS[kind], note="generated locally, no network")
-       for name, kind in _EMBEDDED_KINDS.items()},
+    **{
+        name: DatasetSpec(name, kind, hub_id, config, splits, _FIELDS[kind], stream, note)
+        for name, kind, hub_id, config, splits, stream, note in _HUB_SPECS
+    },
+    **{
+        name: DatasetSpec(name, kind, None, None, EMBEDDED_SPLITS, _FIELDS[kind], note="generated locally, no network")
+        for name, kind in _EMBEDDED_KINDS.items()
+    },
 }
 
 
@@ -108,8 +135,10 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-NO_NETWORK_FIX = ("on a machine with network (e.g. a login node) run `python recipes/prefetch.py --config <yaml>` "
-                  "(or `--datasets NAME`), then rerun here with HF_HUB_OFFLINE=1; or pass --local_dir DIR")
+NO_NETWORK_FIX = (
+    "on a machine with network (e.g. a login node) run `python recipes/prefetch.py --config <yaml>` "
+    "(or `--datasets NAME`), then rerun here with HF_HUB_OFFLINE=1; or pass --local_dir DIR"
+)
 
 
 def explain_hub_error(spec: DatasetSpec, error: Exception) -> DatasetUnavailableError:
@@ -117,22 +146,39 @@ def explain_hub_error(spec: DatasetSpec, error: Exception) -> DatasetUnavailable
     message = str(error)
     if "Dataset scripts are no longer supported" in message or "trust_remote_code" in message:
         return DatasetUnavailableError(
-            spec.name, f"{spec.hub_id} is a loading-script dataset, which datasets {datasets.__version__} cannot run",
-            "export it to parquet with datasets<4 (see docs/DATA.md) and pass --local_dir DIR")
+            spec.name,
+            f"{spec.hub_id} is a loading-script dataset, which datasets {datasets.__version__} cannot run",
+            "export it to parquet with datasets<4 (see docs/DATA.md) and pass --local_dir DIR",
+        )
     if isinstance(error, GatedRepoError) or "gated" in message.lower() or "401 Client Error" in message:
-        return DatasetUnavailableError(spec.name, f"{spec.hub_id} needs an HF token",
-                                       "run `hf auth login` (or `huggingface-cli login`, or set HF_TOKEN) and accept its terms on the Hub page")
-    offline_markers = ("OfflineModeIsEnabled", "LocalEntryNotFoundError", "Couldn't reach", "Name or service not known",
-                       "Connection", "Network is unreachable", "Temporary failure in name resolution")
+        return DatasetUnavailableError(
+            spec.name,
+            f"{spec.hub_id} needs an HF token",
+            "run `hf auth login` (or `huggingface-cli login`, or set HF_TOKEN) and accept its terms on the Hub page",
+        )
+    offline_markers = (
+        "OfflineModeIsEnabled",
+        "LocalEntryNotFoundError",
+        "Couldn't reach",
+        "Name or service not known",
+        "Connection",
+        "Network is unreachable",
+        "Temporary failure in name resolution",
+    )
     if isinstance(error, (ConnectionError, OfflineModeIsEnabled, LocalEntryNotFoundError)) or any(
-            marker in message for marker in offline_markers):
+        marker in message for marker in offline_markers
+    ):
         where = "HF_HUB_OFFLINE=1 and no cached copy" if hub_offline() else "huggingface.co cannot be reached"
         return DatasetUnavailableError(spec.name, f"unreachable: no network ({where})", NO_NETWORK_FIX)
     if isinstance(error, (datasets.exceptions.DatasetNotFoundError, FileNotFoundError)):
-        return DatasetUnavailableError(spec.name, f"{spec.hub_id} not found on the Hub: {message}",
-                                       "check the Hub id in modeling_modern_llm/data/registry.py")
-    return DatasetUnavailableError(spec.name, f"{type(error).__name__}: {message}",
-                                   f"see the reason; the Hub page of {spec.hub_id} may say more")
+        return DatasetUnavailableError(
+            spec.name,
+            f"{spec.hub_id} not found on the Hub: {message}",
+            "check the Hub id in modeling_modern_llm/data/registry.py",
+        )
+    return DatasetUnavailableError(
+        spec.name, f"{type(error).__name__}: {message}", f"see the reason; the Hub page of {spec.hub_id} may say more"
+    )
 
 
 def local_split_file(local_dir: str | os.PathLike, name: str, split: str) -> Path:
@@ -141,8 +187,11 @@ def local_split_file(local_dir: str | os.PathLike, name: str, split: str) -> Pat
     for suffix in (".jsonl", ".parquet"):
         if (folder / f"{split}{suffix}").is_file():
             return folder / f"{split}{suffix}"
-    raise DatasetUnavailableError(name, f"no local file {folder}/{split}.jsonl or {split}.parquet",
-                                  f"write the '{split}' split there in the Hub schema (fields: {', '.join(REGISTRY[name].fields)})")
+    raise DatasetUnavailableError(
+        name,
+        f"no local file {folder}/{split}.jsonl or {split}.parquet",
+        f"write the '{split}' split there in the Hub schema (fields: {', '.join(REGISTRY[name].fields)})",
+    )
 
 
 def _root_cause(error: BaseException) -> str:
@@ -174,7 +223,9 @@ def load_file(path: Path, split: str, streaming: bool, name: str | None = None) 
         raise DatasetUnavailableError(name, f"{path} cannot be read ({_root_cause(error)})", fix) from None
 
 
-def load_raw(spec: DatasetSpec, split: str, *, local_dir=None, streaming: bool = False, seed: int = 0) -> tuple[AnyDataset, str]:
+def load_raw(
+    spec: DatasetSpec, split: str, *, local_dir=None, streaming: bool = False, seed: int = 0
+) -> tuple[AnyDataset, str]:
     """The dataset's rows in its Hub schema, and a description of where they came from."""
     if split not in spec.splits:
         raise ValueError(f"dataset '{spec.name}' has no split '{split}'; its splits: {', '.join(spec.splits)}")
@@ -203,17 +254,24 @@ def check_fields(raw: AnyDataset, spec: DatasetSpec, source: str) -> list[str]:
         try:
             columns = list(next(iter(raw), {}).keys())
         except Exception as error:  # noqa: BLE001 (the json builder fails lazily when streaming)
-            raise DatasetUnavailableError(spec.name, f"{source} cannot be read ({_root_cause(error)})",
-                                          "write one JSON object per line (UTF-8), in the Hub schema") from None
+            raise DatasetUnavailableError(
+                spec.name,
+                f"{source} cannot be read ({_root_cause(error)})",
+                "write one JSON object per line (UTF-8), in the Hub schema",
+            ) from None
     missing = [field for field in spec.fields if field not in columns]
     if missing:
-        raise DatasetUnavailableError(spec.name, f"{source} lacks field '{missing[0]}' (has: {', '.join(columns)})",
-                                      f"provide the Hub schema's fields: {', '.join(spec.fields)}")
+        raise DatasetUnavailableError(
+            spec.name,
+            f"{source} lacks field '{missing[0]}' (has: {', '.join(columns)})",
+            f"provide the Hub schema's fields: {', '.join(spec.fields)}",
+        )
     return columns
 
 
-def load_dataset_by_name(name: str, split: str, *, local_dir=None, streaming: bool | None = False,
-                         limit: int | None = None, seed: int = 0) -> AnyDataset:
+def load_dataset_by_name(
+    name: str, split: str, *, local_dir=None, streaming: bool | None = False, limit: int | None = None, seed: int = 0
+) -> AnyDataset:
     """A registered dataset's split, normalised to its stage format (``REGISTRY[name].kind``).
 
     ``local_dir`` reads ``DIR/<name>/<split>.jsonl|.parquet`` instead of the Hub (the embedded corpus is
@@ -224,20 +282,26 @@ def load_dataset_by_name(name: str, split: str, *, local_dir=None, streaming: bo
     streaming = spec.stream_by_default if streaming is None else streaming
     raw, source = load_raw(spec, split, local_dir=local_dir, streaming=streaming, seed=seed)
     columns = check_fields(raw, spec, source)
-    normalize = {"function": batched_normalizer(spec.kind), "batched": True, "remove_columns": columns,
-                 "features": FEATURES[spec.kind]}
+    normalize = {
+        "function": batched_normalizer(spec.kind),
+        "batched": True,
+        "remove_columns": columns,
+        "features": FEATURES[spec.kind],
+    }
     if streaming:
         normalized = raw.map(**normalize)
         return normalized if limit is None else normalized.take(limit)
     normalized = raw.map(**normalize, desc=f"normalising {name}/{split}")
     if len(normalized) < len(raw):
-        logger.warning("%s/%s: dropped %d of %d malformed rows (%s)", name, split, len(raw) - len(normalized),
-                       len(raw), source)
+        logger.warning(
+            "%s/%s: dropped %d of %d malformed rows (%s)", name, split, len(raw) - len(normalized), len(raw), source
+        )
     return normalized if limit is None else normalized.select(range(min(limit, len(normalized))))
 
 
-def registry_splits(registry_name: str, splits: list[str], local_dir=None, corpus_seed: int = 0,
-                    **task_metadata) -> datasets.DatasetDict:
+def registry_splits(
+    registry_name: str, splits: list[str], local_dir=None, corpus_seed: int = 0, **task_metadata
+) -> datasets.DatasetDict:
     """lm-evaluation-harness's ``custom_dataset`` hook: the named splits of a registered dataset, as the registry
     gives them (normalised, from the Hub, ``local_dir`` or the embedded corpus), in a ``DatasetDict``.
 
@@ -245,8 +309,9 @@ def registry_splits(registry_name: str, splits: list[str], local_dir=None, corpu
     and ``corpus_seed`` come from the task manager's metadata (``lm_eval --metadata '{"local_dir": "DIR"}'``), the
     rest of the task's metadata is ignored. Raises DatasetUnavailableError with a fix.
     """
-    return datasets.DatasetDict({split: load_dataset_by_name(registry_name, split, local_dir=local_dir, seed=corpus_seed)
-                                 for split in splits})
+    return datasets.DatasetDict(
+        {split: load_dataset_by_name(registry_name, split, local_dir=local_dir, seed=corpus_seed) for split in splits}
+    )
 
 
 def prompt_splits(prompts: list[str], **task_metadata) -> datasets.DatasetDict:

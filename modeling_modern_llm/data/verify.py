@@ -42,19 +42,25 @@ def check_dataset(name: str, *, local_dir=None, quick_rows: int | None = None) -
             normalized = load_dataset_by_name(name, split, local_dir=local_dir, streaming=streaming, limit=quick_rows)
             kept = sum(1 for _ in normalized) if streaming else len(normalized)  # streamed: already cut to quick_rows
             if kept == 0:
-                raise DatasetUnavailableError(name, f"split '{split}': no usable rows after normalising",
-                                              f"check that its rows follow the {spec.hub_id or name} format")
+                raise DatasetUnavailableError(
+                    name,
+                    f"split '{split}': no usable rows after normalising",
+                    f"check that its rows follow the {spec.hub_id or name} format",
+                )
             rows += kept
     except DatasetUnavailableError as error:
         status = "unreachable" if error.reason.startswith("unreachable") else "failed"
         return CheckResult(name, status, rows, error.reason, error.fix + (f" (note: {spec.note})" if spec.note else ""))
     except Exception as error:  # a corrupt file or an unexpected library error: report it, keep checking the rest
-        return CheckResult(name, "failed", rows, f"{type(error).__name__}: {error}", "check the file, or re-download the dataset")
+        return CheckResult(
+            name, "failed", rows, f"{type(error).__name__}: {error}", "check the file, or re-download the dataset"
+        )
     return CheckResult(name, "ok", rows)
 
 
-def verify_datasets(names: Iterable[str] | None = None, *, local_dir=None, quick: bool = False,
-                    quick_rows: int = 16) -> list[CheckResult]:
+def verify_datasets(
+    names: Iterable[str] | None = None, *, local_dir=None, quick: bool = False, quick_rows: int = 16
+) -> list[CheckResult]:
     """Check the named datasets (default: every registered one, embedded included).
 
     Without network (and without HF_HUB_OFFLINE, which would read the cache), the Hub is probed once and
@@ -66,8 +72,11 @@ def verify_datasets(names: Iterable[str] | None = None, *, local_dir=None, quick
     results = []
     for name in names:
         if network_down and not get_spec(name).embedded:
-            results.append(CheckResult(name, "unreachable", 0, "unreachable: no network (huggingface.co cannot be reached)",
-                                       NO_NETWORK_FIX))
+            results.append(
+                CheckResult(
+                    name, "unreachable", 0, "unreachable: no network (huggingface.co cannot be reached)", NO_NETWORK_FIX
+                )
+            )
         else:
             results.append(check_dataset(name, local_dir=local_dir, quick_rows=quick_rows if quick else None))
     return results

@@ -35,15 +35,48 @@ COARSE_TAXONOMY = ("extraction", "arithmetic", "reasoning")  # the reasoning kin
 _NUMBER = r"\$?-?\d[\d,]*(?:\.\d+)?"
 _TEXT_EQUATION = re.compile(rf"((?:{_NUMBER}\s*[-+*/x×]\s*)+{_NUMBER})\s*=\s*({_NUMBER})")  # "12 * 3 = 36" in prose
 _OPERAND = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+_UNITS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
 _TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 NUMBER_WORDS: dict[str, tuple[float, ...]] = {
     **{word: (float(value),) for value, word in enumerate(_UNITS)},
     **{word: (10.0 * tens,) for tens, word in enumerate(_TENS, 3)},
-    "hundred": (100.0,), "thousand": (1000.0,), "twice": (2.0,), "double": (2.0,), "doubles": (2.0,),
-    "half": (2.0, 0.5), "halves": (2.0, 0.5), "triple": (3.0,), "thrice": (3.0,), "quarter": (4.0, 0.25),
-    "quarters": (4.0, 0.25), "dozen": (12.0,), "dozens": (12.0,), "percent": (100.0,), "%": (100.0,),
+    "hundred": (100.0,),
+    "thousand": (1000.0,),
+    "twice": (2.0,),
+    "double": (2.0,),
+    "doubles": (2.0,),
+    "half": (2.0, 0.5),
+    "halves": (2.0, 0.5),
+    "triple": (3.0,),
+    "thrice": (3.0,),
+    "quarter": (4.0, 0.25),
+    "quarters": (4.0, 0.25),
+    "dozen": (12.0,),
+    "dozens": (12.0,),
+    "percent": (100.0,),
+    "%": (100.0,),
 }
 _WORD = re.compile(r"[a-z]+|%")
 
@@ -68,12 +101,18 @@ def _same(a: float, b: float) -> bool:
 
 def solution_steps(solution: str) -> list[Step]:
     """The solution's steps in order: calculator annotations, and prose equations outside them."""
-    annotations = [(m.start(), m.end(), m.group(1).strip(), m.group(2).strip())
-                   for m in CALCULATOR_ANNOTATION.finditer(solution)]
-    prose = [(m.start(), m.end(), m.group(1), m.group(2)) for m in _TEXT_EQUATION.finditer(solution)
-             if not any(start < m.end() and m.start() < end for start, end, *_ in annotations)]
-    return [Step(expression, written, [float(n.replace(",", "")) for n in _OPERAND.findall(expression)], _number(written))
-            for _, _, expression, written in sorted(annotations + prose)]
+    annotations = [
+        (m.start(), m.end(), m.group(1).strip(), m.group(2).strip()) for m in CALCULATOR_ANNOTATION.finditer(solution)
+    ]
+    prose = [
+        (m.start(), m.end(), m.group(1), m.group(2))
+        for m in _TEXT_EQUATION.finditer(solution)
+        if not any(start < m.end() and m.start() < end for start, end, *_ in annotations)
+    ]
+    return [
+        Step(expression, written, [float(n.replace(",", "")) for n in _OPERAND.findall(expression)], _number(written))
+        for _, _, expression, written in sorted(annotations + prose)
+    ]
 
 
 def arithmetic_errors(solution: str) -> list[dict]:

@@ -1,11 +1,12 @@
 """The evaluation command: lm-evaluation-harness runs every task on every model; this module only chooses, checks and files.
 
 For each model (our stage checkpoints, GPT-2 and DistilGPT-2, any Hub causal LM) it runs `lm_eval.simple_evaluate`
-with lm-eval's HF model class (`HFLM`, see `harness_lm`) on the requested tasks (ours in eval/tasks/, lm-eval's own, a user's through
-`--include_path`), always logging samples, and writes lm-eval's `results_<time>.json` and `samples_<task>_<time>.jsonl`
-into `<output_dir>/<model>/`, as `lm_eval --output_path --log_samples` lays them out. Then the verifier (if any)
-scores every sampled GSM8K solution in batches (`<model>/verifier_scores_<task>.json`), `run_index.json` records
-what ran (models, stages, command, seeds, what was unavailable and why), and `results.write_views` writes the views.
+with lm-eval's HF model class (`HFLM`, see `harness_lm`) on the requested tasks (ours in eval/tasks/, lm-eval's own,
+a user's through `--include_path`), always logging samples, and writes lm-eval's `results_<time>.json` and
+`samples_<task>_<time>.jsonl` into `<output_dir>/<model>/`, as `lm_eval --output_path --log_samples` lays them out.
+Then the verifier (if any) scores every sampled GSM8K solution in batches (`<model>/verifier_scores_<task>.json`),
+`run_index.json` records what ran (models, stages, command, seeds, what was unavailable and why), and
+`results.write_views` writes the views.
 
 Every argument, path and folder is checked before anything loads (`cli.UsageError` / `cli.InputFileError`: one
 line, exit 2 / 1). A model or dataset that cannot be loaded (no network, say) becomes an "unavailable: <reason>"
@@ -41,7 +42,9 @@ SUITES = {  # --tasks defaults: the real benchmarks (lm-eval's own tasks, and ou
     "embedded": ["embedded_text", "embedded_sst2", "embedded_sst2_fewshot", "embedded_gsm8k", "embedded_gsm8k_sampled"],
 }
 SUITE_DATASETS = {  # the registry datasets the suites read (their Hub ids are lm-eval's sst2/gsm8k ones: one cache)
-    "hub": ["sst2", "gsm8k", "tinystories"], "embedded": ["embedded-text", "embedded-sst2", "embedded-gsm8k"]}
+    "hub": ["sst2", "gsm8k", "tinystories"],
+    "embedded": ["embedded-text", "embedded-sst2", "embedded-gsm8k"],
+}
 CHAT_SUFFIX = "_chat"  # a chat model runs <task>_chat where that variant exists (its prompt in the SFT data's format)
 PACKAGES = ("torch", "transformers", "lm_eval", "evaluate", "datasets", "accelerate", "tokenizers")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -49,42 +52,77 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class EvaluationArguments:
-    model: list[str] = field(default_factory=list, metadata={
-        "help": "Models to score: folders (<run>/<stage>_final) or Hub ids, optionally NAME=PATH."})
-    stages: list[str] | None = field(default=None, metadata={
-        "help": "One stage per --model (pretrain, sft, dpo, baseline, other); default: from folder names."})
+    model: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Models to score: folders (<run>/<stage>_final) or Hub ids, optionally NAME=PATH."},
+    )
+    stages: list[str] | None = field(
+        default=None,
+        metadata={"help": "One stage per --model (pretrain, sft, dpo, baseline, other); default: from folder names."},
+    )
     include_baselines: bool = field(default=False, metadata={"help": "Also score the Hub baselines gpt2, distilgpt2."})
-    tasks: list[str] | None = field(default=None, metadata={
-        "help": "lm-eval tasks or groups (ours in eval/tasks/, lm-eval's, --include_path's); default: the suite's."})
-    embedded: bool = field(default=False, metadata={
-        "help": "Default --tasks to the embedded suite (offline smoke test) instead of the real benchmarks."})
+    tasks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "lm-eval tasks or groups (ours in eval/tasks/, lm-eval's, --include_path's); default: the suite's."
+        },
+    )
+    embedded: bool = field(
+        default=False,
+        metadata={"help": "Default --tasks to the embedded suite (offline smoke test) instead of the real benchmarks."},
+    )
     include_path: list[str] | None = field(default=None, metadata={"help": "More folders of lm-eval task YAMLs."})
-    verifier: str | None = field(default=None, metadata={
-        "help": "Verifier folder (sequence classification) that scores the sampled GSM8K solutions."})
+    verifier: str | None = field(
+        default=None,
+        metadata={"help": "Verifier folder (sequence classification) that scores the sampled GSM8K solutions."},
+    )
     output_dir: str = field(default="experiments/results", metadata={"help": "Where results go (docs/EVALUATION.md)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace finished results in --output_dir."})
-    limit: int | None = field(default=None, metadata={
-        "help": "Documents per task (lm-eval's --limit); rehearsals pass e.g. 4."})
-    n_samples: int | None = field(default=None, metadata={
-        "help": "Solutions sampled per problem by the sampled tasks (their `repeats`); 0 skips them."})
-    sampled_stages: list[str] | None = field(default=None, metadata={
-        "help": "Run the sampled tasks (N generations per problem) only for the models of these stages, e.g. "
-                "`dpo grpo` (the policies whose best-of-N the report discusses); default: every model."})
+    limit: int | None = field(
+        default=None, metadata={"help": "Documents per task (lm-eval's --limit); rehearsals pass e.g. 4."}
+    )
+    n_samples: int | None = field(
+        default=None,
+        metadata={"help": "Solutions sampled per problem by the sampled tasks (their `repeats`); 0 skips them."},
+    )
+    sampled_stages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Run the sampled tasks (N generations per problem) only for the models of these stages, e.g. "
+            "`dpo grpo` (the policies whose best-of-N the report discusses); default: every model."
+        },
+    )
     temperature: float | None = field(default=None, metadata={"help": "Sampling temperature of the sampled tasks."})
     max_gen_toks: int | None = field(default=None, metadata={"help": "Generation budget of every generation task."})
-    num_fewshot: int | None = field(default=None, metadata={
-        "help": "lm-eval's --num_fewshot: overrides every task's shots except those fixed at 0."})
-    chat_template: bool = field(default=False, metadata={
-        "help": "Prompt SFT/DPO models through their chat template (lm-eval's --apply_chat_template "
-                "--fewshot_as_multiturn), with each task's _chat variant where there is one."})
-    local_dir: str | None = field(default=None, metadata={
-        "help": "Read datasets from DIR/<registry name>/<split>.jsonl|.parquet instead of the Hub (offline clusters)."})
+    num_fewshot: int | None = field(
+        default=None,
+        metadata={"help": "lm-eval's --num_fewshot: overrides every task's shots except those fixed at 0."},
+    )
+    chat_template: bool = field(
+        default=False,
+        metadata={
+            "help": "Prompt SFT/DPO models through their chat template (lm-eval's --apply_chat_template "
+            "--fewshot_as_multiturn), with each task's _chat variant where there is one."
+        },
+    )
+    local_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Read datasets from DIR/<registry name>/<split>.jsonl|.parquet instead of the Hub (offline clusters)."
+        },
+    )
     corpus_seed: int = field(default=0, metadata={"help": "Seed of the embedded corpus (the training stages' one)."})
     seed: int = field(default=0, metadata={"help": "lm-eval's random, numpy, torch and few-shot seeds."})
-    batch_size: int | None = field(default=None, metadata={"help": "Sequences per forward pass; default 32 (CPU) / 64."})
+    batch_size: int | None = field(
+        default=None, metadata={"help": "Sequences per forward pass; default 32 (CPU) / 64."}
+    )
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, ...; default cuda if available."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16."})
-    trust_remote_code: bool = field(default=True, metadata={"help": "Allow checkpoints that carry their modeling code."})
+    dtype: str = field(
+        default="auto", metadata={"help": "auto (bf16 on a GPU, fp32 on a CPU), float32, bfloat16, float16."}
+    )
+    trust_remote_code: bool = field(
+        default=True, metadata={"help": "Allow checkpoints that carry their modeling code."}
+    )
 
 
 @dataclass
@@ -108,21 +146,27 @@ def _check_model_folder(path: str) -> None:
     except (OSError, ValueError) as error:
         raise InputFileError(f"--model {path}: config.json is unreadable ({error})") from None
     if any(name.endswith("ForSequenceClassification") for name in architectures):
-        raise InputFileError(f"--model {path} is a sequence-classification model ({', '.join(architectures)}), not a "
-                             "causal LM: pass a verifier as --verifier")
+        raise InputFileError(
+            f"--model {path} is a sequence-classification model ({', '.join(architectures)}), not a "
+            "causal LM: pass a verifier as --verifier"
+        )
 
 
 def model_specs(args: EvaluationArguments) -> list[ModelSpec]:
     """The models to score, checked: local folders exist and hold causal LMs, names are unique, stages known."""
     if args.stages is not None and len(args.stages) != len(args.model):
-        raise UsageError(f"--stages needs one stage per --model: {len(args.stages)} stages for {len(args.model)} models")
+        raise UsageError(
+            f"--stages needs one stage per --model: {len(args.stages)} stages for {len(args.model)} models"
+        )
     specs = []
     for index, entry in enumerate(args.model):
         name, _, path = entry.rpartition("=") if "=" in entry else ("", "", entry)
         if os.path.exists(path):
             _check_model_folder(path)
         elif _looks_like_path(path):
-            raise InputFileError(f"--model {path} does not exist: check the path (each stage saves <run>/<stage>_final)")
+            raise InputFileError(
+                f"--model {path} does not exist: check the path (each stage saves <run>/<stage>_final)"
+            )
         stage = args.stages[index] if args.stages else infer_stage(path) or "other"
         if stage not in (*POLICY_STAGES, "baseline", "other"):
             raise UsageError(f"--stages: {stage!r} is not one of {', '.join((*POLICY_STAGES, 'baseline', 'other'))}")
@@ -133,7 +177,9 @@ def model_specs(args: EvaluationArguments) -> list[ModelSpec]:
     if not specs:
         raise UsageError("nothing to evaluate: pass --model PATH [PATH ...] and/or --include-baselines")
     if len(set(names)) < len(names):
-        raise UsageError(f"two models are named {max(names, key=names.count)!r}: name them apart with --model NAME=PATH")
+        raise UsageError(
+            f"two models are named {max(names, key=names.count)!r}: name them apart with --model NAME=PATH"
+        )
     return specs
 
 
@@ -141,8 +187,13 @@ def check_arguments(args: EvaluationArguments) -> None:
     """Values in range, devices available, folders present; raises UsageError / InputFileError before any load."""
     import torch
 
-    for flag, value, low in (("--limit", args.limit, 1), ("--n_samples", args.n_samples, 0), ("--max_gen_toks", args.max_gen_toks, 1),
-                             ("--num_fewshot", args.num_fewshot, 0), ("--batch_size", args.batch_size, 1)):
+    for flag, value, low in (
+        ("--limit", args.limit, 1),
+        ("--n_samples", args.n_samples, 0),
+        ("--max_gen_toks", args.max_gen_toks, 1),
+        ("--num_fewshot", args.num_fewshot, 0),
+        ("--batch_size", args.batch_size, 1),
+    ):
         if value is not None and value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
     if args.temperature is not None and not 0 < args.temperature < float("inf"):
@@ -154,10 +205,16 @@ def check_arguments(args: EvaluationArguments) -> None:
     if (args.device or "").startswith("cuda"):
         index = int(args.device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu")
-    if args.sampled_stages is not None and (unknown := set(args.sampled_stages) - {*POLICY_STAGES, "baseline", "other"}):
-        raise UsageError(f"--sampled_stages: {', '.join(sorted(unknown))} is not a stage; stages: "
-                         f"{', '.join((*POLICY_STAGES, 'baseline', 'other'))}")
+            raise UsageError(
+                f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s); use --device cpu"
+            )
+    if args.sampled_stages is not None and (
+        unknown := set(args.sampled_stages) - {*POLICY_STAGES, "baseline", "other"}
+    ):
+        raise UsageError(
+            f"--sampled_stages: {', '.join(sorted(unknown))} is not a stage; stages: "
+            f"{', '.join((*POLICY_STAGES, 'baseline', 'other'))}"
+        )
     if args.tasks is not None and not args.tasks:
         raise UsageError("--tasks needs at least one task name")
     for flag, folder in [("--local_dir", args.local_dir), *(("--include_path", p) for p in args.include_path or [])]:
@@ -177,10 +234,14 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
     if output.is_dir() and any(output.iterdir()):
         finished = [name for name in (RUN_INDEX, "task_metrics.json") if (output / name).is_file()]
         if not finished:
-            raise InputFileError(f"--output_dir {output} holds files that are not evaluation results; choose a new folder")
+            raise InputFileError(
+                f"--output_dir {output} holds files that are not evaluation results; choose a new folder"
+            )
         if not overwrite:
-            raise UsageError(f"--output_dir {output} holds finished results ({finished[0]}); pass --overwrite to "
-                                 "replace them, or choose another folder")
+            raise UsageError(
+                f"--output_dir {output} holds finished results ({finished[0]}); pass --overwrite to "
+                "replace them, or choose another folder"
+            )
     parent = output.resolve().parent
     while not parent.exists():
         parent = parent.parent
@@ -202,8 +263,10 @@ class TaskLoader:
             self.manager = TaskManager(include_path=include_paths, metadata=meta)
         unknown = [name for name in names if name not in self.manager.all_tasks]
         if unknown:
-            raise UsageError(f"--tasks: no task or group named {', '.join(unknown)} (lm-eval's, eval/tasks/ or "
-                             "--include_path); `lm_eval ls tasks` lists lm-eval's")
+            raise UsageError(
+                f"--tasks: no task or group named {', '.join(unknown)} (lm-eval's, eval/tasks/ or "
+                "--include_path); `lm_eval ls tasks` lists lm-eval's"
+            )
 
     def name_for(self, name: str, chat: bool) -> str:
         return name + CHAT_SUFFIX if chat and name + CHAT_SUFFIX in self.manager.all_tasks else name
@@ -245,8 +308,10 @@ class TaskLoader:
     def check_fewshot(self, task) -> None:
         shots = _shots(task.get_config("num_fewshot"), self.args.num_fewshot)
         if shots and shots > len(task.fewshot_docs()):
-            raise UsageError(f"--num_fewshot {shots}: task {task.task_name} has {len(task.fewshot_docs())} few-shot "
-                             "documents; choose fewer")
+            raise UsageError(
+                f"--num_fewshot {shots}: task {task.task_name} has {len(task.fewshot_docs())} few-shot "
+                "documents; choose fewer"
+            )
 
 
 def _shots(configured: int | None, override: int | None) -> int:
@@ -262,11 +327,19 @@ def _registry_twin(config: dict) -> dict:
     training (or few-shot) split when the task loads, even for 0 shots, as its own run of the Hub dataset does."""
     from modeling_modern_llm.data import REGISTRY, registry_splits
 
-    spec = next((s for s in REGISTRY.values() if s.hub_id == config.get("dataset_path")
-                 and s.config == config.get("dataset_name")), None)
+    spec = next(
+        (
+            s
+            for s in REGISTRY.values()
+            if s.hub_id == config.get("dataset_path") and s.config == config.get("dataset_name")
+        ),
+        None,
+    )
     if spec is None:
-        raise InputFileError(f"task {config['task']}: its dataset {config.get('dataset_path')} has no registry entry, "
-                             "so --local_dir cannot serve it")
+        raise InputFileError(
+            f"task {config['task']}: its dataset {config.get('dataset_path')} has no registry entry, "
+            "so --local_dir cannot serve it"
+        )
     named = [config.get(key) for key in ("validation_split", "test_split", "training_split", "fewshot_split")]
     splits = list(dict.fromkeys(filter(None, [*named, (config.get("fewshot_config") or {}).get("split")])))
     return {"custom_dataset": registry_splits, "dataset_kwargs": {"registry_name": spec.name, "splits": splits}}
@@ -283,7 +356,9 @@ def describe_load_error(path: str, error: Exception) -> str:
     from modeling_modern_llm.data.registry import hub_offline
 
     if not os.path.isdir(path) and isinstance(error, OSError) and hub_offline():
-        return f"unavailable: {path} is not a local folder, and the Hub cannot be reached with no cached copy (no network)"
+        return (
+            f"unavailable: {path} is not a local folder, and the Hub cannot be reached with no cached copy (no network)"
+        )
     first_line = (str(error).strip().splitlines() or [""])[0][:300]
     return f"unavailable: cannot load {path}: {type(error).__name__}: {first_line}"
 
@@ -318,11 +393,23 @@ def run_model(spec: ModelSpec, tasks: list, loader: TaskLoader, args: Evaluation
     from .harness_lm import HarnessLM
 
     dtype, device, batch_size = _dtype_and_device(args)
-    entry = {"name": spec.name, "path": spec.path, "stage": spec.stage, "dir": sanitize_model_name(spec.name),
-             "chat_template": spec.chat, "tasks": [], "status": "ok"}
+    entry = {
+        "name": spec.name,
+        "path": spec.path,
+        "stage": spec.stage,
+        "dir": sanitize_model_name(spec.name),
+        "chat_template": spec.chat,
+        "tasks": [],
+        "status": "ok",
+    }
     try:
-        lm = HarnessLM(pretrained=spec.path, trust_remote_code=args.trust_remote_code, device=device, dtype=dtype,
-                  batch_size=batch_size)
+        lm = HarnessLM(
+            pretrained=spec.path,
+            trust_remote_code=args.trust_remote_code,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
     except Exception as error:  # no network, no cached copy, a broken checkpoint: the other models still run
         entry["status"] = describe_load_error(spec.path, error)
         logger.warning("model %s %s", spec.name, entry["status"])
@@ -332,13 +419,26 @@ def run_model(spec: ModelSpec, tasks: list, loader: TaskLoader, args: Evaluation
         logger.warning("%s has no chat template: plain prompts", spec.name)
     tracker = EvaluationTracker(output_path=str(staging))
     seeds = dict.fromkeys(("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed"), args.seed)
-    results = simple_evaluate(model=lm, tasks=tasks, limit=args.limit, num_fewshot=args.num_fewshot, log_samples=True,
-                              evaluation_tracker=tracker, apply_chat_template=entry["chat_template"],
-                              fewshot_as_multiturn=entry["chat_template"], task_manager=loader.manager, **seeds)
+    results = simple_evaluate(
+        model=lm,
+        tasks=tasks,
+        limit=args.limit,
+        num_fewshot=args.num_fewshot,
+        log_samples=True,
+        evaluation_tracker=tracker,
+        apply_chat_template=entry["chat_template"],
+        fewshot_as_multiturn=entry["chat_template"],
+        task_manager=loader.manager,
+        **seeds,
+    )
     samples = results.pop("samples")
-    results["config"].update(model="hf", model_args=f"pretrained={spec.path},trust_remote_code={args.trust_remote_code},"
-                                                    f"dtype={dtype}")
-    tracker.general_config_tracker.model_name, tracker.general_config_tracker.model_name_sanitized = spec.name, entry["dir"]
+    results["config"].update(
+        model="hf", model_args=f"pretrained={spec.path},trust_remote_code={args.trust_remote_code},dtype={dtype}"
+    )
+    tracker.general_config_tracker.model_name, tracker.general_config_tracker.model_name_sanitized = (
+        spec.name,
+        entry["dir"],
+    )
     tracker.save_results_aggregated(results=results, samples=samples)
     for task_name in results["configs"]:
         tracker.save_results_samples(task_name=task_name, samples=samples[task_name])
@@ -360,7 +460,9 @@ def score_with_verifier(verifier, model_dir: Path, sampled_tasks: list[str], pat
         for doc in docs:
             scores[doc["doc_id"]] = flat[start : start + len(doc["resps"][0])]
             start += len(doc["resps"][0])
-        atomic_write_json(str(model_dir / f"verifier_scores_{task}.json"), {"verifier": path, "task": task, "scores": scores})
+        atomic_write_json(
+            str(model_dir / f"verifier_scores_{task}.json"), {"verifier": path, "task": task, "scores": scores}
+        )
 
 
 def environment() -> dict:
@@ -397,12 +499,25 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
 
         verifier, entries = None, []
         for spec in specs:
-            names = [loader.name_for(name, spec.chat) for name in requested
-                     if args.sampled_stages is None or spec.stage in args.sampled_stages or not loader.is_sampled(name)]
+            names = [
+                loader.name_for(name, spec.chat)
+                for name in requested
+                if args.sampled_stages is None or spec.stage in args.sampled_stages or not loader.is_sampled(name)
+            ]
             tasks = [task for task in map(loader.load, names) if not isinstance(task, str)]
-            entry = run_model(spec, tasks, loader, args, staging) if tasks else {
-                "name": spec.name, "path": spec.path, "stage": spec.stage, "status": "unavailable: no task could be loaded"}
-            sampled = [name for name in entry.get("tasks", []) if name in loader.manager.task_index and loader.is_sampled(name)]
+            entry = (
+                run_model(spec, tasks, loader, args, staging)
+                if tasks
+                else {
+                    "name": spec.name,
+                    "path": spec.path,
+                    "stage": spec.stage,
+                    "status": "unavailable: no task could be loaded",
+                }
+            )
+            sampled = [
+                name for name in entry.get("tasks", []) if name in loader.manager.task_index and loader.is_sampled(name)
+            ]
             if args.verifier and sampled:
                 if verifier is None:
                     from .verifier import Verifier
@@ -410,16 +525,28 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
                     verifier = Verifier.from_pretrained(args.verifier, device=_dtype_and_device(args)[1])
                 score_with_verifier(verifier, staging / entry["dir"], sampled, args.verifier)
             entries.append(entry)
-        index = {"schema_version": 2, "command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "tasks": requested, "limit": args.limit, "n_samples": args.n_samples, "seed": args.seed,
-                 "corpus_seed": args.corpus_seed, "chat_template": args.chat_template, "verifier": args.verifier,
-                 "verifier_policy": trained_policy(args.verifier) if args.verifier else None,
-                 "unavailable_tasks": {name: task for name, task in loader.loaded.items() if isinstance(task, str)},
-                 "environment": environment(), "models": entries}
+        index = {
+            "schema_version": 2,
+            "command": command,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tasks": requested,
+            "limit": args.limit,
+            "n_samples": args.n_samples,
+            "seed": args.seed,
+            "corpus_seed": args.corpus_seed,
+            "chat_template": args.chat_template,
+            "verifier": args.verifier,
+            "verifier_policy": trained_policy(args.verifier) if args.verifier else None,
+            "unavailable_tasks": {name: task for name, task in loader.loaded.items() if isinstance(task, str)},
+            "environment": environment(),
+            "models": entries,
+        }
         atomic_write_json(str(staging / RUN_INDEX), index)
         if not any(entry["status"] == "ok" for entry in entries):
-            raise InputFileError("nothing could be scored: every model or task was unavailable "
-                                 + "; ".join(f"{e['name']}: {e['status']}" for e in entries))
+            raise InputFileError(
+                "nothing could be scored: every model or task was unavailable "
+                + "; ".join(f"{e['name']}: {e['status']}" for e in entries)
+            )
         write_views(load_run(staging), staging)
         _replace(output, staging)
     finally:
@@ -442,9 +569,13 @@ def main(include_paths: list[str], argv: list[str] | None = None, **preset) -> i
 
     die_with_parent_if_asked()
 
-    parser = HfArgumentParser(EvaluationArguments, description=(
-        "Score models on lm-evaluation-harness tasks (docs/EVALUATION.md). A rehearsal of the whole path runs in seconds "
-        "with --limit 4 --n_samples 2 --max_gen_toks 16."))
+    parser = HfArgumentParser(
+        EvaluationArguments,
+        description=(
+            "Score models on lm-evaluation-harness tasks (docs/EVALUATION.md). A rehearsal of the whole path runs in seconds "
+            "with --limit 4 --n_samples 2 --max_gen_toks 16."
+        ),
+    )
     parser.set_defaults(**preset)
     argv = sys.argv[1:] if argv is None else argv
     (args,) = parser.parse_args_into_dataclasses(args=argv)

@@ -22,5 +22,6 @@ class HarnessLM(HFLM):
             if getattr(self, "_calculator", None) is None:  # the vocabulary's texts are decoded once per model
                 self._calculator = calculator_logits_processor(self.tokenizer)
             generation_kwargs["logits_processor"] = self._calculator
-        return super()._model_generate(context, max_length, [], stop_strings=stop, tokenizer=self.tokenizer,
-                                       **generation_kwargs)
+        return super()._model_generate(
+            context, max_length, [], stop_strings=stop, tokenizer=self.tokenizer, **generation_kwargs
+        )

@@ -30,13 +30,19 @@ class GSM8KExactMatch(evaluate.Metric):
             description=self.__doc__,
             citation="Cobbe et al. 2021 (GSM8K); lm-evaluation-harness tasks/gsm8k/gsm8k.yaml (extraction rules).",
             inputs_description="predictions: list of solutions; references: list of GSM8K answers",
-            features=datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
         )
 
     def _compute(self, predictions, references):
         gold = [gsm8k_reference(reference) for reference in references]
-        return {f"exact_match_{name}": _mean([extract(prediction) == answer for prediction, answer in zip(predictions, gold)])
-                for name, extract in (("strict", extract_strict), ("flexible", extract_flexible))}
+        return {
+            f"exact_match_{name}": _mean(
+                [extract(prediction) == answer for prediction, answer in zip(predictions, gold)]
+            )
+            for name, extract in (("strict", extract_strict), ("flexible", extract_flexible))
+        }
 
 
 class Accuracy(evaluate.Metric):

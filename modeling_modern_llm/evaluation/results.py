@@ -39,18 +39,30 @@ from .gsm8k_errors import COARSE_TAXONOMY, TAXONOMY, classify_error, coarse_kind
 from .metrics import Accuracy, GSM8KExactMatch
 
 RUN_INDEX = "run_index.json"
-EVALUATE = "python eval/evaluate_tasks.py --model <run>/pretrain_final <run>/sft_final <run>/dpo_final --output_dir {dir}"
+EVALUATE = (
+    "python eval/evaluate_tasks.py --model <run>/pretrain_final <run>/sft_final <run>/dpo_final --output_dir {dir}"
+)
 # The headline measures: (column, the tasks that can supply it, first found wins; the `_chat` variants count as theirs).
 PERPLEXITY_TASKS, SST2_TASKS = ("embedded_text", "wikitext", "tinystories"), ("embedded_sst2", "sst2")
 # With the calculator first: a model that ran both decodings is reported (headline, analysis) with the calculator, and
 # the analysis compares it with the other decoding on the same problems (`calculator_effect`).
-SAMPLED_GSM8K_TASKS = ("embedded_gsm8k_sampled_calculator", "embedded_gsm8k_sampled", "gsm8k_sampled_calculator",
-                       "gsm8k_sampled")
+SAMPLED_GSM8K_TASKS = (
+    "embedded_gsm8k_sampled_calculator",
+    "embedded_gsm8k_sampled",
+    "gsm8k_sampled_calculator",
+    "gsm8k_sampled",
+)
 GREEDY_GSM8K_TASKS = ("embedded_gsm8k_calculator", "embedded_gsm8k", "gsm8k_calculator", "gsm8k")  # the same order
 CALCULATOR_SUFFIX = "_calculator"  # a GSM8K task's twin with the calculator at generation (eval/tasks/*_calculator*)
-SELECTOR_COLUMNS = {"greedy": "GSM8K greedy", "random_of_n": "random pick", "majority_vote": "majority vote",
-                    "verifier_best_of_n": "verifier best-of-N", "verifier_weighted_vote": "verifier-weighted vote",
-                    "verifier_top_k_vote": f"verifier top-{selectors.TOP_K} vote", "oracle_pass_at_n": "pass@N"}
+SELECTOR_COLUMNS = {
+    "greedy": "GSM8K greedy",
+    "random_of_n": "random pick",
+    "majority_vote": "majority vote",
+    "verifier_best_of_n": "verifier best-of-N",
+    "verifier_weighted_vote": "verifier-weighted vote",
+    "verifier_top_k_vote": f"verifier top-{selectors.TOP_K} vote",
+    "oracle_pass_at_n": "pass@N",
+}
 COLUMNS = ("bits per byte", "SST-2", *SELECTOR_COLUMNS.values())
 
 
@@ -61,7 +73,9 @@ def task_key(task: str) -> str:
 
 def read_samples(model_dir: Path, task: str) -> list[dict]:
     """lm-eval's logged samples of one task, one per document (the first filter's), in document order."""
-    pattern = re.compile(rf"samples_{re.escape(task)}_\d{{4}}-\d\d-\d\dT[\d.-]+\.jsonl")  # lm-eval's date id after the task
+    pattern = re.compile(
+        rf"samples_{re.escape(task)}_\d{{4}}-\d\d-\d\dT[\d.-]+\.jsonl"
+    )  # lm-eval's date id after the task
     files = sorted(p for p in model_dir.glob(f"samples_{task}_*.jsonl") if pattern.fullmatch(p.name))
     if not files:
         return []
@@ -101,7 +115,9 @@ class ModelRun:
         path = self.directory / f"verifier_scores_{task}.json"
         if not path.is_file():
             return None
-        return {int(doc_id): scores for doc_id, scores in json.loads(path.read_text(encoding="utf-8"))["scores"].items()}
+        return {
+            int(doc_id): scores for doc_id, scores in json.loads(path.read_text(encoding="utf-8"))["scores"].items()
+        }
 
     def find_task(self, candidates: tuple[str, ...]) -> str | None:
         """The first of `candidates` (or its `_chat` variant) this model ran."""
@@ -134,7 +150,9 @@ def load_run(directory: str | Path) -> EvaluationRun:
             results = json.loads(files[-1].read_text(encoding="utf-8")) if entry["status"] == "ok" and files else None
             models.append(ModelRun(entry, directory / entry.get("dir", "-"), results))
     except (ValueError, KeyError, TypeError) as error:
-        raise InputFileError(f"{path} or a results file beside it is malformed ({error!r}); rerun the evaluation") from None
+        raise InputFileError(
+            f"{path} or a results file beside it is malformed ({error!r}); rerun the evaluation"
+        ) from None
     return EvaluationRun(directory, index, models)
 
 
@@ -154,18 +172,28 @@ def bits_per_byte(model: ModelRun, task: str) -> dict:
     pairs = [sample["bits_per_byte"] for sample in model.samples(task)]
     bits, sizes = [-ll / math.log(2) for ll, _ in pairs], [size for _, size in pairs]
     ratio, n = sum(bits) / sum(sizes), len(pairs)
-    stderr = math.sqrt(sum((b - ratio * s) ** 2 for b, s in zip(bits, sizes)) / (n * (n - 1))) / (sum(sizes) / n) if n > 1 else None
+    stderr = (
+        math.sqrt(sum((b - ratio * s) ** 2 for b, s in zip(bits, sizes)) / (n * (n - 1))) / (sum(sizes) / n)
+        if n > 1
+        else None
+    )
     return _value(model.results["results"][task]["bits_per_byte,none"], stderr, n, task=task)
 
 
 def accuracy(model: ModelRun, task: str) -> dict:
     """Multiple-choice accuracy from the logged log-likelihoods (the likeliest choice; ties to the first), via `evaluate`."""
     samples = model.samples(task)
-    predictions = [max(range(len(s["filtered_resps"])), key=lambda i, s=s: float(s["filtered_resps"][i][0])) for s in samples]
+    predictions = [
+        max(range(len(s["filtered_resps"])), key=lambda i, s=s: float(s["filtered_resps"][i][0])) for s in samples
+    ]
     references = [int(s["target"]) for s in samples]
     hits = [float(p == r) for p, r in zip(predictions, references)]
-    return _value(_metric("accuracy").compute(predictions=predictions, references=references)["accuracy"],
-                  selectors.standard_error(hits), len(samples), task=task)
+    return _value(
+        _metric("accuracy").compute(predictions=predictions, references=references)["accuracy"],
+        selectors.standard_error(hits),
+        len(samples),
+        task=task,
+    )
 
 
 def greedy_value(model: ModelRun, task: str) -> dict:
@@ -188,9 +216,16 @@ def problems(model: ModelRun, sampled_task: str) -> list[selectors.Problem]:
     greedy_name = greedy_task(model, sampled_task)
     greedy = {s["doc"]["question"]: s["resps"][0][0] for s in model.samples(greedy_name)} if greedy_name else {}
     scores = model.verifier_scores(sampled_task)
-    return [selectors.Problem(s["doc"]["question"], s["doc"]["answer"], greedy.get(s["doc"]["question"]), list(s["resps"][0]),
-                              None if scores is None else scores.get(s["doc_id"]))
-            for s in model.samples(sampled_task)]
+    return [
+        selectors.Problem(
+            s["doc"]["question"],
+            s["doc"]["answer"],
+            greedy.get(s["doc"]["question"]),
+            list(s["resps"][0]),
+            None if scores is None else scores.get(s["doc_id"]),
+        )
+        for s in model.samples(sampled_task)
+    ]
 
 
 def uses_calculator(model: ModelRun, task: str) -> bool:
@@ -209,7 +244,9 @@ def selector_values(model: ModelRun, task: str, items: list[selectors.Problem]) 
             em = sum(flags) / len(flags)
         else:
             chosen = [selectors.choose(p, selector) for p in items]
-            em = _metric("gsm8k").compute(predictions=chosen, references=[p.answer for p in items])["exact_match_flexible"]
+            em = _metric("gsm8k").compute(predictions=chosen, references=[p.answer for p in items])[
+                "exact_match_flexible"
+            ]
         values[selector] = _value(em, selectors.standard_error(flags), len(items), task=source)
     return values
 
@@ -224,16 +261,32 @@ def task_records(run: EvaluationRun) -> list[dict]:
             records.append({**base, "task": None, "status": model.status})
             continue
         for task, values in model.results["results"].items():
-            metrics = {key.removesuffix(",none"): {"value": value, "stderr": values.get(key.replace(",", "_stderr,", 1))}
-                       for key, value in values.items() if "," in key and "_stderr," not in key}
+            metrics = {
+                key.removesuffix(",none"): {"value": value, "stderr": values.get(key.replace(",", "_stderr,", 1))}
+                for key, value in values.items()
+                if "," in key and "_stderr," not in key
+            }
             config = model.results["configs"].get(task, {})
-            records.append({**base, "task": task, "status": "ok", "n": model.results["n-samples"].get(task, {}).get("effective"),
-                            "metrics": metrics, "protocol": {
-                                "num_fewshot": model.results.get("n-shot", {}).get(task), "repeats": config.get("repeats"),
-                                "chat_template": model.entry.get("chat_template"), "limit": run.index.get("limit"),
-                                "generation_kwargs": config.get("generation_kwargs")},
-                            "source": str(model.directory.relative_to(run.directory) / "results_*.json")})
-        records += [{**base, "task": task, "status": reason} for task, reason in run.index.get("unavailable_tasks", {}).items()]
+            records.append(
+                {
+                    **base,
+                    "task": task,
+                    "status": "ok",
+                    "n": model.results["n-samples"].get(task, {}).get("effective"),
+                    "metrics": metrics,
+                    "protocol": {
+                        "num_fewshot": model.results.get("n-shot", {}).get(task),
+                        "repeats": config.get("repeats"),
+                        "chat_template": model.entry.get("chat_template"),
+                        "limit": run.index.get("limit"),
+                        "generation_kwargs": config.get("generation_kwargs"),
+                    },
+                    "source": str(model.directory.relative_to(run.directory) / "results_*.json"),
+                }
+            )
+        records += [
+            {**base, "task": task, "status": reason} for task, reason in run.index.get("unavailable_tasks", {}).items()
+        ]
     return records
 
 
@@ -252,8 +305,15 @@ def headline(run: EvaluationRun) -> list[dict]:
                     cells[SELECTOR_COLUMNS[selector]] = value
             elif task := model.find_task(GREEDY_GSM8K_TASKS):  # a model evaluated without samples (--sampled_stages)
                 cells[SELECTOR_COLUMNS["greedy"]] = greedy_value(model, task)
-        rows.append({"model": model.name, "display_name": model.display_name, "stage": model.stage,
-                     "status": model.status, "cells": cells})
+        rows.append(
+            {
+                "model": model.name,
+                "display_name": model.display_name,
+                "stage": model.stage,
+                "status": model.status,
+                "cells": cells,
+            }
+        )
     return rows
 
 
@@ -271,18 +331,35 @@ def stage_gains(run: EvaluationRun, rows: list[dict] | None = None) -> list[dict
         for stage in POLICY_STAGES:
             if stage in by_stage and (cell := by_stage[stage]["cells"][column]) is not None:
                 delta = None if previous is None else cell["value"] - previous["value"]
-                errors = None if previous is None or None in (cell["stderr"], previous["stderr"]) else (cell["stderr"], previous["stderr"])
-                gains.append({"measure": column, "stage": stage, "task": cell["task"], "value": cell["value"],
-                              "stderr": cell["stderr"], "n": cell["n"], "delta_vs_previous_stage": delta,
-                              "delta_stderr": errors and math.sqrt(errors[0] ** 2 + errors[1] ** 2)})
+                errors = (
+                    None
+                    if previous is None or None in (cell["stderr"], previous["stderr"])
+                    else (cell["stderr"], previous["stderr"])
+                )
+                gains.append(
+                    {
+                        "measure": column,
+                        "stage": stage,
+                        "task": cell["task"],
+                        "value": cell["value"],
+                        "stderr": cell["stderr"],
+                        "n": cell["n"],
+                        "delta_vs_previous_stage": delta,
+                        "delta_stderr": errors and math.sqrt(errors[0] ** 2 + errors[1] ** 2),
+                    }
+                )
                 previous = cell
     return gains
 
 
 def _candidate(problem: selectors.Problem, index: int) -> dict:
     text = problem.candidates[index]
-    return {"text": text, "answer": extract_flexible(text), "correct": extract_flexible(text) == problem.reference,
-            "verifier_score": None if problem.scores is None else problem.scores[index]}
+    return {
+        "text": text,
+        "answer": extract_flexible(text),
+        "correct": extract_flexible(text) == problem.reference,
+        "verifier_score": None if problem.scores is None else problem.scores[index],
+    }
 
 
 def analysed_policy(run: EvaluationRun) -> tuple[ModelRun, str] | None:
@@ -310,8 +387,11 @@ def analysed_policy(run: EvaluationRun) -> tuple[ModelRun, str] | None:
 
 
 def _comparison(treatment: str, baseline: str, items: list[selectors.Problem]) -> dict:
-    return {"treatment": treatment, "baseline": baseline, **selectors.paired_bootstrap(
-        selectors.correct(items, baseline), selectors.correct(items, treatment))}
+    return {
+        "treatment": treatment,
+        "baseline": baseline,
+        **selectors.paired_bootstrap(selectors.correct(items, baseline), selectors.correct(items, treatment)),
+    }
 
 
 def comparison_pairs(values: dict) -> list[tuple[str, str]]:
@@ -324,8 +404,14 @@ def comparison_pairs(values: dict) -> list[tuple[str, str]]:
 
 def _ranked(problem: selectors.Problem, order: list[int], index: int) -> dict:
     """A candidate with its problem, its rank by verifier score (1 = top) and the top pick's score."""
-    return {"question": problem.question, "reference": problem.reference, "rank": order.index(index) + 1,
-            "n_candidates": len(order), "top_score": problem.scores[order[0]], **_candidate(problem, index)}
+    return {
+        "question": problem.question,
+        "reference": problem.reference,
+        "rank": order.index(index) + 1,
+        "n_candidates": len(order),
+        "top_score": problem.scores[order[0]],
+        **_candidate(problem, index),
+    }
 
 
 def verifier_mistakes(items: list[selectors.Problem], n_examples: int) -> dict:
@@ -346,10 +432,16 @@ def verifier_mistakes(items: list[selectors.Problem], n_examples: int) -> dict:
         below = [i for i in order if flags[i]]
         negatives += len(below)
         best_correct.append(_ranked(p, order, below[0]))
-    return {"counts": {"false_positives": len(positives), "problems_with_a_correct_candidate": with_correct,
-                       "problems_without_a_correct_candidate": len(items) - with_correct, "false_negatives": negatives},
-            "false_positives": sorted(positives, key=lambda c: -c["verifier_score"])[:n_examples],
-            "false_negatives": sorted(best_correct, key=lambda c: -c["rank"])[:n_examples]}
+    return {
+        "counts": {
+            "false_positives": len(positives),
+            "problems_with_a_correct_candidate": with_correct,
+            "problems_without_a_correct_candidate": len(items) - with_correct,
+            "false_negatives": negatives,
+        },
+        "false_positives": sorted(positives, key=lambda c: -c["verifier_score"])[:n_examples],
+        "false_negatives": sorted(best_correct, key=lambda c: -c["rank"])[:n_examples],
+    }
 
 
 def error_taxonomy(items: list[selectors.Problem], values: dict) -> dict:
@@ -365,11 +457,22 @@ def error_taxonomy(items: list[selectors.Problem], values: dict) -> dict:
                 solution = selectors.choose(p, selector)
                 kind = classify_error(solution, p.question)
                 counts[kind] += 1
-                examples.setdefault(kind, {"selector": selector, "question": p.question, "reference": p.reference,
-                                           "text": solution, "answer": extract_flexible(solution)})
+                examples.setdefault(
+                    kind,
+                    {
+                        "selector": selector,
+                        "question": p.question,
+                        "reference": p.reference,
+                        "text": solution,
+                        "answer": extract_flexible(solution),
+                    },
+                )
         by_selector[selector] = {"n_wrong": sum(counts.values()), "counts": counts}
-    return {"kinds": list(TAXONOMY), "by_selector": by_selector,
-            "examples": {kind: examples[kind] for kind in TAXONOMY if kind in examples}}
+    return {
+        "kinds": list(TAXONOMY),
+        "by_selector": by_selector,
+        "examples": {kind: examples[kind] for kind in TAXONOMY if kind in examples},
+    }
 
 
 def calculator_twin(model: ModelRun, task: str) -> str | None:
@@ -383,12 +486,20 @@ def calculator_effect(model: ModelRun, task: str) -> dict | None:
     """Exact match without and with the calculator on the problems both decodings answered, and the paired
     difference (with - without): every selector both sampled tasks allow, or greedy alone when only the other
     decoding's greedy task ran. None when the model ran one decoding only."""
+
+    def sampled(name: str) -> dict:
+        return {p.question: p for p in problems(model, name)}
+
+    def greedy_only(name: str) -> dict:
+        return {
+            s["doc"]["question"]: selectors.Problem(s["doc"]["question"], s["doc"]["answer"], s["resps"][0][0], [])
+            for s in model.samples(name)
+        }
+
     if twin := calculator_twin(model, task):
-        read = lambda name: {p.question: p for p in problems(model, name)}  # noqa: E731
+        read = sampled
     elif (greedy := greedy_task(model, task)) and (twin := calculator_twin(model, greedy)):
-        task = greedy
-        read = lambda name: {s["doc"]["question"]: selectors.Problem(  # noqa: E731
-            s["doc"]["question"], s["doc"]["answer"], s["resps"][0][0], []) for s in model.samples(name)}
+        task, read = greedy, greedy_only
     else:
         return None
     on, off = (task, twin) if uses_calculator(model, task) else (twin, task)
@@ -398,8 +509,14 @@ def calculator_effect(model: ModelRun, task: str) -> dict | None:
     rows = []
     for selector in [s for s in selectors.available_selectors(before) if s in selectors.available_selectors(after)]:
         off_flags, on_flags = selectors.correct(before, selector), selectors.correct(after, selector)
-        rows.append({"selector": selector, "without": sum(off_flags) / len(off_flags), "with": sum(on_flags) / len(on_flags),
-                     **selectors.paired_bootstrap(off_flags, on_flags)})
+        rows.append(
+            {
+                "selector": selector,
+                "without": sum(off_flags) / len(off_flags),
+                "with": sum(on_flags) / len(on_flags),
+                **selectors.paired_bootstrap(off_flags, on_flags),
+            }
+        )
     return {"tasks": {"without": off, "with": on}, "n_problems": len(shared), "rows": rows}
 
 
@@ -418,29 +535,53 @@ def gsm8k_analysis(run: EvaluationRun, n_examples: int = 3) -> dict | None:
     for p, ok in zip(items, selectors.correct(items, final)):
         if not ok:
             coarse[coarse_kind(classify_error(selectors.choose(p, final), p.question))] += 1
-    mistakes = verifier_mistakes(items, n_examples) if scored else {"counts": None, "false_positives": [],
-                                                                     "false_negatives": []}
+    mistakes = (
+        verifier_mistakes(items, n_examples)
+        if scored
+        else {"counts": None, "false_positives": [], "false_negatives": []}
+    )
     sizes = selectors.sample_sizes(max(len(p.candidates) for p in items))
     percent = lambda selector: 100 * values[selector]["value"] if selector in values else None  # noqa: E731
     return {
-        "command": run.command, "model": model.name, "stage": model.stage, "task": task,
-        "greedy_task": greedy_task(model, task), "calculator": uses_calculator(model, task),
-        "verifier_policy": run.index.get("verifier_policy"), "top_k": selectors.TOP_K,
-        "n_problems": len(items), "n_samples": max(len(p.candidates) for p in items),
-        "em_greedy": percent("greedy"), "em_verifier": percent("verifier_best_of_n"),  # in percent, as before
+        "command": run.command,
+        "model": model.name,
+        "stage": model.stage,
+        "task": task,
+        "greedy_task": greedy_task(model, task),
+        "calculator": uses_calculator(model, task),
+        "verifier_policy": run.index.get("verifier_policy"),
+        "top_k": selectors.TOP_K,
+        "n_problems": len(items),
+        "n_samples": max(len(p.candidates) for p in items),
+        "em_greedy": percent("greedy"),
+        "em_verifier": percent("verifier_best_of_n"),  # in percent, as before
         "selectors": values,
         "comparisons": [_comparison(t, b, items) for t, b in comparison_pairs(values)],
-        "verifier_ranking": {"all": selectors.verifier_ranking(items),
-                             "parsed": selectors.verifier_ranking(items, parsed_only=True)} if scored else None,
+        "verifier_ranking": {
+            "all": selectors.verifier_ranking(items),
+            "parsed": selectors.verifier_ranking(items, parsed_only=True),
+        }
+        if scored
+        else None,
         "verifier_errors": mistakes["counts"],
-        "false_positives": mistakes["false_positives"], "false_negatives": mistakes["false_negatives"],
-        "taxonomy_of": final, "taxonomy": coarse, "error_taxonomy": error_taxonomy(items, values),
+        "false_positives": mistakes["false_positives"],
+        "false_negatives": mistakes["false_negatives"],
+        "taxonomy_of": final,
+        "taxonomy": coarse,
+        "error_taxonomy": error_taxonomy(items, values),
         "calculator_effect": calculator_effect(model, task),
         "em_vs_n": {"sizes": sizes, "exact_match": selectors.exact_match_curve(items, sizes)},
-        "problems": [{"question": p.question, "reference": p.reference, "greedy": p.greedy,
-                      "greedy_answer": None if p.greedy is None else extract_flexible(p.greedy),
-                      "majority_answer": extract_flexible(selectors.choose(p, "majority_vote")),
-                      "candidates": [_candidate(p, i) for i in range(len(p.candidates))]} for p in items],
+        "problems": [
+            {
+                "question": p.question,
+                "reference": p.reference,
+                "greedy": p.greedy,
+                "greedy_answer": None if p.greedy is None else extract_flexible(p.greedy),
+                "majority_answer": extract_flexible(selectors.choose(p, "majority_vote")),
+                "candidates": [_candidate(p, i) for i in range(len(p.candidates))],
+            }
+            for p in items
+        ],
     }
 
 
@@ -450,8 +591,10 @@ STAGE_GAINS_COLUMNS = ("measure", "stage", "task", "value", "stderr", "n", "delt
 def write_views(run: EvaluationRun, directory: str | Path) -> list[Path]:
     """task_metrics.json, baseline_comparison.json, stage_gains.csv and (with sampled GSM8K) gsm8k_analysis.json."""
     directory, rows = Path(directory), headline(run)
-    views = {"task_metrics.json": {"command": run.command, "records": task_records(run)},
-             "baseline_comparison.json": {"command": run.command, "columns": list(COLUMNS), "rows": rows}}
+    views = {
+        "task_metrics.json": {"command": run.command, "records": task_records(run)},
+        "baseline_comparison.json": {"command": run.command, "columns": list(COLUMNS), "rows": rows},
+    }
     if (analysis := gsm8k_analysis(run)) is not None:
         views["gsm8k_analysis.json"] = analysis
     for name, content in views.items():
@@ -465,7 +608,7 @@ def write_views(run: EvaluationRun, directory: str | Path) -> list[Path]:
 
 
 def format_value(cell: dict | None, percent: bool) -> str:
-    """"77.0 ± 4.2 (n=100)" for a fraction in percent, "1.234 ± 0.012 (n=100)" otherwise; "—" when absent."""
+    """ "77.0 ± 4.2 (n=100)" for a fraction in percent, "1.234 ± 0.012 (n=100)" otherwise; "—" when absent."""
     if cell is None:
         return "—"
     scale, digits = (100, 1) if percent else (1, 3)
@@ -477,6 +620,10 @@ def summary_table(run: EvaluationRun) -> str:
     """The headline rows as plain text (printed at the end of an evaluation)."""
     lines = ["model | " + " | ".join(COLUMNS)]
     for row in headline(run):
-        cells = [format_value(row["cells"][c], c != "bits per byte") for c in COLUMNS] if row["status"] == "ok" else [row["status"]]
+        cells = (
+            [format_value(row["cells"][c], c != "bits per byte") for c in COLUMNS]
+            if row["status"] == "ok"
+            else [row["status"]]
+        )
         lines.append(f"{row['display_name']} ({row['model']}) | " + " | ".join(cells))
     return "\n".join(lines)

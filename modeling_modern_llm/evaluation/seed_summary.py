@@ -62,31 +62,63 @@ def run_metrics(run: results.EvaluationRun) -> dict[str, dict]:
         for column, cell in row["cells"].items():
             if cell is not None:
                 metrics[f"{owner}/{cell['task']}/{metric_name(column)}"] = {
-                    "kind": "value", "measure": column, "stage": owner, "task": cell["task"],
-                    "percent": column != "bits per byte", "value": cell["value"], "stderr": cell["stderr"], "n": cell["n"]}
+                    "kind": "value",
+                    "measure": column,
+                    "stage": owner,
+                    "task": cell["task"],
+                    "percent": column != "bits per byte",
+                    "value": cell["value"],
+                    "stderr": cell["stderr"],
+                    "n": cell["n"],
+                }
     previous: dict[str, str] = {}
     for gain in results.stage_gains(run, rows):
         if gain["delta_vs_previous_stage"] is not None:
             metrics[f"{gain['stage']}/{gain['task']}/{metric_name(gain['measure'])}_gain"] = {
-                "kind": "gain", "measure": gain["measure"], "stage": gain["stage"], "task": gain["task"],
-                "percent": gain["measure"] != "bits per byte", "previous_stage": previous.get(gain["measure"]),
-                "value": gain["delta_vs_previous_stage"], "stderr": gain["delta_stderr"], "n": gain["n"],
-                "interval": _normal_interval(gain["delta_vs_previous_stage"], gain["delta_stderr"])}
+                "kind": "gain",
+                "measure": gain["measure"],
+                "stage": gain["stage"],
+                "task": gain["task"],
+                "percent": gain["measure"] != "bits per byte",
+                "previous_stage": previous.get(gain["measure"]),
+                "value": gain["delta_vs_previous_stage"],
+                "stderr": gain["delta_stderr"],
+                "n": gain["n"],
+                "interval": _normal_interval(gain["delta_vs_previous_stage"], gain["delta_stderr"]),
+            }
         previous[gain["measure"]] = gain["stage"]
     analysis = results.gsm8k_analysis(run)
     if analysis is not None:
         stage = analysis["stage"] if analysis["stage"] in POLICY_STAGES else analysis["model"]
         for selector, cell in analysis["selectors"].items():
-            metrics.setdefault(f"{stage}/{cell['task']}/{selector}", {
-                "kind": "value", "measure": results.SELECTOR_COLUMNS.get(selector, selector), "stage": stage,
-                "task": cell["task"], "percent": True, "value": cell["value"], "stderr": cell["stderr"], "n": cell["n"]})
+            metrics.setdefault(
+                f"{stage}/{cell['task']}/{selector}",
+                {
+                    "kind": "value",
+                    "measure": results.SELECTOR_COLUMNS.get(selector, selector),
+                    "stage": stage,
+                    "task": cell["task"],
+                    "percent": True,
+                    "value": cell["value"],
+                    "stderr": cell["stderr"],
+                    "n": cell["n"],
+                },
+            )
         for comparison in analysis["comparisons"]:
             treatment, baseline = comparison["treatment"], comparison["baseline"]
             metrics[f"{stage}/{analysis['task']}/{treatment}_vs_{baseline}"] = {
-                "kind": "difference", "measure": f"{treatment} vs {baseline}", "stage": stage, "task": analysis["task"],
-                "percent": True, "treatment": treatment, "baseline": baseline, "value": comparison["difference"],
-                "stderr": comparison.get("stderr"), "n": comparison["n"],
-                "interval": [comparison["low"], comparison["high"]]}
+                "kind": "difference",
+                "measure": f"{treatment} vs {baseline}",
+                "stage": stage,
+                "task": analysis["task"],
+                "percent": True,
+                "treatment": treatment,
+                "baseline": baseline,
+                "value": comparison["difference"],
+                "stderr": comparison.get("stderr"),
+                "n": comparison["n"],
+                "interval": [comparison["low"], comparison["high"]],
+            }
     return metrics
 
 
@@ -124,13 +156,20 @@ def summarize(seeds: list[int], per_seed: list[dict[str, dict]], confidence: flo
         values = [None if entry is None else entry["value"] for entry in entries]
         stderrs = [None if entry is None else entry["stderr"] for entry in entries]
         known = [s for s in stderrs if s is not None]
-        summary[key] = {**{field: first[field] for field in _DESCRIPTION if field in first},
-                        "values": values, "n_seeds": sum(v is not None for v in values), **across_seeds(values, confidence),
-                        "stderrs": stderrs, "mean_stderr": statistics.fmean(known) if known else None,
-                        "n": [None if entry is None else entry["n"] for entry in entries]}
+        summary[key] = {
+            **{field: first[field] for field in _DESCRIPTION if field in first},
+            "values": values,
+            "n_seeds": sum(v is not None for v in values),
+            **across_seeds(values, confidence),
+            "stderrs": stderrs,
+            "mean_stderr": statistics.fmean(known) if known else None,
+            "n": [None if entry is None else entry["n"] for entry in entries],
+        }
         if first["kind"] != "value":
-            summary[key].update(positive=sum(v > 0 for v in values if v is not None),
-                                negative=sum(v < 0 for v in values if v is not None))
+            summary[key].update(
+                positive=sum(v > 0 for v in values if v is not None),
+                negative=sum(v < 0 for v in values if v is not None),
+            )
     return {"seeds": list(seeds), "confidence": confidence, "metrics": summary}
 
 
@@ -143,5 +182,13 @@ def write_seed_summary(path: str | Path, seeds: list[int], results_dirs: list[st
     return summary
 
 
-__all__ = ["CONFIDENCE", "SUMMARY_FILE", "across_seeds", "metric_name", "run_metrics", "summarize", "t_quantile",
-           "write_seed_summary"]
+__all__ = [
+    "CONFIDENCE",
+    "SUMMARY_FILE",
+    "across_seeds",
+    "metric_name",
+    "run_metrics",
+    "summarize",
+    "t_quantile",
+    "write_seed_summary",
+]

@@ -33,8 +33,15 @@ import numpy as np
 
 from modeling_modern_llm.task_formats import extract_flexible, gsm8k_reference
 
-SELECTORS = ("greedy", "random_of_n", "majority_vote", "verifier_best_of_n", "verifier_weighted_vote",
-             "verifier_top_k_vote", "oracle_pass_at_n")
+SELECTORS = (
+    "greedy",
+    "random_of_n",
+    "majority_vote",
+    "verifier_best_of_n",
+    "verifier_weighted_vote",
+    "verifier_top_k_vote",
+    "oracle_pass_at_n",
+)
 VERIFIER_SELECTORS = ("verifier_best_of_n", "verifier_weighted_vote", "verifier_top_k_vote")
 TOP_K = 3  # verifier_top_k_vote: the verifier's top 3 vote
 
@@ -102,11 +109,18 @@ def verifier_order(problem: Problem, n: int | None = None) -> list[int]:
 
 def available_selectors(problems: list[Problem]) -> list[str]:
     """The selectors the problems allow: greedy needs greedy solutions, the rest samples, the verifier ones scores."""
-    usable = {"greedy": all(p.greedy is not None for p in problems),
-              "sampled": all(p.candidates for p in problems),
-              "scored": all(p.scores is not None for p in problems)}
-    needs = {"greedy": "greedy", "random_of_n": "sampled", "majority_vote": "sampled", "oracle_pass_at_n": "sampled",
-             **dict.fromkeys(VERIFIER_SELECTORS, "scored")}
+    usable = {
+        "greedy": all(p.greedy is not None for p in problems),
+        "sampled": all(p.candidates for p in problems),
+        "scored": all(p.scores is not None for p in problems),
+    }
+    needs = {
+        "greedy": "greedy",
+        "random_of_n": "sampled",
+        "majority_vote": "sampled",
+        "oracle_pass_at_n": "sampled",
+        **dict.fromkeys(VERIFIER_SELECTORS, "scored"),
+    }
     return [s for s in SELECTORS if problems and usable[needs[s]] and (needs[s] != "scored" or usable["sampled"])]
 
 
@@ -143,8 +157,9 @@ def standard_error(values: list[float]) -> float:
     return math.sqrt(sum([(v - mean) ** 2 for v in values]) / (n - 1)) / math.sqrt(n)
 
 
-def paired_bootstrap(baseline: list[float], treatment: list[float], iterations: int = 10_000, seed: int = 0,
-                     confidence: float = 0.95) -> dict:
+def paired_bootstrap(
+    baseline: list[float], treatment: list[float], iterations: int = 10_000, seed: int = 0, confidence: float = 0.95
+) -> dict:
     """The mean difference treatment - baseline over the same problems, its paired standard error and its percentile
     bootstrap interval, resampling problems (so both selectors see the same resample): ``{"difference", "stderr",
     "low", "high", ...}``. Per-problem results are numbers in [0, 1] (booleans, or ``random_of_n``'s fractions)."""
@@ -154,9 +169,16 @@ def paired_bootstrap(baseline: list[float], treatment: list[float], iterations: 
     resamples = np.random.default_rng(seed).integers(0, len(differences), size=(iterations, len(differences)))
     low, high = np.quantile(differences[resamples].mean(axis=1), [(1 - confidence) / 2, (1 + confidence) / 2])
     stderr = standard_error(differences.tolist())
-    return {"difference": float(differences.mean()), "stderr": None if math.isnan(stderr) else stderr,
-            "low": float(low), "high": float(high), "confidence": confidence,
-            "iterations": iterations, "seed": seed, "n": len(differences)}
+    return {
+        "difference": float(differences.mean()),
+        "stderr": None if math.isnan(stderr) else stderr,
+        "low": float(low),
+        "high": float(high),
+        "confidence": confidence,
+        "iterations": iterations,
+        "seed": seed,
+        "n": len(differences),
+    }
 
 
 def verifier_ranking(problems: list[Problem], parsed_only: bool = False) -> dict:
@@ -184,9 +206,14 @@ def verifier_ranking(problems: list[Problem], parsed_only: bool = False) -> dict
             wins += _wins(good, bad)
     right_scores, wrong_scores = np.array(right, dtype=float), np.array(wrong, dtype=float)
     total = len(right) * len(wrong)
-    return {"pair_accuracy": wins / pairs if pairs else None, "n_pairs": pairs, "n_problems": problems_with_pairs,
-            "auroc": _wins(right_scores, wrong_scores) / total if total else None, "n": len(right) + len(wrong),
-            "n_correct": len(right)}
+    return {
+        "pair_accuracy": wins / pairs if pairs else None,
+        "n_pairs": pairs,
+        "n_problems": problems_with_pairs,
+        "auroc": _wins(right_scores, wrong_scores) / total if total else None,
+        "n": len(right) + len(wrong),
+        "n_correct": len(right),
+    }
 
 
 def _wins(good: np.ndarray, bad: np.ndarray) -> float:

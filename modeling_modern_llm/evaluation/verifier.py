@@ -21,16 +21,19 @@ def check_verifier(path: str) -> None:
     """Raise InputFileError, naming the fix, unless `path` is a saved sequence-classification model."""
     config = os.path.join(path, "config.json")
     if not os.path.isfile(config):
-        raise InputFileError(f"--verifier {path}: no config.json there; pass the verifier recipe's output, "
-                             "<run>/verifier_final")
+        raise InputFileError(
+            f"--verifier {path}: no config.json there; pass the verifier recipe's output, <run>/verifier_final"
+        )
     try:
         with open(config, encoding="utf-8") as handle:
             architectures = json.load(handle).get("architectures") or []
     except (OSError, ValueError) as error:
         raise InputFileError(f"--verifier {path}: config.json is unreadable ({error})") from None
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
-        raise InputFileError(f"--verifier {path} is a {', '.join(architectures) or 'model of unknown class'}, not a "
-                             "sequence-classification verifier: pass <run>/verifier_final")
+        raise InputFileError(
+            f"--verifier {path} is a {', '.join(architectures) or 'model of unknown class'}, not a "
+            "sequence-classification verifier: pass <run>/verifier_final"
+        )
 
 
 def trained_policy(path: str) -> str | None:
@@ -83,10 +86,14 @@ class Verifier:
         scores: dict[int, float] = {}
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            encoded = self.tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True,
-                                     truncation=limit is not None, max_length=limit).to(self.model.device)
+            encoded = self.tokenizer(
+                [texts[i] for i in batch],
+                return_tensors="pt",
+                padding=True,
+                truncation=limit is not None,
+                max_length=limit,
+            ).to(self.model.device)
             logits = self.model(**encoded).logits.float()
             values = logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
             scores.update(zip(batch, values.tolist()))
         return [scores[i] for i in range(len(texts))]
-

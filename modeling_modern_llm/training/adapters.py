@@ -47,8 +47,14 @@ def stage_peft_config(stage: str, model_args, model: nn.Module):
         targets = linear_projections(model)
         config.target_modules = set(targets)
         skipped = [name for name in PROJECTIONS if name not in targets]
-        logger.info("LoRA on %s%s", ", ".join(targets), f" ({', '.join(skipped)}: not nn.Linear layers in this model, "
-                    "not adapted; `lora_target_parameters` can target stacked parameters)" if skipped else "")
+        logger.info(
+            "LoRA on %s%s",
+            ", ".join(targets),
+            f" ({', '.join(skipped)}: not nn.Linear layers in this model, "
+            "not adapted; `lora_target_parameters` can target stacked parameters)"
+            if skipped
+            else "",
+        )
     if stage == "verifier":
         # A reward model's head is new: train it in full (PEFT's SEQ_CLS task also keeps it with the adapter).
         config.task_type = "SEQ_CLS"
@@ -74,10 +80,17 @@ def peft_summary(model) -> dict | None:
     config = model.peft_config["default"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     targets = config.target_modules  # a set, or one string such as "all-linear"
-    return {"method": "lora", "r": config.r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
-            "target_modules": [targets] if isinstance(targets, str) else sorted(targets),
-            "modules_to_save": sorted(set(config.modules_to_save or [])),  # PEFT's SEQ_CLS task appends its own
-            "trainable_parameters": trainable, "adapter": f"{ADAPTER_DIR}/", "quantized_base": _quantized(model)}
+    return {
+        "method": "lora",
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "target_modules": [targets] if isinstance(targets, str) else sorted(targets),
+        "modules_to_save": sorted(set(config.modules_to_save or [])),  # PEFT's SEQ_CLS task appends its own
+        "trainable_parameters": trainable,
+        "adapter": f"{ADAPTER_DIR}/",
+        "quantized_base": _quantized(model),
+    }
 
 
 def _quantized(model) -> bool:
@@ -108,5 +121,12 @@ def save_adapter_and_merge(model, folder: str, base_path: str | None):
     return PeftModel.from_pretrained(full, adapter_dir).merge_and_unload()
 
 
-__all__ = ["ADAPTER_DIR", "PROJECTIONS", "linear_projections", "peft_summary", "quantization_kwargs",
-           "save_adapter_and_merge", "stage_peft_config"]
+__all__ = [
+    "ADAPTER_DIR",
+    "PROJECTIONS",
+    "linear_projections",
+    "peft_summary",
+    "quantization_kwargs",
+    "save_adapter_and_merge",
+    "stage_peft_config",
+]

@@ -52,8 +52,9 @@ class GracefulStopCallback(TrainerCallback):
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             requested = bool(flag.item())
         if requested and not self.stopped:
-            logger.warning("Stop requested (signal): saving checkpoint-%d and stopping; rerun to resume.",
-                           state.global_step)
+            logger.warning(
+                "Stop requested (signal): saving checkpoint-%d and stopping; rerun to resume.", state.global_step
+            )
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True
@@ -117,8 +118,12 @@ class ThroughputCallback(TrainerCallback):
         now, steps, tokens = time.perf_counter(), state.global_step, state.num_input_tokens_seen
         elapsed, step_delta = now - self._last[0], steps - self._last[1]
         if step_delta > 0 and elapsed > 0:
-            _record(state, logs, step_time_s=round(elapsed / step_delta, 4),
-                    tokens_per_s=round((tokens - self._last[2]) / elapsed, 1))
+            _record(
+                state,
+                logs,
+                step_time_s=round(elapsed / step_delta, 4),
+                tokens_per_s=round((tokens - self._last[2]) / elapsed, 1),
+            )
         self._last = (now, steps, tokens)
 
     def on_evaluate(self, args, state, control, **kwargs):

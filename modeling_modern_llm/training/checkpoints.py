@@ -11,8 +11,9 @@ accelerate's ``save_fsdp_model``/``save_fsdp_optimizer``, and DeepSpeed's ``save
 | engine | weights | optimizer (+ scheduler) |
 | --- | --- | --- |
 | plain / DDP | ``model.safetensors`` (or an index and shards) | ``optimizer.pt``, ``scheduler.pt`` |
-| DeepSpeed ZeRO | ``global_stepN/*model_states.pt`` (+ ``model.safetensors`` when gathered), ``latest`` names N | ``global_stepN/*optim_states.pt``, ``scheduler.pt`` unless DeepSpeed owns the scheduler |
-| FSDP, ``SHARDED_STATE_DICT`` | ``pytorch_model_fsdp_0/`` (torch.distributed.checkpoint, ``.metadata``) | ``optimizer_0/``, ``scheduler.pt`` |
+| DeepSpeed ZeRO | ``global_stepN/*model_states.pt`` (+ ``model.safetensors`` gathered), ``latest`` names N | \
+``global_stepN/*optim_states.pt``, ``scheduler.pt`` unless DeepSpeed owns the scheduler |
+| FSDP, ``SHARDED_STATE_DICT`` | ``pytorch_model_fsdp_0/`` (torch.distributed.checkpoint) | ``optimizer_0/``, ``scheduler.pt`` |
 | FSDP, ``FULL_STATE_DICT`` | ``model.safetensors`` and ``pytorch_model_fsdp.bin`` | ``optimizer.bin``, ``scheduler.pt`` |
 
 Every file is checked for being whole, not only present: a ``torch.save`` file is a zip archive whose central
@@ -92,7 +93,8 @@ def weights_problem(folder: str) -> str | None:
         except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
             return "model.safetensors.index.json is corrupt"
     elif not os.path.isfile(os.path.join(folder, "model.safetensors")) and os.path.isfile(
-            os.path.join(folder, "pytorch_model.bin")):
+        os.path.join(folder, "pytorch_model.bin")
+    ):
         return torch_file_problem(os.path.join(folder, "pytorch_model.bin"))  # an older Hub model's weights
     else:
         shards = ["model.safetensors"]
@@ -141,12 +143,14 @@ def distributed_checkpoint_problem(folder: str) -> str | None:
 def checkpoint_layout(folder: str) -> str:
     """Which engine wrote a checkpoint: "deepspeed", "fsdp-sharded", "fsdp-full" or "plain"."""
     if os.path.isfile(os.path.join(folder, "latest")) or any(
-            entry.startswith("global_step") for entry in os.listdir(folder)):
+        entry.startswith("global_step") for entry in os.listdir(folder)
+    ):
         return "deepspeed"
     if any(re.match(r"^(pytorch_model_fsdp|optimizer)_\d+$", entry) for entry in os.listdir(folder)):
         return "fsdp-sharded"
     if os.path.isfile(os.path.join(folder, "pytorch_model_fsdp.bin")) or os.path.isfile(
-            os.path.join(folder, "optimizer.bin")):
+        os.path.join(folder, "optimizer.bin")
+    ):
         return "fsdp-full"
     return "plain"
 
@@ -164,8 +168,14 @@ def _deepspeed_problem(folder: str) -> str | None:
     for kind in ("model_states.pt", "optim_states.pt"):
         if not any(name.endswith(kind) for name in files):
             return f"{tag}/ has no *{kind}"
-    return next((p for p in (torch_file_problem(os.path.join(engine_dir, name)) for name in files
-                             if name.endswith(".pt")) if p), None)
+    return next(
+        (
+            p
+            for p in (torch_file_problem(os.path.join(engine_dir, name)) for name in files if name.endswith(".pt"))
+            if p
+        ),
+        None,
+    )
 
 
 def checkpoint_problem(folder: str) -> str | None:
@@ -181,11 +191,13 @@ def checkpoint_problem(folder: str) -> str | None:
     if layout == "deepspeed":
         problem = _deepspeed_problem(folder)
     elif layout == "fsdp-sharded":
-        problem = (distributed_checkpoint_problem(os.path.join(folder, "pytorch_model_fsdp_0"))
-                   or distributed_checkpoint_problem(os.path.join(folder, "optimizer_0")))
+        problem = distributed_checkpoint_problem(
+            os.path.join(folder, "pytorch_model_fsdp_0")
+        ) or distributed_checkpoint_problem(os.path.join(folder, "optimizer_0"))
     elif layout == "fsdp-full":
-        problem = (torch_file_problem(os.path.join(folder, "pytorch_model_fsdp.bin"))
-                   or torch_file_problem(os.path.join(folder, "optimizer.bin")))
+        problem = torch_file_problem(os.path.join(folder, "pytorch_model_fsdp.bin")) or torch_file_problem(
+            os.path.join(folder, "optimizer.bin")
+        )
     else:
         weights = adapter_problem if os.path.isfile(os.path.join(folder, ADAPTER_CONFIG)) else weights_problem
         problem = torch_file_problem(os.path.join(folder, "optimizer.pt")) or weights(folder)
@@ -260,8 +272,9 @@ def set_aside_checkpoints(output_dir: str, after_step: int = -1) -> str | None:
     """
     if not os.path.isdir(output_dir):
         return None
-    newer = sorted(name for name in os.listdir(output_dir)
-                   if (m := _CHECKPOINT.match(name)) and int(m.group(1)) > after_step)
+    newer = sorted(
+        name for name in os.listdir(output_dir) if (m := _CHECKPOINT.match(name)) and int(m.group(1)) > after_step
+    )
     if not newer:
         return None
     aside = os.path.join(output_dir, "set-aside-" + time.strftime("%Y%m%d-%H%M%S"))

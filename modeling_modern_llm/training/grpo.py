@@ -38,7 +38,9 @@ def completion_text(completion) -> str:
 
 def exact_match(completions, answer, **kwargs) -> list[float]:
     """1.0 for a completion whose final answer is the reference's (the evaluation's flexible-extract rule)."""
-    return [float(is_correct(completion_text(c), reference, mode="flexible")) for c, reference in zip(completions, answer)]
+    return [
+        float(is_correct(completion_text(c), reference, mode="flexible")) for c, reference in zip(completions, answer)
+    ]
 
 
 def answer_format(completions, **kwargs) -> list[float]:
@@ -56,7 +58,9 @@ class VerifierReward:
         self.verifier = Verifier.from_pretrained(path, device=str(device), batch_size=batch_size)
 
     def __call__(self, prompts, completions, question, **kwargs) -> list[float]:
-        return self.verifier.score([format_verifier_input(q, completion_text(c)) for q, c in zip(question, completions)])
+        return self.verifier.score(
+            [format_verifier_input(q, completion_text(c)) for q, c in zip(question, completions)]
+        )
 
 
 def reward_functions(names: list[str], verifier_path: str | None, device, verifier_batch_size: int = 32) -> list:
@@ -78,11 +82,13 @@ def gsm8k_prompts(rows, tokenizer, max_prompt_tokens: int, shots: list[dict] = (
     `gsm8k_chat_messages` (the solved `shots` as earlier turns, then the question as the user's message), which TRL
     puts through the chat template; else lm-eval's completion prompt (`format_prompt`). Prompts longer than
     `max_prompt_tokens` are dropped (TRL does not cut them), so prompt and completion fit the model's positions."""
+
     def add_prompt(row):
         if chat:
             prompt = gsm8k_chat_messages(row["question"], shots)
-            ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                                return_dict=True)["input_ids"]
+            ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
         else:
             prompt = format_prompt(row["question"], shots)
             ids = tokenizer(prompt)["input_ids"]
@@ -91,10 +97,22 @@ def gsm8k_prompts(rows, tokenizer, max_prompt_tokens: int, shots: list[dict] = (
     dataset = rows.map(add_prompt)
     kept = dataset.filter(lambda row: row["prompt_tokens"] <= max_prompt_tokens)
     if hasattr(dataset, "__len__") and len(kept) < len(dataset):  # (a streamed dataset has no length)
-        logger.warning("%d of %d prompts are longer than %d tokens (max_position_embeddings - max_completion_length) "
-                       "and are left out", len(dataset) - len(kept), len(dataset), max_prompt_tokens)
+        logger.warning(
+            "%d of %d prompts are longer than %d tokens (max_position_embeddings - max_completion_length) "
+            "and are left out",
+            len(dataset) - len(kept),
+            len(dataset),
+            max_prompt_tokens,
+        )
     return kept.remove_columns("prompt_tokens")
 
 
-__all__ = ["REWARD_NAMES", "VerifierReward", "answer_format", "completion_text", "exact_match", "gsm8k_prompts",
-           "reward_functions"]
+__all__ = [
+    "REWARD_NAMES",
+    "VerifierReward",
+    "answer_format",
+    "completion_text",
+    "exact_match",
+    "gsm8k_prompts",
+    "reward_functions",
+]

@@ -64,11 +64,15 @@ def repo_id_problem(repo_id: str | None, field: str = "hub_model_id") -> str | N
 def push_problems() -> list[str]:
     """Why no push can happen from this machine (one line each): the Hub is switched off, or there is no token."""
     if hub_constants.HF_HUB_OFFLINE:
-        return ["pushing to the Hub with HF_HUB_OFFLINE=1 set: unset it where the Hub can be reached, or push the "
-                "finished folder later with `python recipes/push_to_hub.py <stage>_final <repo>`"]
+        return [
+            "pushing to the Hub with HF_HUB_OFFLINE=1 set: unset it where the Hub can be reached, or push the "
+            "finished folder later with `python recipes/push_to_hub.py <stage>_final <repo>`"
+        ]
     if get_token() is None:
-        return ["pushing to the Hub needs a token: set HF_TOKEN or run `hf auth login` (a token is never read from "
-                "a config or the command line)"]
+        return [
+            "pushing to the Hub needs a token: set HF_TOKEN or run `hf auth login` (a token is never read from "
+            "a config or the command line)"
+        ]
     return []
 
 
@@ -77,9 +81,11 @@ def stage_push_problems(training, check_machine: bool = True) -> list[str]:
     ``check_machine``, also whether this machine can push (a rehearsal never pushes, so it does not ask)."""
     problems = []
     if training.hub_token:
-        problems.append("`hub_token` is set: a token in a config or on the command line ends up in "
-                        "training_summary.json, the model card and the checkpoints' training_args.bin; remove it and "
-                        "set HF_TOKEN or run `hf auth login`")
+        problems.append(
+            "`hub_token` is set: a token in a config or on the command line ends up in "
+            "training_summary.json, the model card and the checkpoints' training_args.bin; remove it and "
+            "set HF_TOKEN or run `hf auth login`"
+        )
     if not training.push_to_hub:
         return problems
     problem = repo_id_problem(training.hub_model_id)
@@ -87,9 +93,11 @@ def stage_push_problems(training, check_machine: bool = True) -> list[str]:
         problems.append(f"push_to_hub: {problem}")
     strategy = str(getattr(training.hub_strategy, "value", training.hub_strategy))  # transformers' HubStrategy enum
     if strategy != "end":
-        problems.append(f"`hub_strategy: {strategy}` makes Trainer push output_dir while training (half-trained "
-                        "weights, the trained tokenizer's folder, the verifier's sample cache); the finished "
-                        "<stage>_final is what is pushed, at the end: set hub_strategy: end")
+        problems.append(
+            f"`hub_strategy: {strategy}` makes Trainer push output_dir while training (half-trained "
+            "weights, the trained tokenizer's folder, the verifier's sample cache); the finished "
+            "<stage>_final is what is pushed, at the end: set hub_strategy: end"
+        )
     return problems + (push_problems() if check_machine else [])
 
 
@@ -117,12 +125,18 @@ def stage_results(folder: str, results_dir: str = DEFAULT_RESULTS_DIR) -> list[d
         return []
     summary = os.path.join(folder, "training_summary.json")
     if os.path.isfile(summary) and os.path.getmtime(index) < os.path.getmtime(summary):
-        logger.warning("%s predates %s (retrained after it was evaluated): its results are not put on the card",
-                       results_dir, folder)
+        logger.warning(
+            "%s predates %s (retrained after it was evaluated): its results are not put on the card",
+            results_dir,
+            folder,
+        )
         return []
     own = os.path.realpath(folder)
-    return [record for record in task_records(load_run(results_dir))
-            if record["status"] == "ok" and os.path.realpath(record["model_path"]) == own]
+    return [
+        record
+        for record in task_records(load_run(results_dir))
+        if record["status"] == "ok" and os.path.realpath(record["model_path"]) == own
+    ]
 
 
 def add_model_index(folder: str, records: list[dict]) -> None:
@@ -132,16 +146,30 @@ def add_model_index(folder: str, records: list[dict]) -> None:
     card = ModelCard.load(card_path)
     card.data.model_name = card.data.model_name or os.path.basename(os.path.normpath(folder))
     card.data.eval_results = [
-        EvalResult(task_type=card.data.pipeline_tag or "text-generation", dataset_type=record["task"],
-                   dataset_name=record["task"], metric_type=metric, metric_name=f"{record['task']} {metric}",
-                   metric_value=float(value["value"]))
-        for record in records for metric, value in sorted(record["metrics"].items())
-        if isinstance(value["value"], (int, float))] or None
+        EvalResult(
+            task_type=card.data.pipeline_tag or "text-generation",
+            dataset_type=record["task"],
+            dataset_name=record["task"],
+            metric_type=metric,
+            metric_name=f"{record['task']} {metric}",
+            metric_value=float(value["value"]),
+        )
+        for record in records
+        for metric, value in sorted(record["metrics"].items())
+        if isinstance(value["value"], (int, float))
+    ] or None
     atomic_write_text(card_path, str(card))
 
 
-def push_folder(folder: str, repo_id: str, *, private: bool | None = None, revision: str | None = None,
-                results_dir: str | None = None, report: str | None = None) -> str:
+def push_folder(
+    folder: str,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    results_dir: str | None = None,
+    report: str | None = None,
+) -> str:
     """Upload the finished stage in ``folder`` to ``repo_id`` (created if needed); returns the commit URL.
 
     With ``results_dir``, that folder's evaluation results go into its card first (Hub ``model-index``);
@@ -167,19 +195,31 @@ def push_folder(folder: str, repo_id: str, *, private: bool | None = None, revis
         api.create_repo(repo_id, private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, ignore_patterns=IGNORED,
-                                   commit_message=f"Upload {os.path.basename(os.path.normpath(folder))}")
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            ignore_patterns=IGNORED,
+            commit_message=f"Upload {os.path.basename(os.path.normpath(folder))}",
+        )
         if report:
             report_dir = os.path.dirname(os.path.abspath(report))
-            api.upload_folder(repo_id=repo_id, folder_path=report_dir, path_in_repo="report", revision=revision,
-                              allow_patterns=[os.path.basename(report), "figures/*"],
-                              commit_message="Upload the evaluation report")
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=report_dir,
+                path_in_repo="report",
+                revision=revision,
+                allow_patterns=[os.path.basename(report), "figures/*"],
+                commit_message="Upload the evaluation report",
+            )
     except (HfHubHTTPError, ConnectionError, *_transport_errors()) as error:  # ConnectionError: HF_HUB_OFFLINE
         reason = (str(error).splitlines() or [type(error).__name__])[0]
         if not isinstance(error, HfHubHTTPError):
             reason = f"cannot reach {hub_constants.ENDPOINT} ({type(error).__name__}: {reason})"
-        raise PushError(f"pushing {folder} to {repo_id} failed: {reason}. {folder} is kept; push it again with "
-                        f"`python recipes/push_to_hub.py {folder} {repo_id}`") from None
+        raise PushError(
+            f"pushing {folder} to {repo_id} failed: {reason}. {folder} is kept; push it again with "
+            f"`python recipes/push_to_hub.py {folder} {repo_id}`"
+        ) from None
     logger.info("Pushed %s to %s/%s (%s)", folder, hub_constants.ENDPOINT, repo_id, commit.commit_url)
     return commit.commit_url
 
@@ -187,9 +227,22 @@ def push_folder(folder: str, repo_id: str, *, private: bool | None = None, revis
 def _transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's own errors (no route to the Hub, a timeout): huggingface_hub 1.x runs on httpx, 2.x on httpx2,
     and whichever it runs on came with it."""
-    return tuple(importlib.import_module(client).HTTPError for client in ("httpx2", "httpx")
-                 if importlib.util.find_spec(client) is not None)
+    return tuple(
+        importlib.import_module(client).HTTPError
+        for client in ("httpx2", "httpx")
+        if importlib.util.find_spec(client) is not None
+    )
 
 
-__all__ = ["DEFAULT_RESULTS_DIR", "add_model_index", "PushError", "PushTarget", "push_folder", "push_problems", "repo_id_problem",
-           "stage_push_problems", "stage_results", "take_push_target"]
+__all__ = [
+    "DEFAULT_RESULTS_DIR",
+    "add_model_index",
+    "PushError",
+    "PushTarget",
+    "push_folder",
+    "push_problems",
+    "repo_id_problem",
+    "stage_push_problems",
+    "stage_results",
+    "take_push_target",
+]

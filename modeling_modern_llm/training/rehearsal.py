@@ -29,23 +29,39 @@ from .. import check_attention_implementation
 from .validation import kernel_package_problem
 
 STOP_STEP, STEPS = 2, 4  # every stage saves at STOP_STEP when interrupted, resumes, and finishes at STEPS
-TINY_MODEL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "max_position_embeddings": 128}
+TINY_MODEL = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 128,
+}
 MAX_LENGTH, VOCAB_SIZE = 128, 512
 TRAIN_ROWS, EVAL_ROWS, STANDIN_ROWS = 64, 8, 64
 # The embedded dataset whose rows stand in for each Hub dataset (same Hub schema, normalised by the same code).
-STANDIN_SOURCE = {"text": "embedded-text", "sft": "embedded-alpaca", "preference": "embedded-hh-rlhf",
-                  "gsm8k": "embedded-gsm8k", "sst2": "embedded-sst2"}
+STANDIN_SOURCE = {
+    "text": "embedded-text",
+    "sft": "embedded-alpaca",
+    "preference": "embedded-hh-rlhf",
+    "gsm8k": "embedded-gsm8k",
+    "sst2": "embedded-sst2",
+}
 
 
 def shrink_model_config(fields: dict) -> dict:
     """The same architecture at tiny widths: flags kept, GQA ratio kept where it divides, experts capped at 4."""
-    heads, kv_heads = fields.get("num_attention_heads", 4), fields.get("num_key_value_heads") or fields.get(
-        "num_attention_heads", 4)
+    heads, kv_heads = (
+        fields.get("num_attention_heads", 4),
+        fields.get("num_key_value_heads") or fields.get("num_attention_heads", 4),
+    )
     group = heads // kv_heads if heads % kv_heads == 0 else 1
     shrunk = {key: value for key, value in fields.items() if key != "head_dim"}
-    shrunk.update(TINY_MODEL, num_key_value_heads=max(1, TINY_MODEL["num_attention_heads"] // group)
-                  if TINY_MODEL["num_attention_heads"] % group == 0 else TINY_MODEL["num_attention_heads"])
+    shrunk.update(
+        TINY_MODEL,
+        num_key_value_heads=max(1, TINY_MODEL["num_attention_heads"] // group)
+        if TINY_MODEL["num_attention_heads"] % group == 0
+        else TINY_MODEL["num_attention_heads"],
+    )
     if fields.get("num_experts"):
         shrunk["num_experts"] = min(4, fields["num_experts"])
         shrunk["num_experts_per_tok"] = min(fields.get("num_experts_per_tok", 2), shrunk["num_experts"])
@@ -80,7 +96,11 @@ def write_standins(folder: str, names: list[str], corpus_seed: int = 0) -> list[
         if spec.embedded:
             continue
         for split in spec.splits:
-            source = corpus / STANDIN_SOURCE[spec.kind] / f"{split if split in ('train', 'validation', 'test') else 'train'}.jsonl"
+            source = (
+                corpus
+                / STANDIN_SOURCE[spec.kind]
+                / f"{split if split in ('train', 'validation', 'test') else 'train'}.jsonl"
+            )
             with open(source, encoding="utf-8") as handle:
                 rows = [json.loads(line) for _, line in zip(range(STANDIN_ROWS), handle)]
             os.makedirs(os.path.join(folder, name), exist_ok=True)
@@ -92,34 +112,53 @@ def write_standins(folder: str, names: list[str], corpus_seed: int = 0) -> list[
 
 def stage_overrides(stage: str, training, model_args, architecture: dict | None) -> tuple[list[str], list[str]]:
     """The command-line overrides that shrink one stage, and the plain-words notes of what was swapped."""
-    overrides = {"max_steps": STEPS, "save_steps": STOP_STEP, "logging_steps": 1,
-                 "warmup_steps": min(int(training.warmup_steps or 0), 1),
-                 "per_device_train_batch_size": 2, "per_device_eval_batch_size": 2,
-                 "gradient_accumulation_steps": min(training.gradient_accumulation_steps, 2),
-                 "max_train_samples": TRAIN_ROWS, "max_eval_samples": EVAL_ROWS}
+    overrides = {
+        "max_steps": STEPS,
+        "save_steps": STOP_STEP,
+        "logging_steps": 1,
+        "warmup_steps": min(int(training.warmup_steps or 0), 1),
+        "per_device_train_batch_size": 2,
+        "per_device_eval_batch_size": 2,
+        "gradient_accumulation_steps": min(training.gradient_accumulation_steps, 2),
+        "max_train_samples": TRAIN_ROWS,
+        "max_eval_samples": EVAL_ROWS,
+    }
     notes = []
     if training.eval_strategy == "steps":
         overrides["eval_steps"] = STOP_STEP
     if getattr(training, "max_length", None):
         overrides["max_length"] = min(training.max_length, MAX_LENGTH)
     if stage == "pretrain" and model_args.model_config:  # (continued pretraining keeps its saved model)
-        overrides.update(model_config=json.dumps(shrink_model_config(dict(model_args.model_config))),
-                         tokenizer_vocab_size=VOCAB_SIZE, tokenizer_train_samples=400)
+        overrides.update(
+            model_config=json.dumps(shrink_model_config(dict(model_args.model_config))),
+            tokenizer_vocab_size=VOCAB_SIZE,
+            tokenizer_train_samples=400,
+        )
     if stage == "verifier":  # problems to sample, not rows to train on
-        overrides.update(samples_per_problem=2, max_new_tokens=16, generation_batch_size=4, max_train_samples=8,
-                         max_eval_samples=4, num_fewshot=min(training.num_fewshot, 1))
+        overrides.update(
+            samples_per_problem=2,
+            max_new_tokens=16,
+            generation_batch_size=4,
+            max_train_samples=8,
+            max_eval_samples=4,
+            num_fewshot=min(training.num_fewshot, 1),
+        )
         if not training.include_reference:  # a few steps of a tiny policy solve nothing: no pair of its own samples
             overrides["include_reference"] = "true"
-            notes.append("verifier: the reference solution counted as a correct candidate beside the policy's samples "
-                         "(include_reference: a rehearsal's tiny policy solves no problem, so its own samples alone "
-                         "have nothing to tell apart)")
+            notes.append(
+                "verifier: the reference solution counted as a correct candidate beside the policy's samples "
+                "(include_reference: a rehearsal's tiny policy solves no problem, so its own samples alone "
+                "have nothing to tell apart)"
+            )
     if stage == "grpo":  # 2 completions of a few tokens per prompt, the groups whole in a batch of 2
-        overrides.update(num_generations=2, max_completion_length=min(training.max_completion_length, 16),
-                         verifier_batch_size=4)
+        overrides.update(
+            num_generations=2, max_completion_length=min(training.max_completion_length, 16), verifier_batch_size=4
+        )
         if training.num_generations_eval:
             overrides["num_generations_eval"] = 2
-    kernel, swapped = runnable_kernel(model_args.attn_implementation,
-                                      bool((architecture or {}).get("attention_sinks", True)))
+    kernel, swapped = runnable_kernel(
+        model_args.attn_implementation, bool((architecture or {}).get("attention_sinks", True))
+    )
     if swapped:
         overrides["attn_implementation"] = kernel
         notes.append(f"{stage}: {swapped}")

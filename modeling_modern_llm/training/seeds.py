@@ -59,8 +59,9 @@ def seed_finished(args) -> bool:
             steps = json.load(handle)["steps"]
     except (OSError, ValueError, KeyError):
         return False
-    return (all(steps.get(step, {}).get("status") == "ok" for step in ("evaluation", "report"))
-            and os.path.isfile(os.path.join(args.results_dir, "run_index.json")))
+    return all(steps.get(step, {}).get("status") == "ok" for step in ("evaluation", "report")) and os.path.isfile(
+        os.path.join(args.results_dir, "run_index.json")
+    )
 
 
 def run_seeds(args, run_pipeline: Callable) -> None:
@@ -72,8 +73,14 @@ def run_seeds(args, run_pipeline: Callable) -> None:
     run_dir = os.path.join(args.runs_dir, args.run_name)
     os.makedirs(run_dir, exist_ok=True)
     summary_path = os.path.join(run_dir, "pipeline_summary.json")
-    summary = {"run_name": args.run_name, "command": shlex.join([sys.executable, *sys.argv]), "python": sys.executable,
-               "rehearsal": args.rehearse, "seeds": list(args.seeds), "steps": {}}
+    summary = {
+        "run_name": args.run_name,
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "python": sys.executable,
+        "rehearsal": args.rehearse,
+        "seeds": list(args.seeds),
+        "steps": {},
+    }
     per_seed = {seed: seed_arguments(args, seed) for seed in args.seeds}
     for seed, one in per_seed.items():
         name = seed_folder(seed)
@@ -89,34 +96,58 @@ def run_seeds(args, run_pipeline: Callable) -> None:
         return
     start = time.time()
     seed_summary_path = os.path.join(run_dir, SUMMARY_FILE)
-    write_seed_summary(seed_summary_path, list(args.seeds), [one.results_dir for one in per_seed.values()],
-                       summary["command"])
-    summary["steps"]["seed-summary"] = {"status": "ok", "wall_time_s": round(time.time() - start, 1),
-                                        "output": seed_summary_path}
+    write_seed_summary(
+        seed_summary_path, list(args.seeds), [one.results_dir for one in per_seed.values()], summary["command"]
+    )
+    summary["steps"]["seed-summary"] = {
+        "status": "ok",
+        "wall_time_s": round(time.time() - start, 1),
+        "output": seed_summary_path,
+    }
     logger.info("[seed-summary] wrote %s", seed_summary_path)
     first = per_seed[args.seeds[0]]
-    report = [sys.executable, args.report_script, "--results_dir", first.results_dir,
-              "--run_dir", os.path.join(first.runs_dir, first.run_name), "--seed_summary", seed_summary_path,
-              "--output", args.report_output]
+    report = [
+        sys.executable,
+        args.report_script,
+        "--results_dir",
+        first.results_dir,
+        "--run_dir",
+        os.path.join(first.runs_dir, first.run_name),
+        "--seed_summary",
+        seed_summary_path,
+        "--output",
+        args.report_output,
+    ]
     logger.info("[report] %s", shlex.join(report))
     start = time.time()
     returncode = subprocess.run(report).returncode
-    summary["steps"]["report"] = {"command": shlex.join(report), "wall_time_s": round(time.time() - start, 1),
-                                  "status": "ok" if returncode == 0 else f"failed (exit code {returncode})"}
+    summary["steps"]["report"] = {
+        "command": shlex.join(report),
+        "wall_time_s": round(time.time() - start, 1),
+        "status": "ok" if returncode == 0 else f"failed (exit code {returncode})",
+    }
     _write(summary, summary_path)
     if returncode != 0:
-        sys.exit(f"pipeline: the report across seeds failed (exit code {returncode}); rerun the same command: "
-                 "finished seeds are skipped.")
+        sys.exit(
+            f"pipeline: the report across seeds failed (exit code {returncode}); rerun the same command: "
+            "finished seeds are skipped."
+        )
 
 
 def _seed_step(seed_dir: str) -> dict:
     """A seed's line in the top-level summary: its own summary's status and wall time."""
     with open(os.path.join(seed_dir, "pipeline_summary.json")) as handle:
         steps = json.load(handle)
-    failed = [name for name, step in steps["steps"].items()
-              if not (step["status"] == "ok" or step["status"].startswith("skipped"))]
-    return {"status": "ok" if not failed else f"not finished: {', '.join(failed)}",
-            "wall_time_s": steps.get("total_wall_time_s"), "summary": os.path.join(seed_dir, "pipeline_summary.json")}
+    failed = [
+        name
+        for name, step in steps["steps"].items()
+        if not (step["status"] == "ok" or step["status"].startswith("skipped"))
+    ]
+    return {
+        "status": "ok" if not failed else f"not finished: {', '.join(failed)}",
+        "wall_time_s": steps.get("total_wall_time_s"),
+        "summary": os.path.join(seed_dir, "pipeline_summary.json"),
+    }
 
 
 def _write(summary: dict, path: str) -> None:

@@ -40,13 +40,20 @@ from .optimization import exclude_sinks_and_norms_from_weight_decay
 logger = logging.getLogger(__name__)
 STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: the stage saved a checkpoint and stopped; rerunning resumes it
 # What the pipeline tells each stage process about how it was launched (recorded in training_summary.json).
-LAUNCHER_ENV, ACCELERATE_CONFIG_ENV, REHEARSAL_ENV = "MODERN_LLM_LAUNCHER", "MODERN_LLM_ACCELERATE_CONFIG", "MODERN_LLM_REHEARSAL"
+LAUNCHER_ENV, ACCELERATE_CONFIG_ENV, REHEARSAL_ENV = (
+    "MODERN_LLM_LAUNCHER",
+    "MODERN_LLM_ACCELERATE_CONFIG",
+    "MODERN_LLM_REHEARSAL",
+)
 
 
 def setup_stage(training_args) -> float:
     """Logging (alignment-handbook style) and token counting; returns the start time."""
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
-                        handlers=[logging.StreamHandler(sys.stdout)])
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
     level = training_args.get_process_log_level()  # transformers' own verbosity unless `log_level` is set
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
@@ -68,10 +75,22 @@ def load_split(script_args, split: str, limit: int | None, seed: int):
     mixture = script_args.mixture()
     corpus_seed = script_args.embedded_corpus_seed
     if len(mixture) == 1:
-        return load_dataset_by_name(mixture[0][0], split, local_dir=script_args.local_data_dir,
-                                    streaming=script_args.dataset_streaming, limit=limit, seed=corpus_seed)
-    dataset = build_mixture(mixture, split, seed=seed, corpus_seed=corpus_seed, local_dir=script_args.local_data_dir,
-                            streaming=script_args.dataset_streaming)
+        return load_dataset_by_name(
+            mixture[0][0],
+            split,
+            local_dir=script_args.local_data_dir,
+            streaming=script_args.dataset_streaming,
+            limit=limit,
+            seed=corpus_seed,
+        )
+    dataset = build_mixture(
+        mixture,
+        split,
+        seed=seed,
+        corpus_seed=corpus_seed,
+        local_dir=script_args.local_data_dir,
+        streaming=script_args.dataset_streaming,
+    )
     if limit is None:
         return dataset
     return dataset.take(limit) if script_args.dataset_streaming else dataset.select(range(min(limit, len(dataset))))
@@ -95,12 +114,18 @@ def build_model_config(model_args, tokenizer):
 
     fields = dict(model_args.model_config)
     if fields.setdefault("vocab_size", len(tokenizer)) < len(tokenizer):
-        raise UsageError(f"model_config: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)} tokens; "
-                         "remove vocab_size (it then comes from the tokenizer)")
+        raise UsageError(
+            f"model_config: vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)} tokens; "
+            "remove vocab_size (it then comes from the tokenizer)"
+        )
     if model_args.attn_implementation:
         fields["attn_implementation"] = model_args.attn_implementation
-    return ModernLLMConfig(**fields, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                           eos_token_id=tokenizer.eos_token_id)
+    return ModernLLMConfig(
+        **fields,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
 
 
 def model_load_kwargs(model_args, quantized: bool = True) -> dict:
@@ -117,14 +142,19 @@ def load_train_and_eval(script_args, training_args):
     train = load_split(script_args, script_args.dataset_train_split, script_args.max_train_samples, training_args.seed)
     if training_args.eval_strategy == "no":
         return train, None
-    return train, load_split(script_args, script_args.dataset_test_split, script_args.max_eval_samples,
-                             training_args.seed)
+    return train, load_split(
+        script_args, script_args.dataset_test_split, script_args.max_eval_samples, training_args.seed
+    )
 
 
 def stage_callbacks(language_modelling: bool) -> list:
     # The graceful stop asks for a save before the non-finite guard looks, so a NaN run still never saves.
-    return [GracefulStopCallback(), NonFiniteLossCallback(), ThroughputCallback(),
-            *([PerplexityCallback()] if language_modelling else [])]
+    return [
+        GracefulStopCallback(),
+        NonFiniteLossCallback(),
+        ThroughputCallback(),
+        *([PerplexityCallback()] if language_modelling else []),
+    ]
 
 
 def _callback(trainer, kind):
@@ -187,7 +217,8 @@ def disk_full_is_one_line(output_dir: str):
         kept = last_valid_checkpoint(output_dir, move_aside=False)
         raise InputFileError(
             f"disk full while writing {output_dir}: free space there (or choose another output_dir) and rerun the "
-            f"same command; it resumes from {kept or 'step 0'}") from None
+            f"same command; it resumes from {kept or 'step 0'}"
+        ) from None
 
 
 def train_with_resume(trainer):
@@ -212,10 +243,14 @@ def train_with_resume(trainer):
         kept = last_valid_checkpoint(args.output_dir, move_aside=False)
         raise NonFiniteLossError(
             f"Training stopped: {guard.failure}. Nothing was saved after it; the last good checkpoint is "
-            f"{kept or '(none yet)'}. Lower learning_rate, raise warmup, or check the data, then rerun to resume.")
+            f"{kept or '(none yet)'}. Lower learning_rate, raise warmup, or check the data, then rerun to resume."
+        )
     if _callback(trainer, GracefulStopCallback).stopped:
-        logger.warning("Stopped at step %d on a signal; checkpoint-%d is saved. Rerun the same command to resume.",
-                       trainer.state.global_step, trainer.state.global_step)
+        logger.warning(
+            "Stopped at step %d on a signal; checkpoint-%d is saved. Rerun the same command to resume.",
+            trainer.state.global_step,
+            trainer.state.global_step,
+        )
         raise SystemExit(STOPPED_EXIT_CODE)
     return result
 
@@ -282,9 +317,17 @@ def _ready_for_inference(model, tokenizer) -> None:
     model.config.use_cache = True
 
 
-def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_time: float,
-               eval_metrics: dict | None = None, extra_summary: dict | None = None,
-               push: PushTarget | None = None) -> str:
+def save_final(
+    trainer,
+    tokenizer,
+    stage: str,
+    script_args,
+    model_args,
+    start_time: float,
+    eval_metrics: dict | None = None,
+    extra_summary: dict | None = None,
+    push: PushTarget | None = None,
+) -> str:
     """Save model + tokenizer + generation config + model card + training_summary.json into ``<output_dir>_final``.
 
     Everything is written into ``<output_dir>_final.partial`` first and renamed into place once complete, so an
@@ -295,8 +338,11 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
     """
     args, folder = trainer.args, final_dir(trainer.args)
     staging = folder + ".partial"
-    eval_metrics = {key: value for key, value in (eval_metrics or {}).items()
-                    if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))}
+    eval_metrics = {
+        key: value
+        for key, value in (eval_metrics or {}).items()
+        if key.startswith("eval_") and not key.endswith(("_runtime", "_per_second"))
+    }
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     adapter = peft_summary(unwrapped)
     how = how_it_ran(trainer)  # before a merge unwraps the adapter
@@ -342,13 +388,29 @@ def save_final(trainer, tokenizer, stage: str, script_args, model_args, start_ti
     write_training_summary(staging, summary)
     write_model_card(staging, summary, model.config.to_dict(), model_args.model_name_or_path, eval_metrics)
     replace_folder(staging, folder)
-    logger.info("Saved the %s model to %s%s", stage, folder,
-                f" (merged; the LoRA adapter is in {folder}/{ADAPTER_DIR})" if adapter else "")
+    logger.info(
+        "Saved the %s model to %s%s",
+        stage,
+        folder,
+        f" (merged; the LoRA adapter is in {folder}/{ADAPTER_DIR})" if adapter else "",
+    )
     if push is not None:
         push_folder(folder, push.repo_id, private=push.private, revision=push.revision)
     return folder
 
 
-__all__ = ["STOPPED_EXIT_CODE", "build_model_config", "build_tokenizer", "final_dir", "how_it_ran",
-           "load_split", "load_train_and_eval", "model_load_kwargs", "resume_checkpoint", "save_final", "setup_stage",
-           "stage_callbacks", "train_with_resume"]
+__all__ = [
+    "STOPPED_EXIT_CODE",
+    "build_model_config",
+    "build_tokenizer",
+    "final_dir",
+    "how_it_ran",
+    "load_split",
+    "load_train_and_eval",
+    "model_load_kwargs",
+    "resume_checkpoint",
+    "save_final",
+    "setup_stage",
+    "stage_callbacks",
+    "train_with_resume",
+]

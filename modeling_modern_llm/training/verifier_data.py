@@ -34,26 +34,40 @@ def sample_solutions(model, tokenizer, problems: list[dict], shots: list[dict], 
     records = []
     batches = range(0, len(problems), args.generation_batch_size)
     for start in tqdm(batches, desc="sampling solutions", disable=args.disable_tqdm):
-        batch = problems[start:start + args.generation_batch_size]
+        batch = problems[start : start + args.generation_batch_size]
         if args.sample_with_chat_template:
             prompts = [format_chat_prompt(tokenizer, problem["question"], shots) for problem in batch]
         else:
             prompts = [format_prompt(problem["question"], shots) for problem in batch]
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        outputs = model.generate(**inputs, do_sample=True, temperature=args.temperature, top_p=args.top_p,
-                                 max_new_tokens=args.max_new_tokens, num_return_sequences=args.samples_per_problem,
-                                 pad_token_id=tokenizer.pad_token_id, logits_processor=calculator)
-        texts = tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+        outputs = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            num_return_sequences=args.samples_per_problem,
+            pad_token_id=tokenizer.pad_token_id,
+            logits_processor=calculator,
+        )
+        texts = tokenizer.batch_decode(outputs[:, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
         for index, text in enumerate(texts):
             problem = batch[index // args.samples_per_problem]
             solution = truncate_at_stop(text).replace(tokenizer.pad_token, "").strip()
-            records.append({"question": problem["question"], "answer": problem["answer"], "solution": solution,
-                            "correct": is_correct(solution, problem["answer"])})
+            records.append(
+                {
+                    "question": problem["question"],
+                    "answer": problem["answer"],
+                    "solution": solution,
+                    "correct": is_correct(solution, problem["answer"]),
+                }
+            )
     return records
 
 
-def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int,
-                     include_reference: bool = False) -> list[dict]:
+def preference_pairs(
+    records: list[dict], max_pairs_per_problem: int, seed: int, include_reference: bool = False
+) -> list[dict]:
     """(correct, incorrect) pairs of the same problem in RewardTrainer's ``chosen``/``rejected`` text form.
 
     Only problems with both a correct and an incorrect sample give pairs, unless ``include_reference``
@@ -69,8 +83,10 @@ def preference_pairs(records: list[dict], max_pairs_per_problem: int, seed: int,
     for question, entry in by_question.items():
         combos = [(good, bad) for good in dict.fromkeys(entry["correct"]) for bad in dict.fromkeys(entry["incorrect"])]
         rng.shuffle(combos)
-        pairs += [{"chosen": format_verifier_input(question, good), "rejected": format_verifier_input(question, bad)}
-                  for good, bad in combos[:max_pairs_per_problem]]
+        pairs += [
+            {"chosen": format_verifier_input(question, good), "rejected": format_verifier_input(question, bad)}
+            for good, bad in combos[:max_pairs_per_problem]
+        ]
     return pairs
 
 
@@ -107,9 +123,23 @@ def samples_path(output_dir: str, split: str, policy: str, problems: list[dict],
     """``<output_dir>/samples-<split>-<fingerprint>.jsonl``: the fingerprint covers the policy (its weights, if local),
     the problems and every sampling setting, so a resumed run finds its samples and a run with another policy or
     changed settings never reuses stale ones."""
-    settings = {"policy": _policy_identity(policy), "questions": [p["question"] for p in problems], "shots": [s["question"] for s in shots],
-                **{name: getattr(args, name) for name in ("samples_per_problem", "temperature", "top_p", "max_new_tokens",
-                                                          "sample_with_chat_template", "use_calculator", "seed")}}
+    settings = {
+        "policy": _policy_identity(policy),
+        "questions": [p["question"] for p in problems],
+        "shots": [s["question"] for s in shots],
+        **{
+            name: getattr(args, name)
+            for name in (
+                "samples_per_problem",
+                "temperature",
+                "top_p",
+                "max_new_tokens",
+                "sample_with_chat_template",
+                "use_calculator",
+                "seed",
+            )
+        },
+    }
     fingerprint = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     return os.path.join(output_dir, f"samples-{split}-{fingerprint}.jsonl")
 
@@ -123,8 +153,14 @@ def _write_jsonl(path: str, records: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in records))
 
 
-def cached_samples(path: str, problems: list[dict], sample, process_index: int = 0, num_processes: int = 1,
-                   wait_for_everyone=lambda: None) -> list[dict]:
+def cached_samples(
+    path: str,
+    problems: list[dict],
+    sample,
+    process_index: int = 0,
+    num_processes: int = 1,
+    wait_for_everyone=lambda: None,
+) -> list[dict]:
     """The sampled records of ``problems`` at ``path``, sampled first when absent: a resumed run trains on the same pairs.
 
     Under several processes each samples its contiguous share of the problems into its own shard file (a rank that
@@ -135,7 +171,7 @@ def cached_samples(path: str, problems: list[dict], sample, process_index: int =
         share = -(-len(problems) // num_processes)
         shard = f"{path}.shard{process_index}-of-{num_processes}"
         if not os.path.isfile(shard):
-            _write_jsonl(shard, sample(problems[process_index * share:(process_index + 1) * share]))
+            _write_jsonl(shard, sample(problems[process_index * share : (process_index + 1) * share]))
         wait_for_everyone()
         if process_index == 0:
             shards = [f"{path}.shard{index}-of-{num_processes}" for index in range(num_processes)]

@@ -90,7 +90,8 @@ class TokenLevelVerifierTrainer(RewardTrainer):
         unwrapped = self.accelerator.unwrap_model(model)
         captured = {}
         hook = unwrapped.score.register_forward_hook(
-            lambda module, args, output: captured.update(hidden=args[0], values=output))
+            lambda module, args, output: captured.update(hidden=args[0], values=output)
+        )
         try:
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
         finally:

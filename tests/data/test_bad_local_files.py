@@ -38,14 +38,32 @@ def test_a_recipe_on_an_empty_local_file_fails_in_one_line(tmp_path, monkeypatch
 
     model = tmp_path / "pretrain_final"
     tokenizer = train_tokenizer(["some words to learn"] * 30, vocab_size=300, min_frequency=1, save_dir=str(model))
-    ModernLLMForCausalLM(ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=4)).save_pretrained(model)
+    ModernLLMForCausalLM(
+        ModernLLMConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+        )
+    ).save_pretrained(model)
     (tmp_path / "data" / "alpaca").mkdir(parents=True)
     (tmp_path / "data" / "alpaca" / "train.jsonl").write_bytes(b"")
-    monkeypatch.setattr(sys, "argv", [
-        "recipes/sft.py", "--config", os.path.join(REPO, "tests", "training", "configs", "sft.yaml"), "--dataset_name",
-        "alpaca", "--eval_strategy", "no", "--local_data_dir", str(tmp_path / "data"), "--output_dir",
-        str(tmp_path / "sft"), "--model_name_or_path", str(model)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "recipes/sft.py",
+            "--config",
+            os.path.join(REPO, "tests", "training", "configs", "sft.yaml"),
+            "--dataset_name",
+            "alpaca",
+            "--eval_strategy",
+            "no",
+            "--local_data_dir",
+            str(tmp_path / "data"),
+            "--output_dir",
+            str(tmp_path / "sft"),
+            "--model_name_or_path",
+            str(model),
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:  # the recipe as `python recipes/sft.py` runs it, in this process
         runpy.run_path(os.path.join(REPO, "recipes", "sft.py"), run_name="__main__")
     stderr = capsys.readouterr().err

@@ -9,9 +9,13 @@ from modeling_modern_llm.task_formats import calculator_annotations, gsm8k_refer
 
 SMALL = CorpusSizes(text_train_chars=60_000, text_eval_chars=10_000, train_rows=400, eval_rows=80, math_eval_rows=100)
 EVAL_SPLITS = ("validation", "test")
-HUB_SCHEMA = {"embedded-text": {"text"}, "embedded-alpaca": {"instruction", "input", "output", "text"},
-              "embedded-hh-rlhf": {"chosen", "rejected"}, "embedded-gsm8k": {"question", "answer"},
-              "embedded-sst2": {"sentence", "label", "idx"}}
+HUB_SCHEMA = {
+    "embedded-text": {"text"},
+    "embedded-alpaca": {"instruction", "input", "output", "text"},
+    "embedded-hh-rlhf": {"chosen", "rejected"},
+    "embedded-gsm8k": {"question", "answer"},
+    "embedded-sst2": {"sentence", "label", "idx"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +131,13 @@ def test_the_difficulty_dial_sets_steps_and_distractors():
         used = {n for expression, _ in calculator_annotations(problem.answer) for n in re.findall(r"\d+", expression)}
         sentences = re.split(r"(?<=[.?])\s", problem.question)
         assert any(set(re.findall(r"\d+", s)) and not set(re.findall(r"\d+", s)) & used for s in sentences), problem
-    for wrong in (dict(step_weights=(1, 1)), dict(min_steps=1), dict(max_steps=9), dict(max_start=5),
-                  dict(distractor_rate=1.5)):
+    for wrong in (
+        dict(step_weights=(1, 1)),
+        dict(min_steps=1),
+        dict(max_steps=9),
+        dict(max_start=5),
+        dict(distractor_rate=1.5),
+    ):
         with pytest.raises(ValueError, match="MathDifficulty"):
             MathDifficulty(**wrong)
 
@@ -151,7 +160,9 @@ def test_every_number_a_step_uses_is_in_the_question_or_an_earlier_result(corpus
 def test_rejected_math_answers_carry_one_slip_in_the_last_step(corpus):
     """Preference pairs on math differ only in the last step, by a wrong result or a wrong number copied into it, so
     DPO rewards the right numbers in the GSM8K format."""
-    math_rows = [row for row in corpus["embedded-hh-rlhf"]["train"] if "####" in row["chosen"] and "####" in row["rejected"]]
+    math_rows = [
+        row for row in corpus["embedded-hh-rlhf"]["train"] if "####" in row["chosen"] and "####" in row["rejected"]
+    ]
     assert len(math_rows) > 20
     kinds = set()
     for row in math_rows:
@@ -172,8 +183,13 @@ def test_chat_transcripts_in_the_pretraining_text_are_the_tokenizers_chat_format
     transcripts = [row["text"] for row in corpus["embedded-text"]["train"] if "<|im_start|>" in row["text"]]
     assert len(transcripts) > 10
     tokenizer = train_tokenizer(transcripts, vocab_size=400, min_frequency=2)
-    messages = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "2+2 = <<2+2=4>>4\n#### 4"}]
-    assert chat_transcript("What is 2+2?", "2+2 = <<2+2=4>>4\n#### 4") == tokenizer.apply_chat_template(messages, tokenize=False)
+    messages = [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "2+2 = <<2+2=4>>4\n#### 4"},
+    ]
+    assert chat_transcript("What is 2+2?", "2+2 = <<2+2=4>>4\n#### 4") == tokenizer.apply_chat_template(
+        messages, tokenize=False
+    )
     # and the chat tokens stay single special tokens when the pretraining text is tokenised
     ids = tokenizer(transcripts[0])["input_ids"]
     assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == transcripts[0].count("<|im_start|>")

@@ -23,7 +23,9 @@ def _share_of_stories(rows) -> float:
     return tags.count("story") / len(tags)
 
 
-@pytest.mark.parametrize("weights, expected", [({"tinystories": 3, "openwebtext": 1}, 0.75), ("tinystories:0.2,openwebtext:0.8", 0.2)])
+@pytest.mark.parametrize(
+    "weights, expected", [({"tinystories": 3, "openwebtext": 1}, 0.75), ("tinystories:0.2,openwebtext:0.8", 0.2)]
+)
 def test_weights_become_ratios(two_corpora, weights, expected):
     mixed = build_mixture(weights, "train", seed=0, local_dir=two_corpora)
     assert len(mixed) > 1000

@@ -20,9 +20,13 @@ def test_hh_rlhf_multi_turn_prompt_is_shared_prefix(fixtures_dir):
     rows = load_dataset_by_name("hh-rlhf", "train", local_dir=fixtures_dir)
     assert len(rows) == 3
     tea = rows[0]
-    assert tea["prompt"] == [msg("user", "How do I make a cup of tea?"),
-                             msg("assistant", "Boil some water, pour it over a tea bag in a cup, and let it steep for three to five minutes."),
-                             msg("user", "Should I add milk first?")]
+    assert tea["prompt"] == [
+        msg("user", "How do I make a cup of tea?"),
+        msg(
+            "assistant", "Boil some water, pour it over a tea bag in a cup, and let it steep for three to five minutes."
+        ),
+        msg("user", "Should I add milk first?"),
+    ]
     assert tea["chosen"][0]["content"].startswith("It is up to you.")
     assert tea["rejected"] == [msg("assistant", "Why would you care about that?")]
     # An assistant turn keeps its own blank lines (a numbered list), only "\n\nHuman:"/"\n\nAssistant:" split turns.
@@ -58,8 +62,10 @@ def test_hh_parser_rejects_text_before_first_turn():
 def test_alpaca_to_chat_messages(fixtures_dir):
     rows = load_dataset_by_name("alpaca", "train", local_dir=fixtures_dir)
     assert rows[0]["messages"][0] == msg("user", "Give three tips for staying healthy.")
-    assert rows[1]["messages"] == [msg("user", "Identify the odd one out.\n\nTwitter, Instagram, Telegram"),
-                                   msg("assistant", "Telegram")]
+    assert rows[1]["messages"] == [
+        msg("user", "Identify the odd one out.\n\nTwitter, Instagram, Telegram"),
+        msg("assistant", "Telegram"),
+    ]
 
 
 def test_gsm8k_keeps_worked_steps_and_reference(fixtures_dir):
@@ -73,8 +79,9 @@ def test_sst2_and_text_normalisers(fixtures_dir, tmp_path):
     sst2 = load_dataset_by_name("sst2", "validation", local_dir=fixtures_dir)
     assert sst2[0] == {"sentence": "it 's a charming and often affecting journey .", "label": 1, "idx": 0}
     (tmp_path / "sst2").mkdir()
-    (tmp_path / "sst2" / "train.jsonl").write_text('{"sentence": "hidden label", "label": -1, "idx": 0}\n'
-                                                   '{"sentence": "a fine film", "label": 1, "idx": 1}\n')
+    (tmp_path / "sst2" / "train.jsonl").write_text(
+        '{"sentence": "hidden label", "label": -1, "idx": 0}\n{"sentence": "a fine film", "label": 1, "idx": 1}\n'
+    )
     assert load_dataset_by_name("sst2", "train", local_dir=tmp_path)["sentence"] == ["a fine film"]
     wiki = load_dataset_by_name("wikitext-2-raw-v1", "test", local_dir=fixtures_dir)
     assert wiki[0]["text"] == " = Robert Boulter = \n" and all(t.strip() for t in wiki["text"])
@@ -117,7 +124,10 @@ def test_hub_errors_are_explained():
     script = explain_hub_error(spec, RuntimeError("Dataset scripts are no longer supported, but found openwebtext.py"))
     assert "loading-script" in script.reason and "--local_dir" in script.fix
     # datasets' own wording for a gated repo without a token
-    gated = explain_hub_error(spec, DatasetNotFoundError("Dataset 'x/y' is a gated dataset on the Hub. You must be authenticated to access it."))
+    gated = explain_hub_error(
+        spec,
+        DatasetNotFoundError("Dataset 'x/y' is a gated dataset on the Hub. You must be authenticated to access it."),
+    )
     assert "needs an HF token" in gated.reason and "hf auth login" in gated.fix
     missing = explain_hub_error(spec, DatasetNotFoundError("Dataset 'x/y' doesn't exist on the Hub"))
     assert "not found on the Hub" in missing.reason

@@ -44,8 +44,9 @@ def test_offline_every_hub_dataset_is_unreachable_without_traceback(capsys, monk
 
 
 def test_local_fixtures_pass(fixtures_dir, capsys, monkeypatch):
-    code, stdout = run_script_in_process("verify_datasets.py", "--local_dir", str(fixtures_dir), capsys=capsys,
-                                         monkeypatch=monkeypatch)
+    code, stdout = run_script_in_process(
+        "verify_datasets.py", "--local_dir", str(fixtures_dir), capsys=capsys, monkeypatch=monkeypatch
+    )
     assert code == 0, stdout
     assert f"{len(REGISTRY)}/{len(REGISTRY)} datasets OK" in stdout
     assert table_rows(stdout)["hh-rlhf"].split()[1:3] == ["ok", "5"]  # 3 train + 2 test pairs
@@ -56,8 +57,17 @@ def test_file_missing_a_field_names_dataset_file_and_field(fixtures_dir, tmp_pat
     shutil.copytree(fixtures_dir, local)
     (local / "alpaca" / "train.parquet").unlink()
     (local / "alpaca" / "train.jsonl").write_text('{"instruction": "Say hi.", "input": "", "text": "..."}\n')
-    code, stdout = run_script_in_process("verify_datasets.py", "--local_dir", str(local), "--only", "alpaca", "--only", "gsm8k",
-                                         capsys=capsys, monkeypatch=monkeypatch)
+    code, stdout = run_script_in_process(
+        "verify_datasets.py",
+        "--local_dir",
+        str(local),
+        "--only",
+        "alpaca",
+        "--only",
+        "gsm8k",
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
     alpaca = table_rows(stdout)["alpaca"]
     assert code == 1 and "failed" in alpaca and "alpaca/train.jsonl lacks field 'output'" in alpaca
     assert " ok " in table_rows(stdout)["gsm8k"]
@@ -70,14 +80,24 @@ def test_verify_function_reports_a_missing_local_dataset(tmp_path):
 
 def test_prefetch_reads_every_dataset_and_model_key(tmp_path):
     config = tmp_path / "pretrain.yaml"
-    config.write_text("# Data\ndataset_mixture:\n  tinystories: 0.7\n  embedded-text: 0.3\ndataset_name: wikitext-103-raw-v1\n"
-                      "eval_datasets: [wikitext-2-raw-v1, gsm8k, sst2]\nbaseline_models:\n  - gpt2\n  - gpt2-medium\n"
-                      "learning_rate: 3.0e-4\n")
+    config.write_text(
+        "# Data\ndataset_mixture:\n  tinystories: 0.7\n  embedded-text: 0.3\ndataset_name: wikitext-103-raw-v1\n"
+        "eval_datasets: [wikitext-2-raw-v1, gsm8k, sst2]\nbaseline_models:\n  - gpt2\n  - gpt2-medium\n"
+        "learning_rate: 3.0e-4\n"
+    )
     other = tmp_path / "sft.yaml"
     other.write_text("dataset_mixture: 'alpaca:1,embedded-alpaca:1'\neval_datasets:\n  - {name: gsm8k, split: test}\n")
     datasets_named, models = read_config_targets([config, other])
-    assert datasets_named == ["wikitext-103-raw-v1", "tinystories", "embedded-text", "wikitext-2-raw-v1", "gsm8k",
-                              "sst2", "alpaca", "embedded-alpaca"]
+    assert datasets_named == [
+        "wikitext-103-raw-v1",
+        "tinystories",
+        "embedded-text",
+        "wikitext-2-raw-v1",
+        "gsm8k",
+        "sst2",
+        "alpaca",
+        "embedded-alpaca",
+    ]
     assert models == ["gpt2", "gpt2-medium"]
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(f"run_name: demo\nstage_configs:\n  pretrain: {config}\n  sft: {other}\n")
@@ -90,11 +110,16 @@ def test_prefetch_reads_every_dataset_and_model_key(tmp_path):
 
 def test_prefetch_offline_fails_clearly(tmp_path, capsys, monkeypatch):
     results = prefetch(["gsm8k", "embedded-gsm8k"], ["gpt2"])
-    assert [(r.name, r.status) for r in results] == [("gsm8k", "unreachable"), ("embedded-gsm8k", "ok"), ("gpt2", "unreachable")]
+    assert [(r.name, r.status) for r in results] == [
+        ("gsm8k", "unreachable"),
+        ("embedded-gsm8k", "ok"),
+        ("gpt2", "unreachable"),
+    ]
     config = tmp_path / "eval.yaml"
     config.write_text("eval_datasets: [sst2]\nbaseline_models: [gpt2]\n")
     code, stdout = run_script_in_process("prefetch.py", "--config", str(config), capsys=capsys, monkeypatch=monkeypatch)
     assert code == 1 and "unreachable: no network (HF_HUB_OFFLINE=1 is set)" in stdout and "0/2 fetched" in stdout
-    code, stdout = run_script_in_process("prefetch.py", "--eval_suite", "hub", "--include_baselines", capsys=capsys,
-                                         monkeypatch=monkeypatch)
+    code, stdout = run_script_in_process(
+        "prefetch.py", "--eval_suite", "hub", "--include_baselines", capsys=capsys, monkeypatch=monkeypatch
+    )
     assert code == 1 and {"tinystories", "sst2", "gsm8k", "gpt2"} <= set(table_rows_any(stdout))

@@ -23,10 +23,19 @@ def build_run(root: Path, stages=("pretrain", "sft", "dpo", "verifier")) -> Path
     tokenizer = train_tokenizer(CORPUS, vocab_size=300, min_frequency=1)
     for seed, stage in enumerate(stages):
         torch.manual_seed(seed)
-        config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512, num_labels=1,
-                                 pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
+        config = ModernLLMConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=512,
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         model_class = ModernLLMForSequenceClassification if stage == "verifier" else ModernLLMForCausalLM
         model_class(config).save_pretrained(root / f"{stage}_final")
         tokenizer.save_pretrained(root / f"{stage}_final")
@@ -57,6 +66,21 @@ def evaluated(tiny_run, tmp_path_factory) -> Path:
     """The pipeline's evaluation of the tiny run: two stages (the SFT one through its chat template), the offline
     baselines, the verifier, the embedded suite; 8 documents per task, 3 samples per problem."""
     out = tmp_path_factory.mktemp("evaluation") / "results"
-    return run_evaluate("--model", str(tiny_run / "pretrain_final"), str(tiny_run / "sft_final"), "--include-baselines",
-                    "--verifier", str(tiny_run / "verifier_final"), "--embedded", "--chat_template", "--limit", "8",
-                    "--n_samples", "3", "--max_gen_toks", "12", "--output_dir", str(out))
+    return run_evaluate(
+        "--model",
+        str(tiny_run / "pretrain_final"),
+        str(tiny_run / "sft_final"),
+        "--include-baselines",
+        "--verifier",
+        str(tiny_run / "verifier_final"),
+        "--embedded",
+        "--chat_template",
+        "--limit",
+        "8",
+        "--n_samples",
+        "3",
+        "--max_gen_toks",
+        "12",
+        "--output_dir",
+        str(out),
+    )

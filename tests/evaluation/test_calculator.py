@@ -16,8 +16,10 @@ from modeling_modern_llm.calculator import (
     token_texts,
 )
 
-CORPUS = ["Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4 = <<3+4=7>>7 apples.\n#### 7",
-          "Once upon a time there was a little dog who liked to play in the park with 2 cats."] * 20
+CORPUS = [
+    "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\nAnswer: 3+4 = <<3+4=7>>7 apples.\n#### 7",
+    "Once upon a time there was a little dog who liked to play in the park with 2 cats.",
+] * 20
 PLAIN = "Once upon a time there was"
 
 
@@ -35,10 +37,18 @@ def model(tokenizer):
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 
     torch.manual_seed(0)
-    config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
+    config = ModernLLMConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     return ModernLLMForCausalLM(config).eval()
 
 
@@ -47,12 +57,13 @@ def generate(model, tokenizer, prompts, calculator=True, processors=(), **option
     chain = LogitsProcessorList([*processors, *(calculator_logits_processor(tokenizer) if calculator else [])])
     options = {"do_sample": False, "max_new_tokens": 8, **options}
     output = model.generate(**inputs, logits_processor=chain, pad_token_id=tokenizer.pad_token_id, **options)
-    return [tokenizer.decode(row[inputs["input_ids"].shape[1]:]) for row in output]
+    return [tokenizer.decode(row[inputs["input_ids"].shape[1] :]) for row in output]
 
 
 def test_results_are_written_as_gsm8k_writes_them():
-    assert [calculator_result(e) for e in ("48/2", "200/6", "5/2", "3-5", "1,000*3", "0.1+0.2", "3x4", " (2+3)*4 ")] == [
-        "24", "33.33", "2.5", "-2", "3000", "0.3", "12", "20"]
+    assert [
+        calculator_result(e) for e in ("48/2", "200/6", "5/2", "3-5", "1,000*3", "0.1+0.2", "3x4", " (2+3)*4 ")
+    ] == ["24", "33.33", "2.5", "-2", "3000", "0.3", "12", "20"]
     assert [calculator_result(e) for e in ("apples", "1/0", "2**3", "", "1e308*10")] == [None] * 5
     assert forced_text("so <<12*4=") == ("48>>", "") and forced_text("so <<12*4=4") == ("8>>", "4")
     assert forced_text("<<12*4=48>> and 3") is None and forced_text("<<12*4") is None  # closed; no "=" yet
@@ -82,7 +93,7 @@ def test_forced_results_appear_in_greedy_and_sampled_generation(model, tokenizer
     sampled = generate(model, tokenizer, prompts * 4, do_sample=True, temperature=1.5, top_k=0, max_new_tokens=24)
     written = ["48>>48", "2>>42", "33.33>>33.33"] * 4  # the result, and the number after ">>" that repeats it
     assert all(s.startswith(f) for s, f in zip(sampled, written))
-    assert len({s[len(f):] for s, f in zip(sampled, written)}) > 1  # after that the samples are free again, and differ
+    assert len({s[len(f) :] for s, f in zip(sampled, written)}) > 1  # after that the samples are free again, and differ
 
 
 def test_the_number_after_the_annotation_repeats_its_result():
@@ -113,7 +124,8 @@ def test_unrelated_text_is_untouched_and_batch_rows_are_independent(model, token
 def test_equal_output_with_and_without_the_cache(model, tokenizer):
     prompts = [PLAIN, "Question: <<12*4=", "so <<6*7=4"]
     assert generate(model, tokenizer, prompts, use_cache=True, max_new_tokens=16) == generate(
-        model, tokenizer, prompts, use_cache=False, max_new_tokens=16)
+        model, tokenizer, prompts, use_cache=False, max_new_tokens=16
+    )
 
 
 class Script(LogitsProcessor):
@@ -146,5 +158,11 @@ def test_a_token_that_writes_equals_and_a_result_at_once(tokenizer):
     ids = {text: extended.convert_tokens_to_ids(text) for text in ("=7", "=8", "=7>>")}
     assert processor.banned_tokens("so <<3+4") == [ids["=8"]]  # "=7" and "=7>>" write the right result
     assert processor.banned_tokens("so <<apples") == [] and processor.banned_tokens("<<3+4=7>>") == []
-    scores = processor(torch.tensor([extended.encode("so <<3+4", add_special_tokens=False)]), torch.zeros(1, len(extended)))
-    assert scores[0, ids["=8"]] == float("-inf") and scores[0, ids["=7"]] == 0 and (scores[0] == 0).sum() == len(extended) - 1
+    scores = processor(
+        torch.tensor([extended.encode("so <<3+4", add_special_tokens=False)]), torch.zeros(1, len(extended))
+    )
+    assert (
+        scores[0, ids["=8"]] == float("-inf")
+        and scores[0, ids["=7"]] == 0
+        and (scores[0] == 0).sum() == len(extended) - 1
+    )

@@ -22,8 +22,13 @@ def test_the_evaluation_asks_grpo_through_its_chat_template():
 def _row(stage, greedy):
     cells = dict.fromkeys(results.COLUMNS)
     cells["GSM8K greedy"] = {"value": greedy, "stderr": 0.02, "n": 300, "task": "embedded_gsm8k_chat"}
-    return {"model": f"{stage}_final", "display_name": get_stage(stage).display_name, "stage": stage, "status": "ok",
-            "cells": cells}
+    return {
+        "model": f"{stage}_final",
+        "display_name": get_stage(stage).display_name,
+        "stage": stage,
+        "status": "ok",
+        "cells": cells,
+    }
 
 
 def test_the_stage_gains_measure_grpo_against_dpo():
@@ -31,4 +36,4 @@ def test_the_stage_gains_measure_grpo_against_dpo():
     gains = {g["stage"]: g for g in results.stage_gains(None, rows) if g["measure"] == "GSM8K greedy"}
     assert list(gains) == ["sft", "dpo", "grpo"]
     assert gains["grpo"]["delta_vs_previous_stage"] == pytest.approx(0.06)
-    assert gains["grpo"]["delta_stderr"] == pytest.approx(0.02 * 2 ** 0.5)
+    assert gains["grpo"]["delta_stderr"] == pytest.approx(0.02 * 2**0.5)

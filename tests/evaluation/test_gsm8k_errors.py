@@ -12,23 +12,40 @@ from modeling_modern_llm.evaluation.gsm8k_errors import (
     unsupported_quantities,
 )
 
-QUESTION = ("Ava buys 3 boxes with 5 stickers in each box. Hugo gives Ava 7 more stickers, and Ava gives twice as many "
-            "to Ivy as Hugo gave her. How many stickers does Ava have now?")  # answer: 15 + 7 - 14 = 8
+QUESTION = (
+    "Ava buys 3 boxes with 5 stickers in each box. Hugo gives Ava 7 more stickers, and Ava gives twice as many "
+    "to Ivy as Hugo gave her. How many stickers does Ava have now?"
+)  # answer: 15 + 7 - 14 = 8
 CASES = [  # (solution, kind, why)
     ("I am not sure.", "extraction", "no number at all"),
-    ("3*5 = <<3*5=16>>16 stickers.\n16+7 = <<16+7=23>>23\n23-14 = <<23-14=9>>9\n#### 9", "arithmetic",
-     "3*5 is not 16, though what follows is right"),
+    (
+        "3*5 = <<3*5=16>>16 stickers.\n16+7 = <<16+7=23>>23\n23-14 = <<23-14=9>>9\n#### 9",
+        "arithmetic",
+        "3*5 is not 16, though what follows is right",
+    ),
     ("3 * 5 = 16 stickers, so #### 16", "arithmetic", "a prose equation that recomputes differently"),
-    ("3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n22-4 = <<22-4=18>>18\n#### 18", "unsupported_quantity",
-     "4 is neither in the question nor an earlier result"),
+    (
+        "3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n22-4 = <<22-4=18>>18\n#### 18",
+        "unsupported_quantity",
+        "4 is neither in the question nor an earlier result",
+    ),
     ("#### 11", "unsupported_quantity", "no steps, and 11 is no quantity of the question"),
-    ("3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n7*2 = <<7*2=14>>14\n22-14 = <<22-14=8>>8 stickers; she had 22.\n#### 22",
-     "answer_not_last_result", "every step right, yet the answer is an earlier result"),
-    ("3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n#### 22", "missing_step",
-     "the steps check and use the question's numbers, but the giving away was not done"),
+    (
+        "3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n7*2 = <<7*2=14>>14\n22-14 = <<22-14=8>>8 stickers; she had 22.\n#### 22",
+        "answer_not_last_result",
+        "every step right, yet the answer is an earlier result",
+    ),
+    (
+        "3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n#### 22",
+        "missing_step",
+        "the steps check and use the question's numbers, but the giving away was not done",
+    ),
     ("#### 7", "missing_step", "no steps: a quantity of the question copied as the answer"),
-    ("3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n22-2 = <<22-2=20>>20\n#### 20", "missing_step",
-     "2 is the question's 'twice': supported; 7 * 2 was not computed"),
+    (
+        "3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n22-2 = <<22-2=20>>20\n#### 20",
+        "missing_step",
+        "2 is the question's 'twice': supported; 7 * 2 was not computed",
+    ),
 ]
 
 
@@ -45,15 +62,26 @@ def test_precedence_and_the_coarse_kinds():
     assert classify_error("15*4 = <<15*4=61>>61\n#### 61", QUESTION) == "arithmetic"
     # without the question, a quantity's source cannot be judged
     assert classify_error("3*5 = <<3*5=15>>15\n15+7 = <<15+7=22>>22\n22-4 = <<22-4=18>>18\n#### 18") == "missing_step"
-    assert [coarse_kind(kind) for kind in TAXONOMY] == ["extraction", "arithmetic", "reasoning", "reasoning", "reasoning"]
+    assert [coarse_kind(kind) for kind in TAXONOMY] == [
+        "extraction",
+        "arithmetic",
+        "reasoning",
+        "reasoning",
+        "reasoning",
+    ]
 
 
 def test_steps_quantities_and_arithmetic_checks():
     solution = "The boxes hold 3*5 = <<3*5=15>>15 stickers, then 15 + 7 = 22 and <<100/3=33.33>>33.33 each.\n#### 22"
     steps = solution_steps(solution)  # the annotation's inner "3*5=15" is not counted twice
     assert [(s.expression, s.written, s.operands, s.result) for s in steps] == [
-        ("3*5", "15", [3.0, 5.0], 15.0), ("15 + 7", "22", [15.0, 7.0], 22.0), ("100/3", "33.33", [100.0, 3.0], 33.33)]
+        ("3*5", "15", [3.0, 5.0], 15.0),
+        ("15 + 7", "22", [15.0, 7.0], 22.0),
+        ("100/3", "33.33", [100.0, 3.0], 33.33),
+    ]
     assert arithmetic_errors(solution) == []  # 33.33 is 100/3 to the precision written
-    assert arithmetic_errors("<<100/3=33.4>>33.4") == [{"expression": "100/3", "written": "33.4", "recomputed": 100 / 3}]
+    assert arithmetic_errors("<<100/3=33.4>>33.4") == [
+        {"expression": "100/3", "written": "33.4", "recomputed": 100 / 3}
+    ]
     quantities = question_quantities("Half of the $1,200 goes to three friends, a dozen eggs cost 10 percent more.")
     assert {0.5, 2.0, 1200.0, 3.0, 12.0, 10.0, 100.0} <= set(quantities)

@@ -24,8 +24,11 @@ CALCULATOR_TASKS = ["embedded_gsm8k_calculator", "embedded_gsm8k_sampled_calcula
 def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_run):
     index = json.loads((evaluated / "run_index.json").read_text())
     assert [(m["name"], m["stage"], m["status"][:11]) for m in index["models"]] == [
-        ("pretrain_final", "pretrain", "ok"), ("sft_final", "sft", "ok"),
-        ("gpt2", "baseline", "unavailable"), ("distilgpt2", "baseline", "unavailable")]
+        ("pretrain_final", "pretrain", "ok"),
+        ("sft_final", "sft", "ok"),
+        ("gpt2", "baseline", "unavailable"),
+        ("distilgpt2", "baseline", "unavailable"),
+    ]
     assert "no network" in index["models"][2]["status"] and index["limit"] == 8 and index["n_samples"] == 3
     pretrain, sft = index["models"][:2]
     assert sorted(pretrain["tasks"]) == sorted(SUITES["embedded"]) and not pretrain["chat_template"]
@@ -39,7 +42,12 @@ def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_ru
     scores = json.loads(next((evaluated / "sft_final").glob("verifier_scores_*.json")).read_text())
     assert scores["task"] == "embedded_gsm8k_sampled_chat" and [len(s) for s in scores["scores"].values()] == [3] * 8
     assert sorted(p.name for p in evaluated.iterdir() if p.is_file()) == [
-        "baseline_comparison.json", "gsm8k_analysis.json", "run_index.json", "stage_gains.csv", "task_metrics.json"]
+        "baseline_comparison.json",
+        "gsm8k_analysis.json",
+        "run_index.json",
+        "stage_gains.csv",
+        "task_metrics.json",
+    ]
     analysis = json.loads((evaluated / "gsm8k_analysis.json").read_text())
     assert analysis["model"] == "sft_final" and analysis["n_problems"] == 8 and analysis["n_samples"] == 3
     assert {"em_greedy", "em_verifier", "problems", "comparisons", "taxonomy"} <= set(analysis)
@@ -51,17 +59,29 @@ def test_lm_evals_files_per_model_the_run_index_and_the_views(evaluated, tiny_ru
 def test_chat_models_get_their_template_and_the_sft_datas_prompt(evaluated):
     sample = results.read_samples(evaluated / "sft_final", "embedded_sst2_chat")[0]
     context, continuation = sample["arguments"]["gen_args_0"]["arg_0"], sample["arguments"]["gen_args_0"]["arg_1"]
-    assert context == (f"<|im_start|>user\nIs this sentence positive or negative?\n\n{sample['doc']['sentence']}<|im_end|>\n"
-                       "<|im_start|>assistant\n") and continuation == "negative"
+    assert (
+        context
+        == (
+            f"<|im_start|>user\nIs this sentence positive or negative?\n\n{sample['doc']['sentence']}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
+        and continuation == "negative"
+    )
     sample = results.read_samples(evaluated / "pretrain_final", "embedded_sst2")[0]
-    assert sample["arguments"]["gen_args_0"]["arg_0"].endswith("\nQuestion: Is this sentence positive or negative?\nAnswer:")
+    assert sample["arguments"]["gen_args_0"]["arg_0"].endswith(
+        "\nQuestion: Is this sentence positive or negative?\nAnswer:"
+    )
 
 
 def local_copies(root: Path) -> Path:
     """DIR/<registry name>/<split>.jsonl in the Hub schema, as an offline cluster keeps them."""
-    sources = {("tinystories", "validation"): ("embedded-text", "test"), ("gsm8k", "test"): ("embedded-gsm8k", "test"),
-               ("gsm8k", "train"): ("embedded-gsm8k", "train"), ("sst2", "validation"): ("embedded-sst2", "test"),
-               ("sst2", "train"): ("embedded-sst2", "train")}
+    sources = {
+        ("tinystories", "validation"): ("embedded-text", "test"),
+        ("gsm8k", "test"): ("embedded-gsm8k", "test"),
+        ("gsm8k", "train"): ("embedded-gsm8k", "train"),
+        ("sst2", "validation"): ("embedded-sst2", "test"),
+        ("sst2", "train"): ("embedded-sst2", "train"),
+    }
     for (name, split), (source, source_split) in sources.items():
         (root / name).mkdir(parents=True, exist_ok=True)
         load_dataset_by_name(source, source_split, limit=20).to_json(root / name / f"{split}.jsonl")
@@ -69,22 +89,60 @@ def local_copies(root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(evaluated, tiny_run, tmp_path, evaluate):
+def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(
+    evaluated, tiny_run, tmp_path, evaluate
+):
     run = results.load_run(evaluated)
     covered = {task for model in run.models if model.results for task in model.results["results"]}
-    rest = ["tinystories", "gsm8k_sampled", "gsm8k_calculator", "gsm8k_sampled_calculator", "generation",
-            "generation_sampled", *CALCULATOR_TASKS, *(f"{t}_chat" for t in CALCULATOR_TASKS)]  # the last: test below
+    rest = [
+        "tinystories",
+        "gsm8k_sampled",
+        "gsm8k_calculator",
+        "gsm8k_sampled_calculator",
+        "generation",
+        "generation_sampled",
+        *CALCULATOR_TASKS,
+        *(f"{t}_chat" for t in CALCULATOR_TASKS),
+    ]  # the last: test below
     assert {p.stem for p in Path(TASKS).glob("*.yaml")} == covered | set(rest)  # a new YAML needs a run here
     out, model = tmp_path / "out", str(tiny_run / "dpo_final")
-    evaluate("--model", model, "--tasks", "tinystories", "gsm8k_sampled", "gsm8k_calculator", "gsm8k_sampled_calculator",
-             "--local_dir", str(local_copies(tmp_path / "local")), "--limit", "3", "--n_samples", "2", "--max_gen_toks", "8",
-             "--output_dir", str(out))
+    evaluate(
+        "--model",
+        model,
+        "--tasks",
+        "tinystories",
+        "gsm8k_sampled",
+        "gsm8k_calculator",
+        "gsm8k_sampled_calculator",
+        "--local_dir",
+        str(local_copies(tmp_path / "local")),
+        "--limit",
+        "3",
+        "--n_samples",
+        "2",
+        "--max_gen_toks",
+        "8",
+        "--output_dir",
+        str(out),
+    )
     first = results.load_run(out).models[0].results
     assert first["results"]["tinystories"]["bits_per_byte,none"] > 0 and first["n-shot"]["gsm8k_sampled"] == 5
     assert first["n-shot"]["gsm8k_sampled_calculator"] == 5 and first["configs"]["gsm8k_calculator"]["repeats"] == 1
     assert first["configs"]["gsm8k_sampled_calculator"]["generation_kwargs"]["calculator"] is True
-    evaluate("--model", model, "--tasks", "generation", "generation_sampled", "--n_samples", "2", "--max_gen_toks", "8",
-             "--output_dir", str(out), "--overwrite")
+    evaluate(
+        "--model",
+        model,
+        "--tasks",
+        "generation",
+        "generation_sampled",
+        "--n_samples",
+        "2",
+        "--max_gen_toks",
+        "8",
+        "--output_dir",
+        str(out),
+        "--overwrite",
+    )
     files = sorted(p.name.rpartition("_")[0] for p in (out / "dpo_final").iterdir())
     assert files == ["results", "samples_generation", "samples_generation_sampled"]  # nothing of the first run
     assert not (out / "gsm8k_analysis.json").exists() and not list(tmp_path.glob(".out.*"))
@@ -93,9 +151,25 @@ def test_every_task_yaml_loads_and_runs_and_overwrite_replaces_the_whole_folder(
 @pytest.mark.slow
 def test_the_sst2_preset_reads_lm_evals_sst2_from_local_dir(tiny_run, tmp_path):
     local, out = local_copies(tmp_path / "local"), tmp_path / "sst2"
-    done = subprocess.run([sys.executable, "eval/eval_sst2.py", "--model", str(tiny_run / "sft_final"), "--local_dir",
-                           str(local), "--num_fewshot", "2", "--output_dir", str(out)], cwd=REPO, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "eval/eval_sst2.py",
+            "--model",
+            str(tiny_run / "sft_final"),
+            "--local_dir",
+            str(local),
+            "--num_fewshot",
+            "2",
+            "--output_dir",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     model = results.load_run(out).models[0]
     assert list(model.results["results"]) == ["sst2"] and model.results["n-shot"]["sst2"] == 2
@@ -113,8 +187,21 @@ def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_fi
 
     local, out, model = local_copies(tmp_path / "local"), tmp_path / "sst2", str(tiny_run / "pretrain_final")
     monkeypatch.syspath_prepend(str(REPO / "eval"))
-    monkeypatch.setattr(sys, "argv", ["eval/eval_sst2.py", "--model", model, "--local_dir", str(local),
-                                      "--num_fewshot", "0", "--output_dir", str(out)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "eval/eval_sst2.py",
+            "--model",
+            model,
+            "--local_dir",
+            str(local),
+            "--num_fewshot",
+            "0",
+            "--output_dir",
+            str(out),
+        ],
+    )
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO / "eval" / "eval_sst2.py"), run_name="__main__")
     assert exit_info.value.code == 0
@@ -123,10 +210,20 @@ def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_fi
 
     manager = TaskManager()
     sst2 = yaml.safe_load(Path(manager.task_index["sst2"].yaml_path).read_text())
-    sst2.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {
-        split: str(local / "sst2" / f"{split}.jsonl") for split in ("train", "validation")}})
-    theirs = simple_evaluate(model=HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=32), tasks=[sst2],
-                             num_fewshot=0, log_samples=True, task_manager=manager)
+    sst2.update(
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={
+            "data_files": {split: str(local / "sst2" / f"{split}.jsonl") for split in ("train", "validation")}
+        },
+    )
+    theirs = simple_evaluate(
+        model=HFLM(pretrained=model, device="cpu", dtype="float32", batch_size=32),
+        tasks=[sst2],
+        num_fewshot=0,
+        log_samples=True,
+        task_manager=manager,
+    )
     ours_docs = sorted(ours.samples("sst2"), key=lambda doc: doc["doc_id"])
     theirs_docs = sorted(theirs["samples"]["sst2"], key=lambda doc: doc["doc_id"])
     assert len(ours_docs) == len(theirs_docs) == 20  # every row of DIR/sst2/validation.jsonl
@@ -142,13 +239,34 @@ def test_zero_shot_sst2_from_local_dir_scores_as_lm_evals_own_run_of_the_same_fi
 def test_a_users_task_through_include_path(tiny_run, tmp_path, evaluate):
     user = tmp_path / "my_tasks"
     user.mkdir()
-    (user / "review_words.yaml").write_text(yaml.safe_dump({
-        "task": "review_words", "dataset_kwargs": {"registry_name": "embedded-sst2", "splits": ["test"]},
-        "test_split": "test", "output_type": "multiple_choice", "doc_to_text": "Review: {{sentence}}\nVerdict:",
-        "doc_to_target": "label", "doc_to_choice": ["bad", "good"], "metric_list": [{"metric": "acc"}]}).replace(
-        "dataset_kwargs", "custom_dataset: !function modeling_modern_llm.data.registry_splits\ndataset_kwargs", 1))
-    out = evaluate("--model", str(tiny_run / "pretrain_final"), "--tasks", "review_words", "--include_path", str(user),
-                   "--limit", "4", "--output_dir", str(tmp_path / "out"))
+    (user / "review_words.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "task": "review_words",
+                "dataset_kwargs": {"registry_name": "embedded-sst2", "splits": ["test"]},
+                "test_split": "test",
+                "output_type": "multiple_choice",
+                "doc_to_text": "Review: {{sentence}}\nVerdict:",
+                "doc_to_target": "label",
+                "doc_to_choice": ["bad", "good"],
+                "metric_list": [{"metric": "acc"}],
+            }
+        ).replace(
+            "dataset_kwargs", "custom_dataset: !function modeling_modern_llm.data.registry_splits\ndataset_kwargs", 1
+        )
+    )
+    out = evaluate(
+        "--model",
+        str(tiny_run / "pretrain_final"),
+        "--tasks",
+        "review_words",
+        "--include_path",
+        str(user),
+        "--limit",
+        "4",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
     model = results.load_run(out).models[0]
     assert model.samples("review_words")[0]["arguments"]["gen_args_0"]["arg_1"] == " bad"
     assert "acc,none" in model.results["results"]["review_words"]
@@ -159,8 +277,11 @@ def test_the_suites_registry_datasets_are_what_their_tasks_read():
 
     manager = TaskManager(include_path=TASKS, include_defaults=False)
     for suite, names in SUITES.items():
-        read = {(manager.task_index[n].cfg.get("dataset_kwargs") or {}).get("registry_name") for n in names
-                if n in manager.task_index}
+        read = {
+            (manager.task_index[n].cfg.get("dataset_kwargs") or {}).get("registry_name")
+            for n in names
+            if n in manager.task_index
+        }
         assert read - {None} <= set(SUITE_DATASETS[suite]), suite
 
 
@@ -171,7 +292,11 @@ BAD_INPUT = [  # (arguments after --model <tiny pretrain>, exit status, the mess
     (["--dtype", "float8"], 2, "--dtype must be one of"),
     (["--device", "cuda"], 2, "--device cuda: this machine has 0 CUDA device(s)"),
     (["--tasks", "embedded_sst3"], 2, "no task or group named embedded_sst3"),
-    (["--tasks", "embedded_sst2_fewshot", "--num_fewshot", "100000"], 2, "--num_fewshot 100000: task embedded_sst2_fewshot has"),
+    (
+        ["--tasks", "embedded_sst2_fewshot", "--num_fewshot", "100000"],
+        2,
+        "--num_fewshot 100000: task embedded_sst2_fewshot has",
+    ),
     (["--stages", "sft", "dpo"], 2, "--stages needs one stage per --model"),
     (["--sampled_stages", "dpo", "rlhf"], 2, "--sampled_stages: rlhf is not a stage"),
     (["--verifier", "{run}/dpo_final"], 1, "is a ModernLLMForCausalLM, not a sequence-classification verifier"),
@@ -193,8 +318,9 @@ def finished(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("extra, status, message", BAD_INPUT, ids=[b[2][:30] for b in BAD_INPUT])
-def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(extra, status, message, finished,
-                                                                              tiny_run, capsys, monkeypatch, evaluate):
+def test_bad_input_is_one_line_before_any_model_loads_and_finished_results_stay(
+    extra, status, message, finished, tiny_run, capsys, monkeypatch, evaluate
+):
     import transformers
 
     def no_model_load(*args, **kwargs):
@@ -217,8 +343,9 @@ def test_nothing_scorable_exits_1_and_keeps_the_old_results(finished, capsys, ev
     (left / "pretrain_final").mkdir(parents=True)
     before = {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
-        evaluate("--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished),
-                 "--overwrite")
+        evaluate(
+            "--model", "gpt2", "--tasks", "embedded_sst2", "--limit", "2", "--output_dir", str(finished), "--overwrite"
+        )
     assert exit_info.value.code == 1 and "nothing could be scored" in capsys.readouterr().err
     assert before == {p: p.read_bytes() for p in finished.rglob("*") if p.is_file()}
     assert not list(finished.parent.glob(f".{finished.name}.staging-*"))  # the killed run's staging is cleared too
@@ -255,19 +382,41 @@ def test_a_task_asks_the_harness_model_for_the_calculator(tiny_run):
     prompts = ["Question: 12 boxes of 4. Answer: 12*4 = <<12*4=", "so <<100/3=", "Once upon a time"]
     texts = {}
     for calculator in (False, True):
-        options = {"until": ["\n\n"], "do_sample": False, "max_gen_toks": 10, **({"calculator": True} if calculator else {})}
+        options = {
+            "until": ["\n\n"],
+            "do_sample": False,
+            "max_gen_toks": 10,
+            **({"calculator": True} if calculator else {}),
+        }
         requests = [Instance(request_type="generate_until", doc={}, arguments=(p, options), idx=0) for p in prompts]
         texts[calculator] = lm.generate_until(requests, disable_tqdm=True)
-    assert texts[True][0].startswith("48>>") and texts[True][1].startswith("33.33>>") and texts[True][2] == texts[False][2]
+    assert (
+        texts[True][0].startswith("48>>") and texts[True][1].startswith("33.33>>") and texts[True][2] == texts[False][2]
+    )
     assert not texts[False][0].startswith("48>>")
 
 
 @pytest.mark.slow
 def test_sampled_tasks_run_only_for_the_sampled_stages(tiny_run, tmp_path, evaluate):
     """`--sampled_stages sft`: the pretrained model runs greedy GSM8K only, the SFT model greedy and sampled."""
-    out = evaluate("--model", str(tiny_run / "pretrain_final"), str(tiny_run / "sft_final"), "--sampled_stages", "sft",
-                   "--tasks", "embedded_gsm8k", "embedded_gsm8k_sampled", "--limit", "2", "--n_samples", "2",
-                   "--max_gen_toks", "4", "--output_dir", str(tmp_path / "out"))
+    out = evaluate(
+        "--model",
+        str(tiny_run / "pretrain_final"),
+        str(tiny_run / "sft_final"),
+        "--sampled_stages",
+        "sft",
+        "--tasks",
+        "embedded_gsm8k",
+        "embedded_gsm8k_sampled",
+        "--limit",
+        "2",
+        "--n_samples",
+        "2",
+        "--max_gen_toks",
+        "4",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
     ran = {model.stage: set(model.results["results"]) for model in results.load_run(out).models}
     assert ran == {"pretrain": {"embedded_gsm8k"}, "sft": {"embedded_gsm8k", "embedded_gsm8k_sampled"}}
     # the headline still has the greedy score of the model without samples, from its greedy task
@@ -280,9 +429,27 @@ def test_sampled_tasks_run_only_for_the_sampled_stages(tiny_run, tmp_path, evalu
 def test_the_calculator_tasks_run_beside_the_plain_ones_and_both_are_reported(tiny_run, tmp_path, evaluate):
     """A chat policy runs the calculator variants (their `_chat` ones) next to the plain tasks: lm-eval's results carry
     both, the analysis reads the calculator decoding (greedy and samples alike) and reports the plain one beside it."""
-    out = evaluate("--model", str(tiny_run / "dpo_final"), "--stages", "dpo", "--verifier", str(tiny_run / "verifier_final"),
-                   "--tasks", "embedded_gsm8k", "embedded_gsm8k_sampled", *CALCULATOR_TASKS, "--chat_template",
-                   "--limit", "4", "--n_samples", "2", "--max_gen_toks", "8", "--output_dir", str(tmp_path / "out"))
+    out = evaluate(
+        "--model",
+        str(tiny_run / "dpo_final"),
+        "--stages",
+        "dpo",
+        "--verifier",
+        str(tiny_run / "verifier_final"),
+        "--tasks",
+        "embedded_gsm8k",
+        "embedded_gsm8k_sampled",
+        *CALCULATOR_TASKS,
+        "--chat_template",
+        "--limit",
+        "4",
+        "--n_samples",
+        "2",
+        "--max_gen_toks",
+        "8",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
     model = results.load_run(out).models[0]
     ran = {"embedded_gsm8k_chat", "embedded_gsm8k_sampled_chat", *(f"{t}_chat" for t in CALCULATOR_TASKS)}
     assert set(model.results["results"]) == ran

@@ -13,14 +13,18 @@ def test_gsm8k_exact_match_takes_solutions_as_lm_eval_returns_them():
     metric = evaluate.load(str(METRICS / "gsm8k_exact_match"))
     predictions = ["3*4=12\n#### 12", "It costs $1,000.", "no idea", "#### 5 then 4"]
     references = ["3*4=<<3*4=12>>12\n#### 12", "#### 1,000", "#### 3", "#### 5"]
-    assert metric.compute(predictions=predictions, references=references) == {"exact_match_strict": 0.5,
-                                                                               "exact_match_flexible": 0.5}
+    assert metric.compute(predictions=predictions, references=references) == {
+        "exact_match_strict": 0.5,
+        "exact_match_flexible": 0.5,
+    }
 
 
 def test_accuracy_and_combine():
     accuracy = evaluate.load(str(METRICS / "accuracy"))
     assert accuracy.compute(predictions=[1, 0, 1, 1], references=[1, 1, 1, 0]) == {"accuracy": 0.5}
-    assert evaluate.combine([str(METRICS / "accuracy")]).compute(predictions=[0, 1], references=[0, 1]) == {"accuracy": 1.0}
+    assert evaluate.combine([str(METRICS / "accuracy")]).compute(predictions=[0, 1], references=[0, 1]) == {
+        "accuracy": 1.0
+    }
 
 
 def test_reported_numbers_equal_lm_evals_example_by_example(evaluated):
@@ -40,7 +44,9 @@ def test_reported_numbers_equal_lm_evals_example_by_example(evaluated):
         assert ours["value"] == model.results["results"][greedy]["exact_match,flexible-extract"]
         metric = evaluate.load(str(METRICS / "gsm8k_exact_match"))
         for sample in model.samples(greedy):  # the first filter's sample: strict-match
-            mine = metric.compute(predictions=sample["resps"][0], references=[sample["doc"]["answer"]])["exact_match_strict"]
+            mine = metric.compute(predictions=sample["resps"][0], references=[sample["doc"]["answer"]])[
+                "exact_match_strict"
+            ]
             assert mine == sample["exact_match"]
         checked += 1
     assert checked >= 6  # pretrain and SFT, each 0- and 2-shot SST-2 and greedy GSM8K

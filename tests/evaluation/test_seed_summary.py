@@ -30,18 +30,36 @@ def test_mean_sd_and_interval_across_three_seeds():
 
 
 def _metric(kind: str, value: float, stderr: float | None = 0.02, **more) -> dict:
-    return {"kind": kind, "measure": "GSM8K greedy", "stage": "sft", "task": "embedded_gsm8k_chat", "percent": True,
-            "value": value, "stderr": stderr, "n": 300, **more}
+    return {
+        "kind": kind,
+        "measure": "GSM8K greedy",
+        "stage": "sft",
+        "task": "embedded_gsm8k_chat",
+        "percent": True,
+        "value": value,
+        "stderr": stderr,
+        "n": 300,
+        **more,
+    }
 
 
 def test_summarize_aligns_values_with_seeds_and_counts_signs():
     seeds = [0, 1, 2]
     per_seed = [
-        {"sft/t/greedy": _metric("value", 0.9), "sft/t/greedy_gain": _metric("gain", 0.8, previous_stage="pretrain"),
-         "dpo/t/verifier_best_of_n_vs_greedy": _metric("difference", -0.1, treatment="verifier_best_of_n",
-                                                        baseline="greedy", interval=[-0.15, -0.05])},
-        {"sft/t/greedy": _metric("value", 0.8, stderr=0.04), "sft/t/greedy_gain": _metric("gain", 0.7, previous_stage="pretrain"),
-         "dpo/t/verifier_best_of_n_vs_greedy": _metric("difference", 0.02, treatment="verifier_best_of_n", baseline="greedy")},
+        {
+            "sft/t/greedy": _metric("value", 0.9),
+            "sft/t/greedy_gain": _metric("gain", 0.8, previous_stage="pretrain"),
+            "dpo/t/verifier_best_of_n_vs_greedy": _metric(
+                "difference", -0.1, treatment="verifier_best_of_n", baseline="greedy", interval=[-0.15, -0.05]
+            ),
+        },
+        {
+            "sft/t/greedy": _metric("value", 0.8, stderr=0.04),
+            "sft/t/greedy_gain": _metric("gain", 0.7, previous_stage="pretrain"),
+            "dpo/t/verifier_best_of_n_vs_greedy": _metric(
+                "difference", 0.02, treatment="verifier_best_of_n", baseline="greedy"
+            ),
+        },
         {"sft/t/greedy": _metric("value", 0.85), "sft/t/greedy_gain": _metric("gain", 0.75, previous_stage="pretrain")},
     ]
     summary = summarize(seeds, per_seed)
@@ -62,5 +80,8 @@ def test_summarize_aligns_values_with_seeds_and_counts_signs():
 
 def test_metric_names_follow_the_selectors_and_the_columns():
     assert [metric_name(column) for column in results.COLUMNS] == [
-        "bits_per_byte", "accuracy", *results.SELECTOR_COLUMNS]
+        "bits_per_byte",
+        "accuracy",
+        *results.SELECTOR_COLUMNS,
+    ]
     assert metric_name("a new column") == "a_new_column"

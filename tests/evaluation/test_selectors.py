@@ -56,10 +56,20 @@ def test_oracle_greedy_and_the_selectors_a_run_allows():
     assert correct(items, "greedy") == [True, False]
     assert available_selectors(items) == ["greedy", "random_of_n", "majority_vote", "oracle_pass_at_n"]
     items[0].scores = items[1].scores = [0.0, 1.0]
-    assert available_selectors(items) == ["greedy", "random_of_n", "majority_vote", "verifier_best_of_n",
-                                          "verifier_weighted_vote", "verifier_top_k_vote", "oracle_pass_at_n"]
-    assert available_selectors([Problem("q", GOLD, None, ["#### 7"])]) == ["random_of_n", "majority_vote",
-                                                                             "oracle_pass_at_n"]
+    assert available_selectors(items) == [
+        "greedy",
+        "random_of_n",
+        "majority_vote",
+        "verifier_best_of_n",
+        "verifier_weighted_vote",
+        "verifier_top_k_vote",
+        "oracle_pass_at_n",
+    ]
+    assert available_selectors([Problem("q", GOLD, None, ["#### 7"])]) == [
+        "random_of_n",
+        "majority_vote",
+        "oracle_pass_at_n",
+    ]
 
 
 def test_random_of_n_is_the_fraction_of_correct_samples_and_picks_no_single_solution():
@@ -78,7 +88,9 @@ def test_random_of_n_is_the_fraction_of_correct_samples_and_picks_no_single_solu
 def test_verifier_top_k_vote_votes_among_the_k_best_scored():
     assert TOP_K == 3
     # the top 3 by score are #### 8 (2.0), #### 7 (1.5), #### 7 (1.0): 7 wins two votes to one
-    voted = problem(["#### 8", "#### 7", "#### 9", "#### 7", "#### 9", "#### 9"], scores=[2.0, 1.5, -1.0, 1.0, 0.0, -2.0])
+    voted = problem(
+        ["#### 8", "#### 7", "#### 9", "#### 7", "#### 9", "#### 9"], scores=[2.0, 1.5, -1.0, 1.0, 0.0, -2.0]
+    )
     assert choose(voted, "verifier_top_k_vote") == "#### 7"
     assert choose(voted, "verifier_best_of_n") == "#### 8" and choose(voted, "majority_vote") == "#### 9"
     # three different answers in the top 3: the answer of the highest-scored one
@@ -95,17 +107,22 @@ def brute_force_ranking(items, parsed_only=False):
     for p in items:
         kept = [(s, c.endswith(" 7")) for c, s in zip(p.candidates, p.scores) if not parsed_only or c != "no idea"]
         everything += kept
-        pairs += [1.0 if g > b else 0.5 if g == b else 0.0 for (g, gc), (b, bc) in itertools.product(kept, kept)
-                  if gc and not bc]
+        pairs += [
+            1.0 if g > b else 0.5 if g == b else 0.0
+            for (g, gc), (b, bc) in itertools.product(kept, kept)
+            if gc and not bc
+        ]
     labels = [int(c) for _, c in everything]
     return sum(pairs) / len(pairs), len(pairs), roc_auc_score(labels, [s for s, _ in everything]), len(everything)
 
 
 def test_verifier_pair_accuracy_and_auroc_equal_their_definitions():
-    items = [problem(["#### 7", "#### 8", "no idea", "#### 7"], scores=[0.3, 0.9, -0.2, 0.3]),
-             problem(["#### 8", "#### 7", "#### 9"], scores=[0.5, 0.5, 0.1]),
-             problem(["#### 7", "#### 7"], scores=[2.0, -3.0]),  # no wrong candidate: no pair
-             problem(["no idea", "#### 8"], scores=[4.0, 1.0])]  # no correct candidate: no pair
+    items = [
+        problem(["#### 7", "#### 8", "no idea", "#### 7"], scores=[0.3, 0.9, -0.2, 0.3]),
+        problem(["#### 8", "#### 7", "#### 9"], scores=[0.5, 0.5, 0.1]),
+        problem(["#### 7", "#### 7"], scores=[2.0, -3.0]),  # no wrong candidate: no pair
+        problem(["no idea", "#### 8"], scores=[4.0, 1.0]),
+    ]  # no correct candidate: no pair
     for parsed_only in (False, True):
         ranking = verifier_ranking(items, parsed_only=parsed_only)
         pair_accuracy, n_pairs, auroc, n = brute_force_ranking(items, parsed_only)
@@ -117,7 +134,9 @@ def test_verifier_pair_accuracy_and_auroc_equal_their_definitions():
     assert verifier_ranking(items, parsed_only=True)["pair_accuracy"] == pytest.approx(1.5 / 4)
     assert verifier_ranking([problem(["#### 7"], scores=[1.0])])["pair_accuracy"] is None
     rng = np.random.default_rng(0)  # many ties and sizes: the rank formula equals scikit-learn's AUROC
-    big = [problem([f"#### {a}" for a in rng.integers(6, 9, 8)], scores=rng.integers(0, 4, 8).tolist()) for _ in range(50)]
+    big = [
+        problem([f"#### {a}" for a in rng.integers(6, 9, 8)], scores=rng.integers(0, 4, 8).tolist()) for _ in range(50)
+    ]
     assert verifier_ranking(big)["auroc"] == pytest.approx(brute_force_ranking(big)[2])
 
 

@@ -227,12 +227,19 @@ def test_capability_table_answers_before_any_model_exists():
 
     assert modeling_modern_llm.check_attention_implementation is kernels.check_attention_implementation  # public
     assert kernels.attention_capabilities("flash_attention_4") == {
-        "sinks_forward": True, "sinks_backward": True, "varlen": True}
+        "sinks_forward": True,
+        "sinks_backward": True,
+        "varlen": True,
+    }
     assert kernels.attention_capabilities("kernels-community/flash-attn4") == kernels.attention_capabilities(
-        "flash_attention_4")  # transformers' name for FA4 loaded through `kernels`
+        "flash_attention_4"
+    )  # transformers' name for FA4 loaded through `kernels`
     assert kernels.attention_capabilities("kernels-community/vllm-flash-attn3")["sinks_backward"] is False
     assert kernels.attention_capabilities("some/unknown-kernel") == {
-        "sinks_forward": False, "sinks_backward": False, "varlen": False}
+        "sinks_forward": False,
+        "sinks_backward": False,
+        "varlen": False,
+    }
     check = kernels.check_attention_implementation
     for name in ("eager", "sdpa", "flash_attention_4", "kernels-community/flash-attn4"):
         assert check(name, attention_sinks=True, training=True) is None, name
@@ -254,9 +261,16 @@ def choose_kernel_as_on_a_gpu(model, name, monkeypatch):
     model.set_attn_implementation(name)
 
 
-@pytest.mark.parametrize("name, trains", [("kernels-community/vllm-flash-attn3", False), ("flash_attention_4", True),
-                                          ("kernels-community/flash-attn4", True), ("flash_attention_3", None),
-                                          ("kernels-community/flash-attn2", None)])
+@pytest.mark.parametrize(
+    "name, trains",
+    [
+        ("kernels-community/vllm-flash-attn3", False),
+        ("flash_attention_4", True),
+        ("kernels-community/flash-attn4", True),
+        ("flash_attention_3", None),
+        ("kernels-community/flash-attn2", None),
+    ],
+)
 def test_the_model_checks_a_kernel_once_for_serving_and_for_training(name, trains, monkeypatch):
     """A kernel without a sink input is refused when it is chosen; one that applies the sinks but returns no gradient
     for them serves, and is refused by a forward pass that would train."""

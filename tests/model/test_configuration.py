@@ -10,9 +10,17 @@ from .conftest import tiny_config
 
 def test_llama_field_names_mean_the_same_as_in_llama():
     shared = dict(
-        vocab_size=100, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=80, rms_norm_eps=1e-5, tie_word_embeddings=True,
-        initializer_range=0.01, rope_theta=5000.0,
+        vocab_size=100,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=80,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        initializer_range=0.01,
+        rope_theta=5000.0,
     )
     ours, llama = ModernLLMConfig(**shared), LlamaConfig(**shared)
     for name in shared:

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -137,49 +136,76 @@ def test_the_gguf_holds_llama_cpps_metadata_vocabulary_and_chat_template(exporte
     tokenizer, config = AutoTokenizer.from_pretrained(src), ModernLLMForCausalLM.from_pretrained(src).config
     assert fields["general.architecture"] == "llama" and fields["general.file_type"] == 0  # all F32
     assert (fields["llama.block_count"], fields["llama.embedding_length"], fields["llama.feed_forward_length"]) == (
-        config.num_hidden_layers, config.hidden_size, config.intermediate_size)
+        config.num_hidden_layers,
+        config.hidden_size,
+        config.intermediate_size,
+    )
     assert (fields["llama.attention.head_count"], fields["llama.attention.head_count_kv"]) == (4, 2)
     assert fields["llama.context_length"] == config.max_position_embeddings and fields["llama.vocab_size"] == VOCAB_SIZE
     assert fields["llama.rope.freq_base"] == 5000.0 and fields["llama.rope.dimension_count"] == config.head_dim
     assert fields["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(config.rms_norm_eps)
     assert (fields["tokenizer.ggml.model"], fields["tokenizer.ggml.pre"]) == ("gpt2", "llama-bpe")
     vocab = tokenizer.get_vocab()
-    assert fields["tokenizer.ggml.tokens"][:len(vocab)] == sorted(vocab, key=vocab.get)
+    assert fields["tokenizer.ggml.tokens"][: len(vocab)] == sorted(vocab, key=vocab.get)
     assert [fields["tokenizer.ggml.token_type"][i] for i in range(6)] == [3, 3, 3, 3, 1, 1]  # control, then normal
     with open(os.path.join(src, "tokenizer.json")) as handle:
         merges = json.load(handle)["model"]["merges"]
     assert fields["tokenizer.ggml.merges"] == [" ".join(pair) for pair in merges] and len(merges) > 10
-    assert (fields["tokenizer.ggml.bos_token_id"], fields["tokenizer.ggml.eos_token_id"],
-            fields["tokenizer.ggml.padding_token_id"]) == (0, 0, 1)
+    assert (
+        fields["tokenizer.ggml.bos_token_id"],
+        fields["tokenizer.ggml.eos_token_id"],
+        fields["tokenizer.ggml.padding_token_id"],
+    ) == (0, 0, 1)
     assert fields["tokenizer.ggml.add_bos_token"] is False and fields["tokenizer.ggml.add_eos_token"] is False
     messages = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
     template = fields["tokenizer.chat_template"]
     assert "{%- generation %}" not in template  # transformers' training-only tag, unknown to plain Jinja
-    assert jinja2.Environment().from_string(template).render(messages=messages, add_generation_prompt=False) == \
-        tokenizer.apply_chat_template(messages, tokenize=False)
+    assert jinja2.Environment().from_string(template).render(
+        messages=messages, add_generation_prompt=False
+    ) == tokenizer.apply_chat_template(messages, tokenize=False)
 
 
 def test_the_gguf_holds_every_tensor_in_llama_cpps_names_and_rotary_layout(exported):
     _, dst, tied = exported
     reader, fields = gguf_fields(os.path.join(dst, "model.gguf"))
     llama = LlamaForCausalLM.from_pretrained(dst).state_dict()
-    tensors = {tensor.name: torch.from_numpy(tensor.data.copy()).reshape(tuple(reversed(tensor.shape.tolist())))
-               for tensor in reader.tensors}
-    blocks = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
-    expected = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-                **({} if tied else {"output.weight": "lm_head.weight"}),
-                **{f"blk.{i}.{ours}.weight": f"model.layers.{i}.{theirs}.weight" for i in range(2)
-                   for theirs, ours in blocks.items()}}
+    tensors = {
+        tensor.name: torch.from_numpy(tensor.data.copy()).reshape(tuple(reversed(tensor.shape.tolist())))
+        for tensor in reader.tensors
+    }
+    blocks = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
+    expected = {
+        "token_embd.weight": "model.embed_tokens.weight",
+        "output_norm.weight": "model.norm.weight",
+        **({} if tied else {"output.weight": "lm_head.weight"}),
+        **{
+            f"blk.{i}.{ours}.weight": f"model.layers.{i}.{theirs}.weight"
+            for i in range(2)
+            for theirs, ours in blocks.items()
+        },
+    }
     assert set(tensors) == set(expected)
     heads = {"attn_q": fields["llama.attention.head_count"], "attn_k": fields["llama.attention.head_count_kv"]}
     for name, hf_name in expected.items():
         weight, kind = llama[hf_name], name.split(".")[-2]
         if kind in heads:  # llama.cpp rotates neighbouring dimensions (2i, 2i+1); transformers rotates (i, i + d/2)
             head_dim = weight.shape[0] // heads[kind]
-            order = [h * head_dim + i + half * head_dim // 2 for h in range(heads[kind])
-                     for i in range(head_dim // 2) for half in (0, 1)]
+            order = [
+                h * head_dim + i + half * head_dim // 2
+                for h in range(heads[kind])
+                for i in range(head_dim // 2)
+                for half in (0, 1)
+            ]
             weight = weight[order]
         assert torch.equal(tensors[name], weight), name
 
@@ -190,8 +216,12 @@ def test_transformers_reads_the_gguf_back_to_the_exports_logits_and_tokens(expor
     from_gguf = AutoModelForCausalLM.from_pretrained(dst, gguf_file="model.gguf").eval()
     input_ids, attention_mask = padded_batch()
     with torch.no_grad():
-        torch.testing.assert_close(from_gguf(input_ids, attention_mask=attention_mask).logits,
-                                   llama(input_ids, attention_mask=attention_mask).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            from_gguf(input_ids, attention_mask=attention_mask).logits,
+            llama(input_ids, attention_mask=attention_mask).logits,
+            atol=1e-5,
+            rtol=0,
+        )
     tokenizer = AutoTokenizer.from_pretrained(dst)
     gguf_tokenizer = AutoTokenizer.from_pretrained(dst, gguf_file="model.gguf")
     for text in ["the cat 12 sat on mat 84", "<|im_start|>user\nhi  1234567<|im_end|>\n", "  two\tspaces  "]:
@@ -200,8 +230,9 @@ def test_transformers_reads_the_gguf_back_to_the_exports_logits_and_tokens(expor
 
 def test_a_bfloat16_export_writes_bf16_matrices_and_f32_norms(tmp_path):
     save_tiny_model(tmp_path / "src")
-    train_tokenizer([f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE,
-                    save_dir=str(tmp_path / "src"))
+    train_tokenizer(
+        [f"the cat {i} sat on mat {i * 7}" for i in range(200)], vocab_size=VOCAB_SIZE, save_dir=str(tmp_path / "src")
+    )
     export_to_llama(str(tmp_path / "src"), str(tmp_path / "dst"), dtype="bfloat16", gguf=True)
     reader, fields = gguf_fields(str(tmp_path / "dst" / "model.gguf"))
     types = {tensor.name: tensor.tensor_type.name for tensor in reader.tensors}
@@ -209,8 +240,9 @@ def test_a_bfloat16_export_writes_bf16_matrices_and_f32_norms(tmp_path):
     assert {types[name] for name in types if "norm" in name} == {"F32"}
     assert {types[name] for name in types if "norm" not in name} == {"BF16"}
     llama = LlamaForCausalLM.from_pretrained(str(tmp_path / "dst"), dtype=torch.float32).eval()
-    from_gguf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "dst"), gguf_file="model.gguf",
-                                                     dtype=torch.float32).eval()
+    from_gguf = AutoModelForCausalLM.from_pretrained(
+        str(tmp_path / "dst"), gguf_file="model.gguf", dtype=torch.float32
+    ).eval()
     input_ids, _ = padded_batch()
     with torch.no_grad():
         torch.testing.assert_close(from_gguf(input_ids).logits, llama(input_ids).logits, atol=1e-5, rtol=0)

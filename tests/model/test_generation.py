@@ -47,14 +47,22 @@ def test_generating_from_input_embeddings_equals_generating_from_ids():
     from_ids = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
     embeds = model.get_input_embeddings()(input_ids)
     from_embeds = model.generate(inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=6, **GREEDY)
-    assert torch.equal(from_embeds, from_ids[:, input_ids.shape[1]:])
+    assert torch.equal(from_embeds, from_ids[:, input_ids.shape[1] :])
 
 
 def test_sampling_with_several_return_sequences():
     model = tiny_model("sdpa")
     input_ids, attention_mask = left_padded_batch([5, 3])
-    settings = dict(attention_mask=attention_mask, max_new_tokens=10, do_sample=True, temperature=1.5, top_k=0,
-                    num_return_sequences=3, pad_token_id=PAD_ID, eos_token_id=None)
+    settings = dict(
+        attention_mask=attention_mask,
+        max_new_tokens=10,
+        do_sample=True,
+        temperature=1.5,
+        top_k=0,
+        num_return_sequences=3,
+        pad_token_id=PAD_ID,
+        eos_token_id=None,
+    )
     torch.manual_seed(1)
     first = model.generate(input_ids, **settings)
     torch.manual_seed(1)
@@ -93,18 +101,30 @@ def test_streaming_steps_equal_a_fresh_pass_over_the_kept_tokens():
     model = tiny_model("sdpa", num_hidden_layers=1)
     sink_tokens, window, prompt_length = 3, 7, 15
     input_ids = left_padded_batch([prompt_length])[0]
-    output = model.generate(input_ids, max_new_tokens=12, streaming_window=window,
-                            streaming_sink_tokens=sink_tokens, **GREEDY)[0]
+    output = model.generate(
+        input_ids, max_new_tokens=12, streaming_window=window, streaming_sink_tokens=sink_tokens, **GREEDY
+    )[0]
     assert output[prompt_length] == model(input_ids).logits[0, -1].argmax()  # prefill sees the whole prompt
     for j in range(prompt_length + 1, len(output)):
         kept = torch.cat([output[:sink_tokens], output[j - 1 - window : j]])
         assert output[j] == model(kept[None]).logits[0, -1].argmax(), j
 
 
-@pytest.mark.parametrize("rope_parameters", [None, {"rope_type": "linear", "factor": 2.0},
-                                             {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
-                                             {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}])
+@pytest.mark.parametrize(
+    "rope_parameters",
+    [
+        None,
+        {"rope_type": "linear", "factor": 2.0},
+        {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16},
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    ],
+)
 def test_the_streaming_cache_rotates_with_the_models_rope(rope_parameters):
     """The cache re-rotates kept keys with the frequencies the model rotated them with (scaled RoPE types included)."""
     model = tiny_model("sdpa", **({} if rope_parameters is None else {"rope_parameters": rope_parameters}))
@@ -160,5 +180,10 @@ def test_streaming_in_bf16_does_not_drift_after_hundreds_of_evictions():
 def test_streaming_option_conflicts_with_an_explicit_cache():
     model = tiny_model("sdpa")
     with pytest.raises(ValueError, match="not both"):
-        model.generate(left_padded_batch([4])[0], max_new_tokens=2, streaming_window=8,
-                       past_key_values=StreamingSinkCache(model.config), **GREEDY)
+        model.generate(
+            left_padded_batch([4])[0],
+            max_new_tokens=2,
+            streaming_window=8,
+            past_key_values=StreamingSinkCache(model.config),
+            **GREEDY,
+        )

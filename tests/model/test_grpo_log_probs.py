@@ -45,17 +45,30 @@ def test_grpo_log_probs_are_the_models_log_softmax(name, tokenizer, tmp_path):
     from trl import GRPOConfig, GRPOTrainer
 
     model = tiny_model(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **CONFIGS[name]).train()
-    args = GRPOConfig(output_dir=str(tmp_path), temperature=TEMPERATURE, num_generations=2,
-                      per_device_train_batch_size=2, max_completion_length=8, bf16=False, gradient_checkpointing=False,
-                      report_to=[])
-    trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **kwargs: [0.0] * len(completions), args=args,
-                          train_dataset=Dataset.from_list([{"prompt": WORDS}] * 2), processing_class=tokenizer)
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        temperature=TEMPERATURE,
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=8,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=lambda completions, **kwargs: [0.0] * len(completions),
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": WORDS}] * 2),
+        processing_class=tokenizer,
+    )
     input_ids, attention_mask, keep = grpo_batch(tokenizer)
     weights = torch.randn(input_ids.shape[0], keep, generator=torch.Generator().manual_seed(1))
 
     moe = bool(model.config.num_experts)
     log_probs, entropy, aux_loss = trainer._get_per_token_logps_and_entropies(
-        trainer.model, input_ids, attention_mask, keep, compute_entropy=True, compute_aux_loss=moe)
+        trainer.model, input_ids, attention_mask, keep, compute_entropy=True, compute_aux_loss=moe
+    )
     mask = attention_mask[:, -keep:].bool()
     trainer.model.zero_grad()
     (weights * log_probs * mask).sum().backward()

@@ -12,11 +12,17 @@ from .conftest import tiny_config
 
 def llama_twin(config):
     return LlamaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-        num_hidden_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
-        num_key_value_heads=config.num_key_value_heads, max_position_embeddings=config.max_position_embeddings,
-        rms_norm_eps=config.rms_norm_eps, rope_parameters=dict(config.rope_parameters),
-        tie_word_embeddings=config.tie_word_embeddings, pad_token_id=config.pad_token_id,
+        vocab_size=config.vocab_size,
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_key_value_heads=config.num_key_value_heads,
+        max_position_embeddings=config.max_position_embeddings,
+        rms_norm_eps=config.rms_norm_eps,
+        rope_parameters=dict(config.rope_parameters),
+        tie_word_embeddings=config.tie_word_embeddings,
+        pad_token_id=config.pad_token_id,
     )
 
 
@@ -64,10 +70,19 @@ def test_dense_model_without_extras_is_exactly_llama():
 def test_parameter_names_follow_the_design_contract():
     model = modern.ModernLLMForCausalLM(tiny_config(num_experts=2, num_experts_per_tok=1))
     names = set(dict(model.named_parameters()))
-    for name in ("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
-                 "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight",
-                 "model.layers.0.self_attn.sinks", "model.layers.0.self_attn.q_norm.weight",
-                 "model.layers.0.self_attn.k_norm.weight", "model.layers.0.input_layernorm.weight",
-                 "model.layers.0.post_attention_layernorm.weight", "model.layers.1.mlp.router.weight",
-                 "model.layers.1.mlp.experts.gate_up_proj", "model.layers.1.mlp.experts.down_proj"):
+    for name in (
+        "model.embed_tokens.weight",
+        "lm_head.weight",
+        "model.norm.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.self_attn.o_proj.weight",
+        "model.layers.0.self_attn.sinks",
+        "model.layers.0.self_attn.q_norm.weight",
+        "model.layers.0.self_attn.k_norm.weight",
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.0.post_attention_layernorm.weight",
+        "model.layers.1.mlp.router.weight",
+        "model.layers.1.mlp.experts.gate_up_proj",
+        "model.layers.1.mlp.experts.down_proj",
+    ):
         assert name in names, name

@@ -140,8 +140,9 @@ def test_the_z_loss_gradient_is_applied_exactly_once_with_padding():
     reference.zero_grad()
     reference(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
     router = "model.layers.0.mlp.router.weight"
-    assert not torch.allclose(dict(model.named_parameters())[router].grad,
-                              dict(reference.named_parameters())[router].grad, atol=1e-4)  # the z-loss mattered
+    assert not torch.allclose(
+        dict(model.named_parameters())[router].grad, dict(reference.named_parameters())[router].grad, atol=1e-4
+    )  # the z-loss mattered
 
 
 def test_a_short_training_run_lowers_the_loss_of_a_moe_model():

@@ -17,8 +17,13 @@ from modeling_modern_llm import ModernLLMForCausalLM, ModernLLMForSequenceClassi
 from .conftest import left_padded_batch, tiny_config, tiny_model
 
 FULL = dict(num_experts=4, num_experts_per_tok=2, rope_theta=3000.0)  # sinks and QK-norm are on by default
-MODEL_FILES = ("configuration_modern_llm.py", "modeling_modern_llm.py", "attention_kernels_modern_llm.py",
-               "moe_modern_llm.py", "streaming_modern_llm.py")
+MODEL_FILES = (
+    "configuration_modern_llm.py",
+    "modeling_modern_llm.py",
+    "attention_kernels_modern_llm.py",
+    "moe_modern_llm.py",
+    "streaming_modern_llm.py",
+)
 
 
 @pytest.mark.parametrize("tie_word_embeddings", [False, True])
@@ -118,9 +123,22 @@ def test_remote_code_loads_in_a_process_without_the_package(tmp_path, head):
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     # -I: no cwd/PYTHONPATH/user site on sys.path; -S: no site-packages .pth hooks (the editable-install finder).
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", REMOTE_LOAD, json.dumps(site_dirs), str(folder), head,
-         json.dumps(MODEL_FILES)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            REMOTE_LOAD,
+            json.dumps(site_dirs),
+            str(folder),
+            head,
+            json.dumps(MODEL_FILES),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
     assert torch.equal(torch.load(folder / "remote_logits.pt"), expected)

@@ -233,7 +233,10 @@ def run_cli_process(*args):
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # a different hash seed than this process, on purpose
     return subprocess.run(
         [sys.executable, "-m", "modeling_modern_llm.tokenizer", *args],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -248,8 +251,9 @@ def run_cli(*args):
 def test_cli_on_a_text_file_matches_the_function(tmp_path, corpus):
     text_file = tmp_path / "corpus.txt"
     text_file.write_text("\n".join(corpus), encoding="utf-8")
-    result = run_cli_process("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file",
-                             str(text_file))
+    result = run_cli_process(
+        "--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file)
+    )
     assert result.returncode == 0, result.stderr
     from_cli = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     # Same lines in another process give the same vocabulary: training does not depend on hash seeds.
@@ -266,12 +270,19 @@ def test_cli_without_text_fails_with_a_hint(tmp_path):
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
-@pytest.mark.parametrize("make_args, status, words", [
-    (lambda d: ["--text_file", str(_written(d / "latin.txt", b"caf\xe9\n" * 50))], 1, "is not UTF-8"),
-    (lambda d: ["--dataset", "wikitext-3"], 2, "unknown dataset 'wikitext-3'"),
-    (lambda d: ["--dataset", "embedded-alpaca"], 2, "not a `text` column"),
-    (lambda d: ["--text_file", str(_written(d / "ok.txt", b"words\n" * 50)), "--vocab_size", "100"], 2, "too small"),
-])
+@pytest.mark.parametrize(
+    "make_args, status, words",
+    [
+        (lambda d: ["--text_file", str(_written(d / "latin.txt", b"caf\xe9\n" * 50))], 1, "is not UTF-8"),
+        (lambda d: ["--dataset", "wikitext-3"], 2, "unknown dataset 'wikitext-3'"),
+        (lambda d: ["--dataset", "embedded-alpaca"], 2, "not a `text` column"),
+        (
+            lambda d: ["--text_file", str(_written(d / "ok.txt", b"words\n" * 50)), "--vocab_size", "100"],
+            2,
+            "too small",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line(make_args, status, words, tmp_path):
     result = run_cli("--output_dir", str(tmp_path / "tok"), *make_args(tmp_path))
     assert result.returncode == status and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -280,7 +291,9 @@ def test_cli_bad_input_is_one_line(make_args, status, words, tmp_path):
 
 def test_cli_keeps_an_existing_tokenizer_unless_overwrite(tmp_path, corpus):
     text_file = _written(tmp_path / "corpus.txt", "\n".join(corpus).encode())
-    first = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file))
+    first = run_cli(
+        "--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--text_file", str(text_file)
+    )
     assert first.returncode == 0
     before = (tmp_path / "tok" / "tokenizer.json").read_bytes()
     again = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", "300", "--text_file", str(text_file))
@@ -294,7 +307,16 @@ def _written(path, data: bytes):
 
 
 def test_cli_on_a_registry_dataset(tmp_path):
-    result = run_cli("--output_dir", str(tmp_path / "tok"), "--vocab_size", str(VOCAB_SIZE), "--dataset", "embedded-text", "--limit", "500")
+    result = run_cli(
+        "--output_dir",
+        str(tmp_path / "tok"),
+        "--vocab_size",
+        str(VOCAB_SIZE),
+        "--dataset",
+        "embedded-text",
+        "--limit",
+        "500",
+    )
     assert result.returncode == 0, result.stderr
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
     assert len(tokenizer) == VOCAB_SIZE

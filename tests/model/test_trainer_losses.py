@@ -35,8 +35,9 @@ def tokenizer():
 
 def twin_models(model_class, tokenizer, **extras):
     """The MoE model under test and a copy with the same weights whose router coefficients are 0."""
-    settings = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_experts=4,
-                    num_experts_per_tok=2, **extras)
+    settings = dict(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_experts=4, num_experts_per_tok=2, **extras
+    )
     model = model_class(tiny_config(router_aux_loss_coef=AUX_COEF, router_z_loss_coef=Z_COEF, **settings)).train()
     reference = model_class(tiny_config(router_aux_loss_coef=0.0, router_z_loss_coef=0.0, **settings)).train()
     reference.load_state_dict(model.state_dict())
@@ -85,8 +86,14 @@ def test_sft_trainer_fused_lm_head_optimises_both_router_losses(tmp_path, tokeni
     rows = Dataset.from_list([{"text": f"{WORDS} {i}"} for i in range(8)])
 
     def make_trainer(m):
-        args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, bf16=False,
-                         gradient_checkpointing=False, report_to=[], max_length=32)
+        args = SFTConfig(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=4,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to=[],
+            max_length=32,
+        )
         return SFTTrainer(model=m, args=args, train_dataset=rows, processing_class=tokenizer)
 
     loss, task_loss = assert_trainer_optimises_task_plus_router_losses(make_trainer, model, reference)
@@ -97,14 +104,22 @@ def test_dpo_trainer_optimises_both_router_losses(tmp_path, tokenizer):
     from trl import DPOConfig, DPOTrainer
 
     model, reference = twin_models(ModernLLMForCausalLM, tokenizer)
-    rows = Dataset.from_list([{"prompt": f"the cat {i}", "chosen": " sat on a mat", "rejected": " ran to the ball"}
-                              for i in range(8)])
+    rows = Dataset.from_list(
+        [{"prompt": f"the cat {i}", "chosen": " sat on a mat", "rejected": " ran to the ball"} for i in range(8)]
+    )
 
     def make_trainer(m):
-        args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, bf16=False,
-                         gradient_checkpointing=False, report_to=[], max_length=32)
-        return DPOTrainer(model=m, ref_model=copy.deepcopy(m).eval(), args=args, train_dataset=rows,
-                          processing_class=tokenizer)
+        args = DPOConfig(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=4,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to=[],
+            max_length=32,
+        )
+        return DPOTrainer(
+            model=m, ref_model=copy.deepcopy(m).eval(), args=args, train_dataset=rows, processing_class=tokenizer
+        )
 
     assert_trainer_optimises_task_plus_router_losses(make_trainer, model, reference)
 
@@ -113,12 +128,19 @@ def test_reward_trainer_optimises_both_router_losses(tmp_path, tokenizer):
     from trl import RewardConfig, RewardTrainer
 
     model, reference = twin_models(ModernLLMForSequenceClassification, tokenizer, num_labels=1)
-    rows = Dataset.from_list([{"chosen": f"the cat sat {i}", "rejected": f"a dog ran to the big ball {i}"}
-                              for i in range(8)])
+    rows = Dataset.from_list(
+        [{"chosen": f"the cat sat {i}", "rejected": f"a dog ran to the big ball {i}"} for i in range(8)]
+    )
 
     def make_trainer(m):
-        args = RewardConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, bf16=False,
-                            gradient_checkpointing=False, report_to=[], max_length=32)
+        args = RewardConfig(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=4,
+            bf16=False,
+            gradient_checkpointing=False,
+            report_to=[],
+            max_length=32,
+        )
         return RewardTrainer(model=m, args=args, train_dataset=rows, processing_class=tokenizer)
 
     loss, task_loss = assert_trainer_optimises_task_plus_router_losses(make_trainer, model, reference)
@@ -128,9 +150,20 @@ def test_reward_trainer_optimises_both_router_losses(tmp_path, tokenizer):
 # ---------------------------------------------------------------- gradient accumulation, through each trainer's loop
 def common_args(tmp_path, accumulation: int) -> dict:
     """One optimizer step over `accumulation` micro-batches of 2 rows, unclipped, nothing saved."""
-    return dict(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=accumulation,
-                max_steps=1, max_grad_norm=0.0, bf16=False, gradient_checkpointing=False, report_to=[],
-                save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0)
+    return dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        max_grad_norm=0.0,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
 
 
 class _StepGradients(TrainerCallback):
@@ -184,8 +217,10 @@ def _causal_inputs(batch):
 
 
 def _grpo_inputs(batch):
-    return {"input_ids": torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
-            "attention_mask": torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)}
+    return {
+        "input_ids": torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1),
+        "attention_mask": torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1),
+    }
 
 
 def test_sft_accumulation_scales_the_router_losses_like_the_loss(tmp_path, tokenizer):
@@ -195,8 +230,12 @@ def test_sft_accumulation_scales_the_router_losses_like_the_loss(tmp_path, token
     rows = Dataset.from_list([{"text": f"{WORDS} {i}" * (1 + i % 3)} for i in range(8)])
 
     def make_trainer(m):
-        return SFTTrainer(model=m, args=SFTConfig(**common_args(tmp_path, 2), max_length=48), train_dataset=rows,
-                          processing_class=tokenizer)
+        return SFTTrainer(
+            model=m,
+            args=SFTConfig(**common_args(tmp_path, 2), max_length=48),
+            train_dataset=rows,
+            processing_class=tokenizer,
+        )
 
     assert_accumulated_step_includes_router_losses_once(make_trainer, model, reference, _causal_inputs, 2)
 
@@ -205,12 +244,18 @@ def test_dpo_accumulation_scales_the_router_losses_like_the_loss(tmp_path, token
     from trl import DPOConfig, DPOTrainer
 
     model, reference = twin_models(ModernLLMForCausalLM, tokenizer)
-    rows = Dataset.from_list([{"prompt": f"the cat {i}", "chosen": " sat on a mat", "rejected": " ran to the ball"}
-                              for i in range(8)])
+    rows = Dataset.from_list(
+        [{"prompt": f"the cat {i}", "chosen": " sat on a mat", "rejected": " ran to the ball"} for i in range(8)]
+    )
 
     def make_trainer(m):
-        return DPOTrainer(model=m, ref_model=copy.deepcopy(m).eval(), args=DPOConfig(**common_args(tmp_path, 2),
-                          max_length=32), train_dataset=rows, processing_class=tokenizer)
+        return DPOTrainer(
+            model=m,
+            ref_model=copy.deepcopy(m).eval(),
+            args=DPOConfig(**common_args(tmp_path, 2), max_length=32),
+            train_dataset=rows,
+            processing_class=tokenizer,
+        )
 
     assert_accumulated_step_includes_router_losses_once(make_trainer, model, reference, _causal_inputs, 2)
 
@@ -219,12 +264,17 @@ def test_reward_accumulation_scales_the_router_losses_like_the_loss(tmp_path, to
     from trl import RewardConfig, RewardTrainer
 
     model, reference = twin_models(ModernLLMForSequenceClassification, tokenizer, num_labels=1)
-    rows = Dataset.from_list([{"chosen": f"the cat sat {i}", "rejected": f"a dog ran to the big ball {i}"}
-                              for i in range(8)])
+    rows = Dataset.from_list(
+        [{"chosen": f"the cat sat {i}", "rejected": f"a dog ran to the big ball {i}"} for i in range(8)]
+    )
 
     def make_trainer(m):
-        return RewardTrainer(model=m, args=RewardConfig(**common_args(tmp_path, 2), max_length=32),
-                             train_dataset=rows, processing_class=tokenizer)
+        return RewardTrainer(
+            model=m,
+            args=RewardConfig(**common_args(tmp_path, 2), max_length=32),
+            train_dataset=rows,
+            processing_class=tokenizer,
+        )
 
     assert_accumulated_step_includes_router_losses_once(make_trainer, model, reference, _causal_inputs, 2)
 
@@ -241,9 +291,11 @@ def test_grpo_optimises_both_router_losses_once_scaled_like_the_loss(tmp_path, t
     rows = Dataset.from_list([{"prompt": f"the cat {i} sat on"} for i in range(8)])
 
     def make_trainer(m):
-        args = GRPOConfig(**common_args(tmp_path, accumulation), num_generations=2, max_completion_length=8,
-                          temperature=1.0)
-        return GRPOTrainer(model=m, reward_funcs=_completion_length_reward, args=args, train_dataset=rows,
-                           processing_class=tokenizer)
+        args = GRPOConfig(
+            **common_args(tmp_path, accumulation), num_generations=2, max_completion_length=8, temperature=1.0
+        )
+        return GRPOTrainer(
+            model=m, reward_funcs=_completion_length_reward, args=args, train_dataset=rows, processing_class=tokenizer
+        )
 
     assert_accumulated_step_includes_router_losses_once(make_trainer, model, reference, _grpo_inputs, accumulation)

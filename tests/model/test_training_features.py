@@ -36,8 +36,12 @@ def test_lora_on_the_documented_targets_trains_and_merges():
     model = tiny_model("sdpa", num_experts=2, num_experts_per_tok=1)
     input_ids = torch.randint(3, 128, (2, 8))
     base_logits = model(input_ids).logits
-    lora = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LORA_TARGETS,
-                                            target_parameters=LORA_EXPERT_PARAMETERS, lora_dropout=0.0))
+    lora = get_peft_model(
+        model,
+        LoraConfig(
+            r=4, lora_alpha=8, target_modules=LORA_TARGETS, target_parameters=LORA_EXPERT_PARAMETERS, lora_dropout=0.0
+        ),
+    )
     wrapped = {name for name, _ in lora.named_parameters() if "lora_A" in name}
     assert any(".self_attn.q_proj." in name for name in wrapped)
     assert sum(".mlp.experts." in name for name in wrapped) == 2 * 2  # both stacked weights of both layers
@@ -72,8 +76,16 @@ def test_trl_sft_trainer_trains_the_model_with_its_default_router_settings(tmp_p
     model = tiny_model("sdpa", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **extras).train()
     assert (model.config.router_aux_loss_coef > 0) == bool(extras)
     rows = [{"text": f"a tiny corpus for a tiny tokenizer number {i}"} for i in range(8)]
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, bf16=False,
-                     gradient_checkpointing=False, report_to=[], logging_steps=1, save_strategy="no")
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     assert trainer.aux_loss_enabled == bool(extras)
     trainer.train()

@@ -24,9 +24,20 @@ def _model(seed: int, classifier: bool = False):
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM, ModernLLMForSequenceClassification
 
     torch.manual_seed(seed)
-    config = ModernLLMConfig(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, max_position_embeddings=512, attention_sinks=True, num_labels=1,
-                             pad_token_id=1, bos_token_id=0, eos_token_id=0)
+    config = ModernLLMConfig(
+        vocab_size=320,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        attention_sinks=True,
+        num_labels=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     model = (ModernLLMForSequenceClassification if classifier else ModernLLMForCausalLM)(config)
     with torch.no_grad():
         for layer in model.model.layers:
@@ -35,19 +46,43 @@ def _model(seed: int, classifier: bool = False):
 
 
 def _summary(stage: str, seed: int) -> dict:
-    summary = {"stage": stage, "config_path": f"recipes/configs/cpu-demo/{stage}.yaml",
-               "command": f"python recipes/{stage}.py --config recipes/configs/cpu-demo/{stage}.yaml",
-               "wall_time_s": 41.7 + seed, "steps": 60 + 7 * seed, "train_tokens": 121344 + seed, "tokens_per_s": 2907.8,
-               "final_loss": 3.4129 - seed / 7, "datasets": ["embedded-text"], "per_device_batch_size": 8,
-               "learning_rate": 0.0003, "hardware": "cpu (2 cores, 2 threads)", "num_parameters": 31337, "eval_metrics": {}}
+    summary = {
+        "stage": stage,
+        "config_path": f"recipes/configs/cpu-demo/{stage}.yaml",
+        "command": f"python recipes/{stage}.py --config recipes/configs/cpu-demo/{stage}.yaml",
+        "wall_time_s": 41.7 + seed,
+        "steps": 60 + 7 * seed,
+        "train_tokens": 121344 + seed,
+        "tokens_per_s": 2907.8,
+        "final_loss": 3.4129 - seed / 7,
+        "datasets": ["embedded-text"],
+        "per_device_batch_size": 8,
+        "learning_rate": 0.0003,
+        "hardware": "cpu (2 cores, 2 threads)",
+        "num_parameters": 31337,
+        "eval_metrics": {},
+    }
     if stage == "dpo":  # the fields the lead is adding: only one stage has them, the others must not break
-        summary.update(mixed_precision="no", param_dtype="float32", attn_implementation="sdpa", packing_strategy="bfd",
-                       padding_free=False, world_size=1, accelerate_config="accelerate_configs/cpu_ddp.yaml", rehearsal=True)
+        summary.update(
+            mixed_precision="no",
+            param_dtype="float32",
+            attn_implementation="sdpa",
+            packing_strategy="bfd",
+            padding_free=False,
+            world_size=1,
+            accelerate_config="accelerate_configs/cpu_ddp.yaml",
+            rehearsal=True,
+        )
     if stage == "verifier":
         summary["pair_accuracy"] = {"train": 0.8086, "eval": 0.494}
     if stage == "grpo":
-        summary.update(reward_funcs=["exact_match", "verifier"], reward_weights=[1.0, 0.25], num_generations=8, beta=0.0,
-                       reward_logged={"first": 0.6875, "last": 0.8125, "mean": 0.7531})
+        summary.update(
+            reward_funcs=["exact_match", "verifier"],
+            reward_weights=[1.0, 0.25],
+            num_generations=8,
+            beta=0.0,
+            reward_logged={"first": 0.6875, "last": 0.8125, "mean": 0.7531},
+        )
     return summary
 
 
@@ -69,16 +104,27 @@ def make_run(root: Path) -> Path:
             for entry, reward in zip(log, (0.6875, 0.75, 0.7, 0.8125)):
                 entry.update({"reward": reward, "reward_std": 0.3125, "completions/mean_length": 41.5})
         (run / stage / "trainer_state.json").write_text(json.dumps({"log_history": log}))
-    (run / "pipeline_summary.json").write_text(json.dumps({
-        "run_name": "demo", "command": "python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml",
-        "steps": {}, "total_wall_time_s": 655.1}))
+    (run / "pipeline_summary.json").write_text(
+        json.dumps(
+            {
+                "run_name": "demo",
+                "command": "python recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml",
+                "steps": {},
+                "total_wall_time_s": 655.1,
+            }
+        )
+    )
     return run
 
 
 # The DPO model's sampled solutions per problem (4 each), the verifier's scores and the greedy solution: patterns
 # that set the selectors apart (majority right where the verifier is wrong and the other way round, unparsable ones).
 SOLUTIONS = [
-    (["3+4 = <<3+4=7>>7\n#### {g}", "3+4 = <<3+4=8>>8\n#### 8", "#### {g}", "no idea"], [0.3, 2.1, -0.4, -1.0], "#### {g}"),
+    (
+        ["3+4 = <<3+4=7>>7\n#### {g}", "3+4 = <<3+4=8>>8\n#### 8", "#### {g}", "no idea"],
+        [0.3, 2.1, -0.4, -1.0],
+        "#### {g}",
+    ),
     (["#### 8", "#### 8", "#### {g}", "2*3 = <<2*3=6>>6\n#### 6"], [-0.2, -0.5, 1.7, 0.1], "#### 9"),
     (["#### {g}", "#### 5", "#### 5", "#### 5"], [1.2, 0.4, 0.2, 0.3], "I cannot tell."),
 ]
@@ -104,7 +150,9 @@ def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final", solutions: list
         path.write_text("\n".join(lines) + "\n")
         if sampled:
             task = path.name.rpartition("_2")[0].removeprefix("samples_")
-            atomic_write_json(str(folder / f"verifier_scores_{task}.json"), {"verifier": "planted", "task": task, "scores": scores})
+            atomic_write_json(
+                str(folder / f"verifier_scores_{task}.json"), {"verifier": "planted", "task": task, "scores": scores}
+            )
     write_views(load_run(results_dir), results_dir)
 
 
@@ -113,10 +161,27 @@ def make_results(root: Path, run: Path) -> Path:
     from modeling_modern_llm.evaluation.harness import main
 
     out = root / "results"
-    run_command(main, [str(REPO / "eval" / "tasks")], [
-        "--model", *(str(run / f"{s}_final") for s in ("pretrain", "sft", "dpo")), "--include-baselines", "--verifier",
-        str(run / "verifier_final"), "--embedded", "--chat_template", "--limit", "6", "--n_samples", "4", "--max_gen_toks",
-        "8", "--output_dir", str(out)])
+    run_command(
+        main,
+        [str(REPO / "eval" / "tasks")],
+        [
+            "--model",
+            *(str(run / f"{s}_final") for s in ("pretrain", "sft", "dpo")),
+            "--include-baselines",
+            "--verifier",
+            str(run / "verifier_final"),
+            "--embedded",
+            "--chat_template",
+            "--limit",
+            "6",
+            "--n_samples",
+            "4",
+            "--max_gen_toks",
+            "8",
+            "--output_dir",
+            str(out),
+        ],
+    )
     plant_gsm8k(out)
     return out
 

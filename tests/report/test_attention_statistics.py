@@ -20,11 +20,15 @@ def test_head_statistics_match_a_categorical_reference():
     maps, full = _rows_with_sink(heads=3, length=6, sink_logits=torch.tensor([-20.0, 0.0, 1.5]))
     stats = head_statistics(maps)
     entropy = torch.distributions.Categorical(probs=full[:, 1:, :]).entropy() / torch.log(torch.tensor(2.0))
-    torch.testing.assert_close(torch.tensor(stats["entropy_bits"], dtype=torch.float64), entropy.mean(-1).double(),
-                               rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(stats["sink_mass"], dtype=torch.float64), full[:, 1:, -1].mean(-1).double(),
-                               rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(stats["first_token_mass"], dtype=torch.float64), full[:, 1:, 0].mean(-1).double())
+    torch.testing.assert_close(
+        torch.tensor(stats["entropy_bits"], dtype=torch.float64), entropy.mean(-1).double(), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        torch.tensor(stats["sink_mass"], dtype=torch.float64), full[:, 1:, -1].mean(-1).double(), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        torch.tensor(stats["first_token_mass"], dtype=torch.float64), full[:, 1:, 0].mean(-1).double()
+    )
     assert stats["sink_mass"][0] < 1e-6 < stats["sink_mass"][1] < stats["sink_mass"][2]
 
 
@@ -43,8 +47,16 @@ def test_sink_mass_follows_the_models_learned_sink_logits():
     """Through our model's eager attention: rows sum to 1 - sink mass, and the sink mass moves with the sink logit."""
     from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 
-    config = ModernLLMConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, attention_sinks=True, attn_implementation="eager")
+    config = ModernLLMConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attention_sinks=True,
+        attn_implementation="eager",
+    )
     model = ModernLLMForCausalLM(config).eval()
     input_ids = torch.randint(0, 64, (1, 9))
 
@@ -67,6 +79,13 @@ def test_visualize_attention_rejects_bad_input(report_inputs, tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert visualize_attention.main(["--model_path", str(tmp_path), "--stats_path", str(tmp_path / "s.json")]) == 1
     assert f"cannot load {tmp_path} as a causal LM" in capsys.readouterr().err
-    args = ["--model_path", str(run / "sft_final"), "--output_dir", str(tmp_path / "f"), "--stats_path", str(tmp_path / "s.json")]
+    args = [
+        "--model_path",
+        str(run / "sft_final"),
+        "--output_dir",
+        str(tmp_path / "f"),
+        "--stats_path",
+        str(tmp_path / "s.json"),
+    ]
     assert visualize_attention.main([*args, "--layers", "2"]) == 1
     assert "the model has 2 layers" in capsys.readouterr().err and not (tmp_path / "s.json").exists()

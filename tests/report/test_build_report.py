@@ -17,9 +17,13 @@ from modeling_modern_llm.evaluation import results, seed_summary
 import build_report  # noqa: E402  (report/ is on sys.path: conftest)
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = ["training_loss.png", "grpo_training.png", "gsm8k_em_vs_n.png", "attention_sink_mass.png",
-           "attention_entropy.png"] + [
-    f"attention_{e}_layer{layer}.png" for e in ("sentiment", "coreference", "math") for layer in (0, 1)]
+FIGURES = [
+    "training_loss.png",
+    "grpo_training.png",
+    "gsm8k_em_vs_n.png",
+    "attention_sink_mass.png",
+    "attention_entropy.png",
+] + [f"attention_{e}_layer{layer}.png" for e in ("sentiment", "coreference", "math") for layer in (0, 1)]
 # A number in running text: not part of a word ("SST-2"), a path or a version (those sit in code spans, removed first).
 NUMBER = re.compile(r"(?<![\w.-])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?(?!\w)")
 
@@ -28,7 +32,9 @@ NUMBER = re.compile(r"(?<![\w.-])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?(?!\w)")
 def built(report_inputs, tmp_path_factory):
     results_dir, run = report_inputs
     output = tmp_path_factory.mktemp("out") / "final_report.md"
-    return build_report.build_report(str(results_dir), str(run), str(output), command="python report/build_report.py (test)"), output
+    return build_report.build_report(
+        str(results_dir), str(run), str(output), command="python report/build_report.py (test)"
+    ), output
 
 
 def _leaves(value):
@@ -46,16 +52,36 @@ def traceable_numbers(results_dir: Path, run: Path, figures: Path, seeds: Path |
     """Every number the results module computes and the run files hold (and the seed summary, given one), in each
     format the report prints numbers in."""
     evaluation = results.load_run(results_dir)
-    values = list(_leaves([results.headline(evaluation), results.stage_gains(evaluation), results.gsm8k_analysis(evaluation),
-                           seed_summary.run_metrics(evaluation), evaluation.index]))
+    values = list(
+        _leaves(
+            [
+                results.headline(evaluation),
+                results.stage_gains(evaluation),
+                results.gsm8k_analysis(evaluation),
+                seed_summary.run_metrics(evaluation),
+                evaluation.index,
+            ]
+        )
+    )
     for path in [*run.rglob("*.json"), figures / "attention_stats.json", *([seeds] if seeds else [])]:
         values += list(_leaves(json.loads(path.read_text())))
     allowed = set()
     for v in values:
-        allowed |= {build_report.fmt(v), f"{v:.3f}", f"{100 * v:.1f}", f"{100 * v:.1f}%", f"{100 * v:.0f}%", f"{v:+.3f}",
-                    f"{100 * v:+.1f}", str(v)}
-    allowed |= {build_report.fmt(build_report.FLAT_ENTROPY_BITS), f"{100 * build_report.SINK_THRESHOLD:.0f}%",
-                str(build_report.run_files.count_parameters(run / "dpo_final"))}
+        allowed |= {
+            build_report.fmt(v),
+            f"{v:.3f}",
+            f"{100 * v:.1f}",
+            f"{100 * v:.1f}%",
+            f"{100 * v:.0f}%",
+            f"{v:+.3f}",
+            f"{100 * v:+.1f}",
+            str(v),
+        }
+    allowed |= {
+        build_report.fmt(build_report.FLAT_ENTROPY_BITS),
+        f"{100 * build_report.SINK_THRESHOLD:.0f}%",
+        str(build_report.run_files.count_parameters(run / "dpo_final")),
+    }
     return allowed
 
 
@@ -72,7 +98,9 @@ def test_every_number_is_traceable_and_an_invented_one_is_caught(built, report_i
     assert untraceable(text, allowed) == []
     assert len(NUMBER.findall(re.sub(r"`[^`]*`", " ", text))) > 100  # the check has numbers to check
     first_cell = re.search(r"\| pretrain \| (\d+\.\d+) ±", text).group(1)
-    tampered = text.replace(f"| pretrain | {first_cell} ±", "| pretrain | 9.876 ±", 1) + "\n- SFT gained 12.34 points.\n"
+    tampered = (
+        text.replace(f"| pretrain | {first_cell} ±", "| pretrain | 9.876 ±", 1) + "\n- SFT gained 12.34 points.\n"
+    )
     assert untraceable(tampered, allowed) == ["9.876", "12.34"]
 
 
@@ -93,11 +121,23 @@ def test_every_figure_is_written_readable_and_cited(built):
 def test_the_report_reads_in_one_minute(built, report_inputs):
     text, _ = built
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
-    assert headings == ["In one minute", "Headline", "Stage gains", "Verifier impact", "Errors", "Interpretability",
-                        "Reproducibility"]
+    assert headings == [
+        "In one minute",
+        "Headline",
+        "Stage gains",
+        "Verifier impact",
+        "Errors",
+        "Interpretability",
+        "Reproducibility",
+    ]
     headline = text.split("## Headline")[1].split("##")[0]
     assert [line.split(" | ")[0] for line in headline.splitlines() if line.startswith("| ")][1:] == [
-        "| pretrain", "| SFT", "| DPO", "| GPT-2", "| DistilGPT-2"]
+        "| pretrain",
+        "| SFT",
+        "| DPO",
+        "| GPT-2",
+        "| DistilGPT-2",
+    ]
     assert "| GPT-2 | unavailable: gpt2 is not a local folder" in headline and " (n=6) |" in headline
     cells = re.findall(r"\d+\.\d ± \d+\.\d \(n=\d+\)", headline)
     assert len(cells) == 3 * 8  # SST-2, greedy and the six selectors of every stage
@@ -108,9 +148,10 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     pairs = {(c["treatment"], c["baseline"]): c for c in analysis["comparisons"]}
     interval = lambda c: f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"  # noqa: E731
     best = results.format_value(analysis["selectors"]["verifier_best_of_n"], percent=True)
-    assert (f"| verifier best-of-N | {best} | {interval(pairs['verifier_best_of_n', 'random_of_n'])} | "
-            f"{interval(pairs['verifier_best_of_n', 'greedy'])} | {interval(pairs['verifier_best_of_n', 'majority_vote'])} |"
-            ) in text
+    assert (
+        f"| verifier best-of-N | {best} | {interval(pairs['verifier_best_of_n', 'random_of_n'])} | "
+        f"{interval(pairs['verifier_best_of_n', 'greedy'])} | {interval(pairs['verifier_best_of_n', 'majority_vote'])} |"
+    ) in text
     assert analysis["selectors"]["greedy"]["value"] != analysis["selectors"]["verifier_best_of_n"]["value"]  # planted
     ceiling = pairs["oracle_pass_at_n", "greedy"]
     assert ceiling["difference"] >= pairs["verifier_best_of_n", "greedy"]["difference"]  # no selector beats it
@@ -118,30 +159,43 @@ def test_the_report_reads_in_one_minute(built, report_inputs):
     for row in ("| random pick |", "| verifier top-3 vote |", "| answer parses |", "| reasoning: a step missing |"):
         assert row in text, row
     errors = analysis["verifier_errors"]
-    assert (f"{errors['false_positives']} of the {errors['problems_with_a_correct_candidate']} problems with a correct "
-            "candidate") in text
+    assert (
+        f"{errors['false_positives']} of the {errors['problems_with_a_correct_candidate']} problems with a correct "
+        "candidate"
+    ) in text
     taxonomy = text.split("## Errors")[1]
     assert "| kind | GSM8K greedy | majority vote | verifier best-of-N |" in taxonomy
     assert "Verifier's top pick, wrong (rank 1 of 4" in text and "The learned sinks take" in text
     reproducibility = text.split("## Reproducibility")[1]
-    assert "| stage | config | datasets | steps | tokens | wall time (s) | final loss | hardware | world size | mixed precision |" in reproducibility
+    assert (
+        "| stage | config | datasets | steps | tokens | wall time (s) | final loss | hardware | world size | mixed precision |"
+        in reproducibility
+    )
     assert "| pretrain | `recipes/configs/cpu-demo/pretrain.yaml` | `embedded-text` | 60 | 121344 |" in reproducibility
     assert "accelerate_configs/cpu_ddp.yaml" in reproducibility and "0.8086 on its training pairs" in reproducibility
-    assert ("- GRPO: rewards `exact_match`, `verifier` (weights 1, 0.25), 8 samples per prompt, beta 0; logged reward "
-            "0.6875 at the first logged step, 0.8125 at the last.") in reproducibility
+    assert (
+        "- GRPO: rewards `exact_match`, `verifier` (weights 1, 0.25), 8 samples per prompt, beta 0; logged reward "
+        "0.6875 at the first logged step, 0.8125 at the last."
+    ) in reproducibility
 
 
 @pytest.mark.slow  # an lm-eval run of the tiny run (report_inputs)
 def test_model_cards_change_only_when_asked_and_only_for_the_runs_own_checkpoints(report_inputs, tmp_path):
     results_dir, run = report_inputs
-    cards = {stage: (run / f"{stage}_final" / "README.md").read_text() for stage in ("pretrain", "sft", "dpo", "verifier")}
+    cards = {
+        stage: (run / f"{stage}_final" / "README.md").read_text() for stage in ("pretrain", "sft", "dpo", "verifier")
+    }
     build_report.build_report(str(results_dir), str(run), str(tmp_path / "a.md"), skip_figures=True)
     assert cards == {stage: (run / f"{stage}_final" / "README.md").read_text() for stage in cards}
-    build_report.build_report(str(results_dir), str(run), str(tmp_path / "b.md"), skip_figures=True, update_model_cards=True)
+    build_report.build_report(
+        str(results_dir), str(run), str(tmp_path / "b.md"), skip_figures=True, update_model_cards=True
+    )
     card = (run / "dpo_final" / "README.md").read_text()
     assert card.startswith(cards["dpo"].rstrip()) and "## Evaluation results" in card and "| SST-2 |" in card
     assert (run / "verifier_final" / "README.md").read_text() == cards["verifier"]  # not an evaluated model
-    build_report.build_report(str(results_dir), str(run), str(tmp_path / "b.md"), skip_figures=True, update_model_cards=True)
+    build_report.build_report(
+        str(results_dir), str(run), str(tmp_path / "b.md"), skip_figures=True, update_model_cards=True
+    )
     assert (run / "dpo_final" / "README.md").read_text().count("## Evaluation results") == 1
 
 
@@ -150,7 +204,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_missing_results_are_one_line_naming_the_command(tmp_path):
-    done = _run("report/build_report.py", "--results_dir", str(tmp_path / "results"), "--output", str(tmp_path / "r.md"))
+    done = _run(
+        "report/build_report.py", "--results_dir", str(tmp_path / "results"), "--output", str(tmp_path / "r.md")
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr and not (tmp_path / "r.md").exists()
     assert f"{tmp_path / 'results' / 'run_index.json'} not found: run `python eval/evaluate_tasks.py" in done.stderr
 
@@ -170,7 +226,9 @@ def test_the_first_section_says_what_was_trained_and_what_each_stage_and_the_ver
     minute = text.split("## In one minute")[1].split("\n## ")[0]
     run = report_inputs[1]
     parameters = build_report.run_files.count_parameters(run / "dpo_final")
-    assert f"**Model**: {parameters} parameters" in minute and "2 layers, 4 attention heads sharing 2 key-value" in minute
+    assert (
+        f"**Model**: {parameters} parameters" in minute and "2 layers, 4 attention heads sharing 2 key-value" in minute
+    )
     assert "pretrain 121344 tokens in 41.7 s; SFT 121345 tokens in 42.7 s" in minute and "655.1 s" in minute
     metrics = seed_summary.run_metrics(results.load_run(report_inputs[0]))
     gain = next(m for key, m in metrics.items() if key.endswith("/accuracy_gain") and m["stage"] == "sft")
@@ -181,8 +239,10 @@ def test_the_first_section_says_what_was_trained_and_what_each_stage_and_the_ver
     versus = [m for m in metrics.values() if m["kind"] == "difference" and m["treatment"].startswith("verifier")]
     assert {m["baseline"] for m in versus} >= {"greedy", "majority_vote"}
     for m in versus:  # every verifier comparison the analysis made, with its paired bootstrap interval
-        assert (f"| {build_report.display(m['treatment'])} | {build_report.display(m['baseline'])} | "
-                f"{100 * m['value']:+.1f} | [{100 * m['interval'][0]:+.1f}, {100 * m['interval'][1]:+.1f}] |") in minute
+        assert (
+            f"| {build_report.display(m['treatment'])} | {build_report.display(m['baseline'])} | "
+            f"{100 * m['value']:+.1f} | [{100 * m['interval'][0]:+.1f}, {100 * m['interval'][1]:+.1f}] |"
+        ) in minute
     assert "is the most any selector over these samples can gain" in minute
     assert "not comparable with published results" in minute
 
@@ -194,11 +254,21 @@ def seeded(report_inputs, second_seed_results, tmp_path_factory):
     results_dir, run = report_inputs
     root = tmp_path_factory.mktemp("seeds")
     summary_path = root / "seed_summary.json"
-    summary = seed_summary.write_seed_summary(summary_path, [0, 1], [results_dir, second_seed_results],
-                                              "/opt/venv/bin/python3.11 recipes/pipeline.py --seeds 0 1")
+    summary = seed_summary.write_seed_summary(
+        summary_path,
+        [0, 1],
+        [results_dir, second_seed_results],
+        "/opt/venv/bin/python3.11 recipes/pipeline.py --seeds 0 1",
+    )
     output = root / "docs" / "reference_report.md"
-    text = build_report.build_report(str(results_dir), str(run), str(output), command="python report/build_report.py (test)",
-                                     seed_summary_path=str(summary_path), figures_dir=str(root / "docs" / "report_figures"))
+    text = build_report.build_report(
+        str(results_dir),
+        str(run),
+        str(output),
+        command="python report/build_report.py (test)",
+        seed_summary_path=str(summary_path),
+        figures_dir=str(root / "docs" / "report_figures"),
+    )
     return text, output, summary, summary_path
 
 

@@ -21,17 +21,37 @@ def test_the_kept_report_links_figures_that_are_beside_it(report_inputs, second_
     reference = tmp_path / "runs" / "reference"
     shutil.copytree(run, reference / "seed-0")
     shutil.copytree(results_dir, reference / "seed-0" / "results")
-    (reference / "pipeline_summary.json").write_text(json.dumps({
-        "command": "/usr/bin/python3 recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml --seeds 0 1",
-        "steps": {}}))
-    seed_summary.write_seed_summary(reference / "seed_summary.json", [0, 1],
-                                    [reference / "seed-0" / "results", second_seed_results], "python (test)")
+    (reference / "pipeline_summary.json").write_text(
+        json.dumps(
+            {
+                "command": "/usr/bin/python3 recipes/pipeline.py --config recipes/configs/cpu-demo/pipeline.yaml --seeds 0 1",
+                "steps": {},
+            }
+        )
+    )
+    seed_summary.write_seed_summary(
+        reference / "seed_summary.json",
+        [0, 1],
+        [reference / "seed-0" / "results", second_seed_results],
+        "python (test)",
+    )
     docs = tmp_path / "docs"
     stale = docs / "reference_report_figures" / "from_an_earlier_run.png"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
-    assert reference_report.main(["--run_dir", str(reference), "--output", str(docs / "reference_report.md"),
-                                  "--figures_dir", str(docs / "reference_report_figures")]) == 0
+    assert (
+        reference_report.main(
+            [
+                "--run_dir",
+                str(reference),
+                "--output",
+                str(docs / "reference_report.md"),
+                "--figures_dir",
+                str(docs / "reference_report_figures"),
+            ]
+        )
+        == 0
+    )
 
     first, text = (docs / "reference_report.md").read_text().split("\n", 1)
     assert first.startswith("<!-- ") and first.endswith(" -->") and " at commit " in first

@@ -79,8 +79,9 @@ def _handler(hub: StandInHub):
                     self.rfile.readline()
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-        def _send(self, status: int, body: bytes | dict | None = None, headers: dict | None = None,
-                  head: bool = False) -> None:
+        def _send(
+            self, status: int, body: bytes | dict | None = None, headers: dict | None = None, head: bool = False
+        ) -> None:
             data = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
             self.send_response(status)
             for key, value in (headers or {}).items():
@@ -98,8 +99,8 @@ def _handler(hub: StandInHub):
         def _token(self) -> str | None:
             auth = self.headers.get("Authorization", "")
             if auth.startswith("Bearer "):
-                hub.tokens.add(auth[len("Bearer "):])
-                return auth[len("Bearer "):]
+                hub.tokens.add(auth[len("Bearer ") :])
+                return auth[len("Bearer ") :]
             return None
 
         def _repo(self, repo_id: str, head: bool = False) -> dict | None:
@@ -145,8 +146,11 @@ def _handler(hub: StandInHub):
             repo_id = f"{request.get('organization') or NAMESPACE}/{request['name']}"
             if repo_id in hub.repos:
                 return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
-            hub.repos[repo_id] = {"private": request.get("visibility") == "private", "branches": {"main": {}},
-                                  "commits": []}
+            hub.repos[repo_id] = {
+                "private": request.get("visibility") == "private",
+                "branches": {"main": {}},
+                "commits": [],
+            }
             self._send(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})
 
         def post_validate_yaml(self, body):
@@ -174,8 +178,14 @@ def _handler(hub: StandInHub):
             files = []
             for entry in json.loads(body)["files"]:
                 binary = b"\0" in base64.b64decode(entry["sample"])  # the Hub's rule: binary files go to LFS
-                files.append({"path": entry["path"], "uploadMode": "lfs" if binary else "regular",
-                              "shouldIgnore": False, "oid": None})
+                files.append(
+                    {
+                        "path": entry["path"],
+                        "uploadMode": "lfs" if binary else "regular",
+                        "shouldIgnore": False,
+                        "oid": None,
+                    }
+                )
             self._send(200, {"files": files, "commitOid": "0" * 40})
 
         def post_lfs_batch(self, body, repo_id):
@@ -217,12 +227,15 @@ def _handler(hub: StandInHub):
                     files[value["path"]] = hub.lfs[value["oid"]]
                 else:
                     return self._error(400, "BadRequest", f"the stand-in does not commit {item['key']}")
-            oid = hashlib.sha1(json.dumps(sorted((p, hashlib.sha1(c).hexdigest()) for p, c in files.items()))
-                               .encode() + str(len(repo["commits"])).encode()).hexdigest()
+            oid = hashlib.sha1(
+                json.dumps(sorted((p, hashlib.sha1(c).hexdigest()) for p, c in files.items())).encode()
+                + str(len(repo["commits"])).encode()
+            ).hexdigest()
             repo["branches"][revision] = files
             repo["commits"].append({"oid": oid, "summary": summary, "revision": revision, "files": files})
-            self._send(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid,
-                             "pullRequestUrl": None})
+            self._send(
+                200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "pullRequestUrl": None}
+            )
 
         # -- reads -------------------------------------------------------------------------------------------------
         def _commit_of(self, repo, revision):
@@ -249,8 +262,16 @@ def _handler(hub: StandInHub):
                 return
             branch = revision or "main"
             sha = self._commit_of(repo, branch) if branch in repo["branches"] else branch
-            self._send(200, {"id": repo_id, "modelId": repo_id, "private": repo["private"], "sha": sha,
-                             "siblings": [{"rfilename": path} for path in sorted(files)]})
+            self._send(
+                200,
+                {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "private": repo["private"],
+                    "sha": sha,
+                    "siblings": [{"rfilename": path} for path in sorted(files)],
+                },
+            )
 
         def get_tree(self, body, repo_id, revision, folder):
             repo = self._repo(repo_id)
@@ -260,9 +281,11 @@ def _handler(hub: StandInHub):
             if files is None:
                 return
             prefix = folder.strip("/") + "/" if folder and folder.strip("/") else ""
-            entries = [{"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
-                       for path, content in sorted(files.items())
-                       if path.startswith(prefix) and "/" not in path[len(prefix):]]
+            entries = [
+                {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
+                for path, content in sorted(files.items())
+                if path.startswith(prefix) and "/" not in path[len(prefix) :]
+            ]
             self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
 
         def _resolve(self, repo_id, revision, path, head):
@@ -276,8 +299,9 @@ def _handler(hub: StandInHub):
             if content is None:
                 return self._error(404, "EntryNotFound", f"{path} does not exist on {revision}", head=head)
             commit = self._commit_of(repo, revision) if revision in repo["branches"] else revision
-            self._send(200, content, {"X-Repo-Commit": commit,
-                                      "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}, head=head)
+            self._send(
+                200, content, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}, head=head
+            )
 
         def get_resolve(self, body, repo_id, revision, path):
             self._resolve(repo_id, revision, path, head=False)

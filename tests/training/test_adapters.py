@@ -10,8 +10,15 @@ from torch import nn
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 from modeling_modern_llm.training import ModelArguments, adapters
 
-TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
 
 
 class _StackedExperts(nn.Module):

@@ -18,8 +18,14 @@ from modeling_modern_llm.training import (
     stage_problems,
 )
 
-TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
-              "num_key_value_heads": 2, "max_position_embeddings": 64}
+TINY_MODEL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,8 @@ def _parse(tmp_path, yaml_text, config_cls=PretrainConfig):
     path = tmp_path / "config.yaml"
     path.write_text(yaml_text)
     return TrlParser((ScriptArguments, config_cls, ModelArguments)).parse_args_and_config(
-        ["--config", str(path), "--output_dir", str(tmp_path / "out")])
+        ["--config", str(path), "--output_dir", str(tmp_path / "out")]
+    )
 
 
 def test_unknown_yaml_key_is_named(tmp_path):
@@ -42,7 +49,9 @@ def test_unknown_yaml_key_is_named(tmp_path):
 def test_unknown_and_missing_model_fields_are_named(tmp_path):
     _, training, _ = _parse(tmp_path, "dataset_name: embedded-text\n")
     script = ScriptArguments(dataset_name="embedded-text")
-    unknown = stage_problems("pretrain", script, training, ModelArguments(model_config={**TINY_MODEL, "hiden_size": 64}))
+    unknown = stage_problems(
+        "pretrain", script, training, ModelArguments(model_config={**TINY_MODEL, "hiden_size": 64})
+    )
     assert any("hiden_size" in problem for problem in unknown)
     fields = {key: value for key, value in TINY_MODEL.items() if key != "num_hidden_layers"}
     missing = stage_problems("pretrain", script, training, ModelArguments(model_config=fields))
@@ -65,7 +74,9 @@ def test_stage_requirements_are_named(tmp_path):
 
 def test_mixture_weights_parse_and_bad_weights_are_named():
     assert ScriptArguments(dataset_mixture=["wikitext-103-raw-v1:0.7", "tinystories:0.3"]).mixture() == [
-        ("wikitext-103-raw-v1", 0.7), ("tinystories", 0.3)]
+        ("wikitext-103-raw-v1", 0.7),
+        ("tinystories", 0.3),
+    ]
     with pytest.raises(ValueError, match="tinystories:lots"):
         ScriptArguments(dataset_mixture=["tinystories:lots"]).mixture()
 
@@ -78,8 +89,9 @@ def test_bf16_defaults_to_the_hardware(tmp_path):
 
 
 def test_recipe_fails_before_training_on_a_bad_model_field(tmp_path):
-    result = run_recipe("pretrain", tmp_path / "pretrain", "--model_config", '{"hidden_size": 32, "n_layers": 2}',
-                        check=False)
+    result = run_recipe(
+        "pretrain", tmp_path / "pretrain", "--model_config", '{"hidden_size": 32, "n_layers": 2}', check=False
+    )
     assert result.returncode == 2 and "n_layers" in result.stderr and "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "pretrain")  # nothing trained, not even the tokenizer
     assert os.path.isfile(os.path.join(CONFIGS, "pretrain.yaml"))

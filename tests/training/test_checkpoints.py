@@ -118,7 +118,9 @@ def _deepspeed_checkpoint(root, step):
     (folder / f"global_step{step}").mkdir(parents=True)
     (folder / "latest").write_text(f"global_step{step}")
     torch.save({"module": {"w": torch.ones(8)}}, folder / f"global_step{step}" / "mp_rank_00_model_states.pt")
-    torch.save({"optimizer_state_dict": {}}, folder / f"global_step{step}" / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    torch.save(
+        {"optimizer_state_dict": {}}, folder / f"global_step{step}" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    )
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return folder
 
@@ -140,10 +142,16 @@ def _fsdp_sharded_checkpoint(root, step):
 
     folder = root / f"checkpoint-{step}"
     folder.mkdir(parents=True)
-    dcp.save({"model": {"w": torch.randn(64, 64), "b": torch.randn(64)}},
-             storage_writer=dcp.FileSystemWriter(str(folder / "pytorch_model_fsdp_0")), no_dist=True)
-    dcp.save({"optimizer": {"exp_avg": torch.randn(64, 64)}},
-             storage_writer=dcp.FileSystemWriter(str(folder / "optimizer_0")), no_dist=True)
+    dcp.save(
+        {"model": {"w": torch.randn(64, 64), "b": torch.randn(64)}},
+        storage_writer=dcp.FileSystemWriter(str(folder / "pytorch_model_fsdp_0")),
+        no_dist=True,
+    )
+    dcp.save(
+        {"optimizer": {"exp_avg": torch.randn(64, 64)}},
+        storage_writer=dcp.FileSystemWriter(str(folder / "optimizer_0")),
+        no_dist=True,
+    )
     torch.save({"last_epoch": step}, folder / "scheduler.pt")
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return folder

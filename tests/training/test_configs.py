@@ -26,8 +26,9 @@ SCALES = ("cpu-demo", "gpu-smoke", "gpu-full")
 @pytest.mark.parametrize("stage", list(STAGE_ARGUMENTS))
 def test_recipe_config_parses_and_validates(scale, stage, tmp_path):
     path = os.path.join(REPO, "recipes", "configs", scale, f"{stage}.yaml")
-    script, training, model = parse_stage_args(stage, ["--config", path, "--output_dir", str(tmp_path)],
-                                               for_validation=True)
+    script, training, model = parse_stage_args(
+        stage, ["--config", path, "--output_dir", str(tmp_path)], for_validation=True
+    )
     assert stage_problems(stage, script, training, model, check_inputs=False) == []
     assert training.bf16 is (scale != "cpu-demo")
     if stage == "pretrain":  # the model the YAML describes builds (on the meta device: no memory)
@@ -47,7 +48,8 @@ def test_pipeline_config_parses(scale):
     os.chdir(REPO)  # stage config paths are relative to the repository
     try:
         (args,) = TrlParser((pipeline.PipelineArguments,)).parse_args_and_config(
-            ["--config", f"recipes/configs/{scale}/pipeline.yaml"])
+            ["--config", f"recipes/configs/{scale}/pipeline.yaml"]
+        )
     finally:
         os.chdir(cwd)
     assert args.stages == list(pipeline.STAGES)

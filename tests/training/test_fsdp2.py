@@ -24,10 +24,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fsdp2_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("fsdp2")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               os.path.join(REPO, "tests", "training", "workers", "fsdp2_checkpoint.py"), str(output_dir)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        os.path.join(REPO, "tests", "training", "workers", "fsdp2_checkpoint.py"),
+        str(output_dir),
+    ]
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return output_dir
 

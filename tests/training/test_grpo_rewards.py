@@ -46,9 +46,17 @@ def test_answer_format_rewards_a_final_answer_line():
 def verifier_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("verifier_final")
     tokenizer = train_tokenizer([QUESTION, REFERENCE, *SOLUTIONS] * 4, vocab_size=300)
-    config = ModernLLMConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, num_labels=1,
-                             pad_token_id=tokenizer.pad_token_id)
+    config = ModernLLMConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     ModernLLMForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -59,37 +67,49 @@ def test_the_verifier_reward_scores_the_text_the_verifier_was_trained_on(verifie
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     reward = VerifierReward(str(verifier_folder), "cpu", batch_size=2)  # 5 solutions: batches with padding
-    scores = reward(prompts=[[{"role": "user", "content": QUESTION}]] * len(SOLUTIONS),
-                    completions=[chat(t) for t in SOLUTIONS], question=[QUESTION] * len(SOLUTIONS),
-                    answer=[REFERENCE] * len(SOLUTIONS))
+    scores = reward(
+        prompts=[[{"role": "user", "content": QUESTION}]] * len(SOLUTIONS),
+        completions=[chat(t) for t in SOLUTIONS],
+        question=[QUESTION] * len(SOLUTIONS),
+        answer=[REFERENCE] * len(SOLUTIONS),
+    )
     model = AutoModelForSequenceClassification.from_pretrained(verifier_folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(verifier_folder)
     with torch.no_grad():  # one at a time, no padding: tokenizer(format_verifier_input(question, solution))
-        expected = [model(**tokenizer(format_verifier_input(QUESTION, t), return_tensors="pt")).logits[0, 0].item()
-                    for t in SOLUTIONS]
+        expected = [
+            model(**tokenizer(format_verifier_input(QUESTION, t), return_tensors="pt")).logits[0, 0].item()
+            for t in SOLUTIONS
+        ]
     assert scores == pytest.approx(expected, abs=1e-5)
     assert len(set(round(s, 6) for s in scores)) > 1  # the solutions are told apart
     assert reward.__name__ == "verifier"  # TRL's metrics: rewards/verifier/mean
 
 
 def test_rewards_are_named_or_imported_in_order(verifier_folder):
-    rewards = reward_functions(["answer_format", "modeling_modern_llm.training.grpo.exact_match", "verifier"],
-                               str(verifier_folder), "cpu")
+    rewards = reward_functions(
+        ["answer_format", "modeling_modern_llm.training.grpo.exact_match", "verifier"], str(verifier_folder), "cpu"
+    )
     assert rewards[:2] == [answer_format, exact_match] and isinstance(rewards[2], VerifierReward)
 
 
 def test_prompts_are_asked_as_the_evaluation_asks_them_within_the_positions():
     tokenizer = train_tokenizer([QUESTION, REFERENCE] * 4, vocab_size=300)
-    rows = Dataset.from_list([{"question": QUESTION, "answer": REFERENCE},
-                              {"question": QUESTION + " And more words." * 40, "answer": REFERENCE}])
+    rows = Dataset.from_list(
+        [
+            {"question": QUESTION, "answer": REFERENCE},
+            {"question": QUESTION + " And more words." * 40, "answer": REFERENCE},
+        ]
+    )
     chat_prompts = gsm8k_prompts(rows, tokenizer, max_prompt_tokens=100)
     assert len(chat_prompts) == 1  # the long question would not leave room for the completion: left out
     assert chat_prompts[0]["prompt"] == [{"role": "user", "content": QUESTION}]  # the evaluation's 0-shot chat prompt
     assert chat_prompts[0]["answer"] == REFERENCE and chat_prompts[0]["question"] == QUESTION  # kept for the rewards
     shot = {"question": "Tom has 2 apples and gets 3 more. How many apples?", "answer": "2+3 = 5\n#### 5"}
     with_shot = gsm8k_prompts(rows.select([0]), tokenizer, max_prompt_tokens=200, shots=[shot])
-    assert with_shot[0]["prompt"] == [{"role": "user", "content": shot["question"]},
-                                      {"role": "assistant", "content": shot["answer"]},
-                                      {"role": "user", "content": QUESTION}]
+    assert with_shot[0]["prompt"] == [
+        {"role": "user", "content": shot["question"]},
+        {"role": "assistant", "content": shot["answer"]},
+        {"role": "user", "content": QUESTION},
+    ]
     completion = gsm8k_prompts(rows.select([0]), tokenizer, max_prompt_tokens=200, shots=[shot], chat=False)
     assert completion[0]["prompt"] == format_prompt(QUESTION, [shot])  # lm-eval's k-shot completion prompt

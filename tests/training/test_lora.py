@@ -58,8 +58,9 @@ def test_lora_sft_trains_only_the_adapter(tiny_run, lora_sft):
     layers = AutoModelForCausalLM.from_pretrained(tiny_run["pretrain"]).config.num_hidden_layers
     assert adapted == 7 * layers  # q/k/v/o and gate/up/down in every layer
     summary = _summary(final)
-    assert summary["peft"]["target_modules"] == sorted(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                        "up_proj", "down_proj"))
+    assert summary["peft"]["target_modules"] == sorted(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    )
     assert summary["peft"]["trainable_parameters"] == sum(t.numel() for t in adapter.values())
     assert "LoRA (r 4, alpha 8" in (final / "README.md").read_text()
 
@@ -69,8 +70,9 @@ def test_merged_final_equals_the_model_with_its_adapter(tiny_run, lora_sft):
     assert final_model_problem(str(final), "sft") is None
     merged = AutoModelForCausalLM.from_pretrained(final).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())  # loads as a plain model
-    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_run["pretrain"]),
-                                             final / "adapter").eval()
+    with_adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_run["pretrain"]), final / "adapter"
+    ).eval()
     input_ids = torch.randint(4, merged.config.vocab_size, (2, 24))
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids).logits, with_adapter(input_ids).logits, rtol=1e-5, atol=1e-5)
@@ -89,8 +91,15 @@ def test_lora_dpo_uses_the_adapter_disabled_policy_as_its_reference(tiny_run, lo
 
 
 def test_lora_grpo_uses_the_adapter_disabled_policy_as_its_reference(tiny_run, tmp_path):
-    run_recipe("grpo", tmp_path / "grpo", "--model_name_or_path", tiny_run["dpo"], "--reward_model_name_or_path",
-               tiny_run["verifier"], *LORA)
+    run_recipe(
+        "grpo",
+        tmp_path / "grpo",
+        "--model_name_or_path",
+        tiny_run["dpo"],
+        "--reward_model_name_or_path",
+        tiny_run["verifier"],
+        *LORA,
+    )
     summary = _summary(tmp_path / "grpo_final")
     assert summary["beta"] > 0 and "adapter disabled" in summary["reference_model"]
     assert summary["peft"]["method"] == "lora" and summary["steps"] == 4
@@ -112,8 +121,19 @@ def test_lora_verifier_trains_its_new_score_head_in_full(tiny_run, tmp_path):
 
 
 def test_continued_pretraining_with_lora(tiny_run, tmp_path):
-    run_recipe("pretrain", tmp_path / "pretrain", "--model_name_or_path", tiny_run["pretrain"], "--model_config",
-               "{}", "--max_steps", "2", "--eval_strategy", "no", *LORA)
+    run_recipe(
+        "pretrain",
+        tmp_path / "pretrain",
+        "--model_name_or_path",
+        tiny_run["pretrain"],
+        "--model_config",
+        "{}",
+        "--max_steps",
+        "2",
+        "--eval_strategy",
+        "no",
+        *LORA,
+    )
     summary = _summary(tmp_path / "pretrain_final")
     assert summary["peft"]["method"] == "lora" and summary["steps"] == 2
     assert (tmp_path / "pretrain_final" / "adapter" / "adapter_config.json").is_file()

@@ -26,15 +26,34 @@ class PoisonWeights(TrainerCallback):
 
 @pytest.mark.parametrize("logging_steps", [1, 5])  # 5: caught by the weight check before the step-6 save
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, logging_steps):
-    config = ModernLLMConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    config = ModernLLMConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
     model = ModernLLMForCausalLM(config)
     ids = torch.randint(0, 64, (64, 16))
     dataset = Dataset.from_dict({"input_ids": ids.tolist(), "labels": ids.tolist()})
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=12, per_device_train_batch_size=4, save_steps=2,
-                             logging_steps=logging_steps, report_to="none", disable_tqdm=True, use_cpu=True)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      callbacks=[*stage_callbacks(language_modelling=True), PoisonWeights(step=5)])
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=12,
+        per_device_train_batch_size=4,
+        save_steps=2,
+        logging_steps=logging_steps,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        callbacks=[*stage_callbacks(language_modelling=True), PoisonWeights(step=5)],
+    )
     with pytest.raises(NonFiniteLossError, match=r"checkpoint-4") as error:
         train_with_resume(trainer)
     assert "Lower learning_rate" in str(error.value)

@@ -15,10 +15,21 @@ pytestmark = pytest.mark.slow
 
 
 def _pipeline(tmp_path, *extra):
-    command = [sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), "--config",
-               os.path.join(CONFIGS, "pipeline.yaml"), "--runs_dir", str(tmp_path / "runs"),
-               "--results_dir", str(tmp_path / "results"), "--eval_script", "eval/not_written_yet.py",
-               "--report_output", str(tmp_path / "report.md"), *extra]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "pipeline.py"),
+        "--config",
+        os.path.join(CONFIGS, "pipeline.yaml"),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--eval_script",
+        "eval/not_written_yet.py",
+        "--report_output",
+        str(tmp_path / "report.md"),
+        *extra,
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
 
 

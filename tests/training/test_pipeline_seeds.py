@@ -13,9 +13,21 @@ pytestmark = pytest.mark.slow
 
 
 def _seeds(runs_dir, *extra):
-    command = [sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), "--config",
-               "recipes/configs/cpu-demo/pipeline.yaml", "--run_name", "R", "--runs_dir", str(runs_dir),
-               "--seeds", "0", "1", "--rehearse", *extra]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "pipeline.py"),
+        "--config",
+        "recipes/configs/cpu-demo/pipeline.yaml",
+        "--run_name",
+        "R",
+        "--runs_dir",
+        str(runs_dir),
+        "--seeds",
+        "0",
+        "1",
+        "--rehearse",
+        *extra,
+    ]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
 
 
@@ -28,7 +40,9 @@ def test_every_seed_runs_the_whole_pipeline_then_the_numbers_are_summarised(tmp_
         seed_dir = run_dir / f"seed-{seed}"
         with open(seed_dir / "pipeline_summary.json") as handle:
             steps = json.load(handle)["steps"]
-        assert all(steps[name]["status"] == "ok" for name in ("pretrain", "sft", "dpo", "verifier", "evaluation", "report"))
+        assert all(
+            steps[name]["status"] == "ok" for name in ("pretrain", "sft", "dpo", "verifier", "evaluation", "report")
+        )
         assert f"--seed {seed}" in steps["pretrain"]["command"] and f"--seed {seed}" in steps["evaluation"]["command"]
         with open(seed_dir / "results" / "run_index.json") as handle:
             index = json.load(handle)

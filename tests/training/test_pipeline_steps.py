@@ -18,7 +18,9 @@ spec.loader.exec_module(pipeline)
 def test_failed_then_rerun_step_is_recorded_with_summed_time(tmp_path):
     path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
     with pytest.raises(SystemExit, match="exit code 3"):
-        pipeline.run_step("sft", [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"], summary, path)
+        pipeline.run_step(
+            "sft", [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"], summary, path
+        )
     with open(path) as handle:
         failed = json.load(handle)["steps"]["sft"]
     assert failed["status"] == "failed (exit code 3)" and failed["attempts"] == 1 and failed["wall_time_s"] >= 0.3
@@ -31,13 +33,21 @@ def test_failed_then_rerun_step_is_recorded_with_summed_time(tmp_path):
 
 def test_stage_commands_chain_the_final_folders(tmp_path):
     args = pipeline.PipelineArguments(
-        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        launcher="accelerate launch --config_file accelerate_configs/single_gpu.yaml", verifier_policy="sft",
-        stage_args={"dpo": "--beta 0.2"})
+        run_name="r",
+        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        launcher="accelerate launch --config_file accelerate_configs/single_gpu.yaml",
+        verifier_policy="sft",
+        stage_args={"dpo": "--beta 0.2"},
+    )
     dpo = pipeline.stage_command(args, "dpo", "runs/r")
     # accelerate runs under this interpreter, so an unactivated virtual environment still works
-    assert dpo[:5] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                       "accelerate_configs/single_gpu.yaml"]
+    assert dpo[:5] == [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        "accelerate_configs/single_gpu.yaml",
+    ]
     assert dpo[dpo.index("--model_name_or_path") + 1] == "runs/r/sft_final" and dpo[-2:] == ["--beta", "0.2"]
     verifier = pipeline.stage_command(args, "verifier", "runs/r")
     assert verifier[verifier.index("--model_name_or_path") + 1] == "runs/r/sft_final"
@@ -53,15 +63,22 @@ def test_stage_commands_chain_the_final_folders(tmp_path):
 def test_stages_run_with_the_interpreter_running_the_pipeline(launcher):
     """`python` from PATH may be another environment's (an unactivated venv): every stage uses sys.executable."""
     args = pipeline.PipelineArguments(
-        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        launcher=launcher)
+        run_name="r",
+        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        launcher=launcher,
+    )
     assert pipeline.stage_command(args, "sft", "runs/r")[0] == sys.executable
 
 
 def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
     args = pipeline.PipelineArguments(
-        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        runs_dir=str(tmp_path), push_to_hub=True, hub_model_id="me/r", rehearse=True)
+        run_name="r",
+        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path),
+        push_to_hub=True,
+        hub_model_id="me/r",
+        rehearse=True,
+    )
     path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
     # A real push of these (missing) folders would fail and stop the pipeline
     pipeline.push_stages(args, {s: str(tmp_path / f"{s}_final") for s in pipeline.STAGES}, summary, path)
@@ -74,8 +91,13 @@ def test_each_seed_runs_in_its_own_folder_with_its_seed_everywhere_but_the_corpu
     from modeling_modern_llm.training.seeds import seed_arguments, seed_finished
 
     args = pipeline.PipelineArguments(
-        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        runs_dir=str(tmp_path), stage_args={"dpo": "--beta 0.2"}, seeds=[3, 7], rehearse=True)
+        run_name="r",
+        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path),
+        stage_args={"dpo": "--beta 0.2"},
+        seeds=[3, 7],
+        rehearse=True,
+    )
     one = seed_arguments(args, 7)
     run_dir = tmp_path / "r-rehearsal" / "seed-7"
     assert (one.runs_dir, one.run_name, one.seeds) == (str(tmp_path / "r-rehearsal"), "seed-7", None)
@@ -90,14 +112,21 @@ def test_each_seed_runs_in_its_own_folder_with_its_seed_everywhere_but_the_corpu
     assert not seed_finished(one)  # nothing trained yet
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"seeds": [1, 1]}, "different non-negative integers"), ({"seeds": [-1]}, "different non-negative integers"),
-    ({"seeds": [0, 1], "push_to_hub": True, "hub_model_id": "me/r"}, "pushes nothing")])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"seeds": [1, 1]}, "different non-negative integers"),
+        ({"seeds": [-1]}, "different non-negative integers"),
+        ({"seeds": [0, 1], "push_to_hub": True, "hub_model_id": "me/r"}, "pushes nothing"),
+    ],
+)
 def test_bad_seeds_are_one_line(extra, message):
     with pytest.raises(ValueError, match=message):
         pipeline.PipelineArguments(
-            run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-            **extra)
+            run_name="r",
+            stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+            **extra,
+        )
 
 
 def _finished(folder, stage):
@@ -105,16 +134,23 @@ def _finished(folder, stage):
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True)
-    for name, text in (("config.json", '{"model_type": "modern_llm"}'), ("tokenizer_config.json", "{}"),
-                       ("training_summary.json", json.dumps({"stage": stage})), ("README.md", "x")):
+    for name, text in (
+        ("config.json", '{"model_type": "modern_llm"}'),
+        ("tokenizer_config.json", "{}"),
+        ("training_summary.json", json.dumps({"stage": stage})),
+        ("README.md", "x"),
+    ):
         (folder / name).write_text(text)
     save_file({"w": __import__("torch").ones(2)}, str(folder / "model.safetensors"))
 
 
 def test_the_evaluation_scores_the_policies_and_verifier_the_run_finished(tmp_path):
     args = pipeline.PipelineArguments(
-        run_name="r", stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        runs_dir=str(tmp_path), eval_script="eval/not_written_yet.py")
+        run_name="r",
+        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
+        runs_dir=str(tmp_path),
+        eval_script="eval/not_written_yet.py",
+    )
     finals = {s: tmp_path / f"{s}_final" for s in pipeline.STAGES}
     for stage in ("sft", "dpo", "grpo"):  # no pretrain_final (say, pruned) and no verifier
         _finished(finals[stage], stage)
@@ -153,10 +189,13 @@ def test_a_killed_pipeline_leaves_no_step_running(tmp_path):
 
     step, pids = tmp_path / "step.py", tmp_path / "pids"
     step.write_text(STEP)
-    runner = (f"import importlib.util, sys; spec = importlib.util.spec_from_file_location('p', {os.path.join(REPO, 'recipes', 'pipeline.py')!r}); "
-              "p = sys.modules['p'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(p); "
-              f"p.run_step('evaluation', [sys.executable, {str(step)!r}, {str(pids)!r}, 'launcher'], {{'steps': {{}}}}, "
-              f"{str(tmp_path / 'summary.json')!r})")
+    runner = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('p', {os.path.join(REPO, 'recipes', 'pipeline.py')!r}); "
+        "p = sys.modules['p'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(p); "
+        f"p.run_step('evaluation', [sys.executable, {str(step)!r}, {str(pids)!r}, 'launcher'], {{'steps': {{}}}}, "
+        f"{str(tmp_path / 'summary.json')!r})"
+    )
     pipeline_process = subprocess.Popen([sys.executable, "-c", runner])
     deadline = time.time() + 60
     while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):

@@ -24,10 +24,20 @@ from modeling_modern_llm.training import final_model_problem
 
 TOKEN = "hf_standinTOKEN0123456789abcdef"
 SAMPLE = "Once upon a time there was a little robot. It liked numbers: 12 + 30 = 42."
-STAGE_FILES = {"config.json", "model.safetensors", "configuration_modern_llm.py", "modeling_modern_llm.py",
-               "attention_kernels_modern_llm.py", "moe_modern_llm.py", "streaming_modern_llm.py",
-               "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md",
-               "training_summary.json"}
+STAGE_FILES = {
+    "config.json",
+    "model.safetensors",
+    "configuration_modern_llm.py",
+    "modeling_modern_llm.py",
+    "attention_kernels_modern_llm.py",
+    "moe_modern_llm.py",
+    "streaming_modern_llm.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "README.md",
+    "training_summary.json",
+}
 
 
 @pytest.fixture
@@ -39,14 +49,28 @@ def hub():
 def _env(hub_url, tmp_path, token=TOKEN):
     """The stand-in as the Hub: online (tests/conftest.py set offline; "0" also undoes it in `run_recipe`'s merge),
     LFS uploads (no Xet), an empty HF_HOME, the token only in HF_TOKEN."""
-    env = dict(os.environ, HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0", HF_ENDPOINT=hub_url, HF_HUB_DISABLE_XET="1",
-               HF_HOME=str(tmp_path / "hf_home"), HF_TOKEN=token or "", HUGGING_FACE_HUB_TOKEN="")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="0",
+        TRANSFORMERS_OFFLINE="0",
+        HF_ENDPOINT=hub_url,
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_TOKEN=token or "",
+        HUGGING_FACE_HUB_TOKEN="",
+    )
     return env
 
 
 def _push(folder, repo_id, env, *extra):
-    return subprocess.run([sys.executable, os.path.join(REPO, "recipes", "push_to_hub.py"), str(folder), repo_id,
-                           *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "recipes", "push_to_hub.py"), str(folder), repo_id, *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 LOAD_FROM_HUB = textwrap.dedent(
@@ -91,9 +115,14 @@ def _load_from_hub(repo_id, head, folder, env, tmp_path):
     site_dirs = [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
     clean_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     clean_env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", LOAD_FROM_HUB, json.dumps(site_dirs), repo_id, head,
-                             str(scratch), SAMPLE], cwd=tmp_path, env=clean_env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LOAD_FROM_HUB, json.dumps(site_dirs), repo_id, head, str(scratch), SAMPLE],
+        cwd=tmp_path,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     arrived = torch.load(scratch / "arrived.pt")
     assert torch.equal(arrived["logits"], expected)
@@ -116,10 +145,19 @@ def write_results(results_dir, scores: dict) -> None:
     for number, (path, bits) in enumerate(scores.items()):
         folder = os.path.join(results_dir, f"model{number}")
         os.makedirs(folder, exist_ok=True)
-        results = {"results": {"embedded_text": {"alias": "embedded_text", "bits_per_byte,none": bits,
-                                                 "bits_per_byte_stderr,none": 0.01, "word_perplexity,none": bits * 10}},
-                   "configs": {"embedded_text": {}}, "n-shot": {"embedded_text": 0},
-                   "n-samples": {"embedded_text": {"original": 8, "effective": 8}}}
+        results = {
+            "results": {
+                "embedded_text": {
+                    "alias": "embedded_text",
+                    "bits_per_byte,none": bits,
+                    "bits_per_byte_stderr,none": 0.01,
+                    "word_perplexity,none": bits * 10,
+                }
+            },
+            "configs": {"embedded_text": {}},
+            "n-shot": {"embedded_text": 0},
+            "n-samples": {"embedded_text": {"original": 8, "effective": 8}},
+        }
         with open(os.path.join(folder, "results_2026-01-01T00-00-00.json"), "w") as handle:
             json.dump(results, handle)
         models.append({"name": str(path), "path": str(path), "stage": "sft", "status": "ok", "dir": f"model{number}"})
@@ -170,9 +208,21 @@ def test_push_command_round_trip(tiny_run, hub, tmp_path, stage, head):
 @pytest.mark.slow
 def test_stage_config_pushes_its_final_folder_at_the_end(tiny_run, hub, tmp_path):
     env = _env(hub.url, tmp_path)
-    result = run_recipe("sft", tmp_path / "sft", "--model_name_or_path", tiny_run["pretrain"], "--push_to_hub", "true",
-                        "--hub_model_id", "me/tiny-sft-stage", "--hub_private_repo", "false", "--max_steps", "2",
-                        env=env)
+    result = run_recipe(
+        "sft",
+        tmp_path / "sft",
+        "--model_name_or_path",
+        tiny_run["pretrain"],
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/tiny-sft-stage",
+        "--hub_private_repo",
+        "false",
+        "--max_steps",
+        "2",
+        env=env,
+    )
     final = tmp_path / "sft_final"
     arrived = hub.files("me/tiny-sft-stage")
     # Exactly the finished folder, in one commit: Trainer pushed nothing while training
@@ -189,8 +239,20 @@ def test_an_unreachable_hub_is_one_line_and_the_stage_is_kept(tiny_run, tmp_path
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    result = run_recipe("sft", tmp_path / "sft", "--model_name_or_path", tiny_run["pretrain"], "--push_to_hub", "true",
-                        "--hub_model_id", "me/tiny-sft", "--max_steps", "2", env=_env(closed, tmp_path), check=False)
+    result = run_recipe(
+        "sft",
+        tmp_path / "sft",
+        "--model_name_or_path",
+        tiny_run["pretrain"],
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/tiny-sft",
+        "--max_steps",
+        "2",
+        env=_env(closed, tmp_path),
+        check=False,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     [line] = [line for line in result.stderr.splitlines() if "error:" in line]
     assert f"cannot reach {closed}" in line and "is kept" in line and "recipes/push_to_hub.py" in line
@@ -200,20 +262,30 @@ def test_an_unreachable_hub_is_one_line_and_the_stage_is_kept(tiny_run, tmp_path
 @pytest.mark.slow  # subprocess commands under the Hub's environment variables
 def test_an_offline_or_tokenless_push_is_refused_before_loading(tmp_path):
     common = ("--model_name_or_path", str(tmp_path / "nowhere"), "--push_to_hub", "true", "--hub_model_id", "me/x")
-    offline = run_recipe("sft", tmp_path / "a", *common, env={**_env("http://127.0.0.1:9", tmp_path),
-                                                              "HF_HUB_OFFLINE": "1"}, check=False)
+    offline = run_recipe(
+        "sft", tmp_path / "a", *common, env={**_env("http://127.0.0.1:9", tmp_path), "HF_HUB_OFFLINE": "1"}, check=False
+    )
     assert offline.returncode == 2 and "Traceback" not in offline.stderr
     assert "HF_HUB_OFFLINE=1" in offline.stderr and "recipes/push_to_hub.py" in offline.stderr
-    tokenless = run_recipe("sft", tmp_path / "b", *common, env=_env("http://127.0.0.1:9", tmp_path, token=None),
-                           check=False)
+    tokenless = run_recipe(
+        "sft", tmp_path / "b", *common, env=_env("http://127.0.0.1:9", tmp_path, token=None), check=False
+    )
     assert tokenless.returncode == 2 and "needs a token: set HF_TOKEN or run `hf auth login`" in tokenless.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 @pytest.mark.slow  # subprocess commands under the Hub's environment variables
 def test_a_token_in_the_config_is_refused(tmp_path):
-    result = run_recipe("sft", tmp_path / "sft", "--model_name_or_path", str(tmp_path / "nowhere"), "--hub_token",
-                        TOKEN, env=_env("http://127.0.0.1:9", tmp_path), check=False)
+    result = run_recipe(
+        "sft",
+        tmp_path / "sft",
+        "--model_name_or_path",
+        str(tmp_path / "nowhere"),
+        "--hub_token",
+        TOKEN,
+        env=_env("http://127.0.0.1:9", tmp_path),
+        check=False,
+    )
     assert result.returncode == 2 and "`hub_token` is set" in result.stderr and "HF_TOKEN" in result.stderr
 
 
@@ -249,13 +321,27 @@ def test_pipeline_pushes_every_stage_with_its_results_and_the_report(tiny_run, h
         shutil.copytree(folder, run_dir / f"{stage}_final")
     (tmp_path / "evaluate.py").write_text(FAKE_EVALUATION)
     (tmp_path / "report.py").write_text(FAKE_REPORT)
-    command = [sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), "--config",
-               os.path.join(CONFIGS, "pipeline.yaml"), "--runs_dir", str(tmp_path / "runs"),
-               "--results_dir", str(tmp_path / "results"), "--eval_script", str(tmp_path / "evaluate.py"),
-               "--report_script", str(tmp_path / "report.py"), "--report_output", str(tmp_path / "rep" / "report.md"),
-               "--push_to_hub", "true", "--hub_model_id", "me/tiny"]
-    result = subprocess.run(command, cwd=REPO, env=_env(hub.url, tmp_path), capture_output=True, text=True,
-                            timeout=600)
+    command = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "pipeline.py"),
+        "--config",
+        os.path.join(CONFIGS, "pipeline.yaml"),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--eval_script",
+        str(tmp_path / "evaluate.py"),
+        "--report_script",
+        str(tmp_path / "report.py"),
+        "--report_output",
+        str(tmp_path / "rep" / "report.md"),
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "me/tiny",
+    ]
+    result = subprocess.run(command, cwd=REPO, env=_env(hub.url, tmp_path), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     with open(run_dir / "pipeline_summary.json") as handle:
         steps = json.load(handle)["steps"]
@@ -273,8 +359,9 @@ def test_a_rehearsal_never_pushes(tmp_path):
     from modeling_modern_llm.training import parse_stage_args
     from modeling_modern_llm.training.rehearsal import stage_overrides
 
-    _, training, model = parse_stage_args("sft", ["--config", os.path.join(CONFIGS, "sft.yaml"), "--push_to_hub",
-                                                  "true", "--hub_model_id", "me/x"])
+    _, training, model = parse_stage_args(
+        "sft", ["--config", os.path.join(CONFIGS, "sft.yaml"), "--push_to_hub", "true", "--hub_model_id", "me/x"]
+    )
     overrides, notes = stage_overrides("sft", training, model, None)
     assert overrides[overrides.index("--push_to_hub") + 1] == "false"
     assert any("a rehearsal never pushes" in note for note in notes)

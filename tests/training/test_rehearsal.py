@@ -20,8 +20,15 @@ STAGES = ("pretrain", "sft", "dpo", "verifier", "grpo")
 
 @pytest.mark.parametrize("scale, run", [("gpu-smoke", "smoke"), ("gpu-full", "full")])
 def test_rehearsal_of_a_gpu_scale(scale, run, tmp_path):
-    command = [sys.executable, os.path.join(REPO, "recipes", "pipeline.py"), "--config",
-               f"recipes/configs/{scale}/pipeline.yaml", "--rehearse", "--runs_dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "pipeline.py"),
+        "--config",
+        f"recipes/configs/{scale}/pipeline.yaml",
+        "--rehearse",
+        "--runs_dir",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1200)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]

@@ -36,8 +36,15 @@ def uninterrupted(tmp_path_factory):
 
 def _kill_after_checkpoint(output_dir, step):
     """Start the stage, SIGKILL it once checkpoint-<step> exists (the run is then somewhere past it)."""
-    command = [sys.executable, os.path.join(REPO, "recipes", "pretrain.py"), "--config",
-               os.path.join(CONFIGS, "pretrain.yaml"), "--output_dir", str(output_dir), *STEPS]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "recipes", "pretrain.py"),
+        "--config",
+        os.path.join(CONFIGS, "pretrain.yaml"),
+        "--output_dir",
+        str(output_dir),
+        *STEPS,
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (output_dir / f"checkpoint-{step}" / "trainer_state.json").exists():
@@ -62,8 +69,10 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, unin
     output_dir = tmp_path / "pretrain"
     _kill_after_checkpoint(output_dir, 15)
     # The kill may land mid-save, leaving a newer folder without weights (a case of its own): truncate the newest complete one
-    newest = max((p for p in output_dir.iterdir() if p.name.startswith("checkpoint-") and (p / "model.safetensors").is_file()),
-                 key=lambda p: int(p.name.split("-")[1]))
+    newest = max(
+        (p for p in output_dir.iterdir() if p.name.startswith("checkpoint-") and (p / "model.safetensors").is_file()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
     weights = newest / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     result = run_recipe("pretrain", output_dir, *STEPS)
@@ -89,8 +98,17 @@ def test_a_named_older_checkpoint_wins_and_equals_resuming_there_by_hand(tmp_pat
         shutil.copytree(output_dir / name, by_hand / name)
     # Roll back to checkpoint-10 and train on to 24 steps (a longer schedule, so resuming from the newest
     # checkpoint instead would end elsewhere)
-    named = run_recipe("pretrain", output_dir, "--max_steps", "24", *ROLLBACK, "--overwrite_final", "true",
-                       "--resume_from_checkpoint", str(output_dir / "checkpoint-10"))
+    named = run_recipe(
+        "pretrain",
+        output_dir,
+        "--max_steps",
+        "24",
+        *ROLLBACK,
+        "--overwrite_final",
+        "true",
+        "--resume_from_checkpoint",
+        str(output_dir / "checkpoint-10"),
+    )
     run_recipe("pretrain", by_hand, "--max_steps", "24", *ROLLBACK)
     assert _summary(output_dir)["resumed_from"] == str(output_dir / "checkpoint-10")
     assert _summary(by_hand)["resumed_from"] == str(by_hand / "checkpoint-10")
@@ -105,8 +123,17 @@ def test_resume_false_starts_from_step_0_and_deletes_nothing(tmp_path):
     output_dir = tmp_path / "pretrain"
     run_recipe("pretrain", output_dir, "--max_steps", "10", *ROLLBACK)
     first = _summary(output_dir)["final_loss"]
-    result = run_recipe("pretrain", output_dir, "--max_steps", "10", *ROLLBACK, "--overwrite_final", "true",
-                        "--resume_from_checkpoint", "false")
+    result = run_recipe(
+        "pretrain",
+        output_dir,
+        "--max_steps",
+        "10",
+        *ROLLBACK,
+        "--overwrite_final",
+        "true",
+        "--resume_from_checkpoint",
+        "false",
+    )
     assert "training from step 0" in result.stdout + result.stderr and _summary(output_dir)["resumed_from"] is None
     assert _summary(output_dir)["final_loss"] == pytest.approx(first, rel=1e-6)  # the same run again, from scratch
     [aside] = output_dir.glob("set-aside-*")

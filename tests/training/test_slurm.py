@@ -28,8 +28,14 @@ def test_slurm_script_parses_and_requeues(script):
     path = os.path.join(REPO, script)
     subprocess.run(["bash", "-n", path], check=True)
     text = open(path).read()
-    for needed in ("#SBATCH --signal=B:USR1@", "#SBATCH --requeue", "#SBATCH --open-mode=append",
-                   "trap", "scontrol requeue", "recipes/pipeline.py"):
+    for needed in (
+        "#SBATCH --signal=B:USR1@",
+        "#SBATCH --requeue",
+        "#SBATCH --open-mode=append",
+        "trap",
+        "scontrol requeue",
+        "recipes/pipeline.py",
+    ):
         assert needed in text, needed
     # Site settings come from sbatch flags; the log lands where SLURM can open it before the script runs.
     assert "--partition" not in "".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
@@ -47,15 +53,32 @@ def _job(tmp_path, restart_count, **extra_env):
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "scontrol").write_text(FAKE_SCONTROL)
     (bin_dir / "scontrol").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SCONTROL_LOG": str(tmp_path / "scontrol.log"),
-           "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": str(restart_count), "SLURM_SUBMIT_DIR": REPO,
-           "SLURM_CPUS_PER_TASK": "2", "RUN_NAME": "slurm", "CONFIG": "tests/training/configs/slurm_pipeline.yaml",
-           "PIPELINE_ARGS": f"--runs_dir {tmp_path / 'runs'}", "LOG_DIR": str(tmp_path / "logs"),
-           "PYTHON": sys.executable,  # the interpreter running the tests, whatever `python` is first on PATH
-           "SCRATCH": "", **extra_env}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "FAKE_SCONTROL_LOG": str(tmp_path / "scontrol.log"),
+        "SLURM_JOB_ID": "4242",
+        "SLURM_RESTART_COUNT": str(restart_count),
+        "SLURM_SUBMIT_DIR": REPO,
+        "SLURM_CPUS_PER_TASK": "2",
+        "RUN_NAME": "slurm",
+        "CONFIG": "tests/training/configs/slurm_pipeline.yaml",
+        "PIPELINE_ARGS": f"--runs_dir {tmp_path / 'runs'}",
+        "LOG_DIR": str(tmp_path / "logs"),
+        "PYTHON": sys.executable,  # the interpreter running the tests, whatever `python` is first on PATH
+        "SCRATCH": "",
+        **extra_env,
+    }
     env.pop("SCRATCH")  # unset on many clusters: the script must not abort under `set -u`
-    return subprocess.Popen(["bash", os.path.join(REPO, SCRIPTS[0])], cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        ["bash", os.path.join(REPO, SCRIPTS[0])],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _steps(folder):
@@ -97,8 +120,10 @@ def test_usr1_requeues_and_the_requeued_job_resumes(tmp_path):
 @pytest.mark.slow  # it starts the pipeline (a rehearsal that fails its checks)
 def test_a_failed_rehearsal_keeps_the_real_run_from_starting(tmp_path):
     broken = tmp_path / "broken.yaml"
-    broken.write_text("run_name: slurm\nstages: [pretrain]\nstage_configs: {pretrain: tests/training/configs/pretrain.yaml}\n"
-                      "stage_args: {pretrain: --max_steps 0}\n")
+    broken.write_text(
+        "run_name: slurm\nstages: [pretrain]\nstage_configs: {pretrain: tests/training/configs/pretrain.yaml}\n"
+        "stage_args: {pretrain: --max_steps 0}\n"
+    )
     job = _job(tmp_path, restart_count=0, REHEARSE="1", CONFIG=str(broken))
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 1 and "rehearsal failed: the real run was not started" in output

@@ -16,8 +16,20 @@ from modeling_modern_llm.training import final_model_problem
 from training_helpers import log_history
 
 pytestmark = pytest.mark.slow
-SUMMARY_FIELDS = {"stage", "config_path", "command", "wall_time_s", "steps", "train_tokens", "tokens_per_s",
-                  "final_loss", "datasets", "per_device_batch_size", "learning_rate", "hardware"}
+SUMMARY_FIELDS = {
+    "stage",
+    "config_path",
+    "command",
+    "wall_time_s",
+    "steps",
+    "train_tokens",
+    "tokens_per_s",
+    "final_loss",
+    "datasets",
+    "per_device_batch_size",
+    "learning_rate",
+    "hardware",
+}
 
 
 def _summary(folder):
@@ -99,8 +111,11 @@ def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     drift = (model.model.embed_tokens.weight - policy.model.embed_tokens.weight).abs().max()
     assert drift < 0.01
     tokenizer = AutoTokenizer.from_pretrained(tiny_run["verifier"])
-    batch = tokenizer(["Question: 1+1?\nAnswer: 2\n#### 2", "Question: 1+1?\nAnswer: #### 3 and more text"],
-                      return_tensors="pt", padding=True)
+    batch = tokenizer(
+        ["Question: 1+1?\nAnswer: 2\n#### 2", "Question: 1+1?\nAnswer: #### 3 and more text"],
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         scores = model(**batch).logits
     assert scores.shape == (2, 1) and torch.isfinite(scores).all()
@@ -115,11 +130,20 @@ def test_verifier_without_any_correct_sample_says_how_to_get_pairs(tiny_run, tmp
     from training_helpers import run_recipe
 
     # The tiny policy solves nothing, so without the reference there is no (correct, incorrect) pair
-    result = run_recipe("verifier", tmp_path / "verifier", "--model_name_or_path", tiny_run["dpo"],
-                        "--include_reference", "false", check=False)
+    result = run_recipe(
+        "verifier",
+        tmp_path / "verifier",
+        "--model_name_or_path",
+        tiny_run["dpo"],
+        "--include_reference",
+        "false",
+        check=False,
+    )
     assert result.returncode != 0
     assert "no (correct, incorrect) pair" in result.stderr and "include_reference: true" in result.stderr
-    assert len(list((tmp_path / "verifier").glob("samples-train-*.jsonl"))) == 1  # the samples are kept for the next try
+    assert (
+        len(list((tmp_path / "verifier").glob("samples-train-*.jsonl"))) == 1
+    )  # the samples are kept for the next try
 
 
 def test_grpo_trains_on_every_reward_and_logs_reward_spread_and_lengths(tiny_run):
@@ -132,12 +156,24 @@ def test_grpo_trains_on_every_reward_and_logs_reward_spread_and_lengths(tiny_run
     steps = [entry for entry in history if "reward" in entry]
     assert [entry["step"] for entry in steps] == [1, 2, 3, 4]
     for entry in steps:
-        assert {"reward_std", "completions/mean_length", "kl", "rewards/exact_match/mean", "rewards/answer_format/mean",
-                "rewards/verifier/mean"} <= set(entry)
+        assert {
+            "reward_std",
+            "completions/mean_length",
+            "kl",
+            "rewards/exact_match/mean",
+            "rewards/answer_format/mean",
+            "rewards/verifier/mean",
+        } <= set(entry)
         assert 0 < entry["completions/mean_length"] <= 24  # max_completion_length
         # the weighted sum of the rewards' means is the logged reward
-        assert math.isclose(entry["reward"], entry["rewards/exact_match/mean"] + 0.5 * entry["rewards/answer_format/mean"]
-                            + 0.1 * entry["rewards/verifier/mean"], rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(
+            entry["reward"],
+            entry["rewards/exact_match/mean"]
+            + 0.5 * entry["rewards/answer_format/mean"]
+            + 0.1 * entry["rewards/verifier/mean"],
+            rel_tol=1e-4,
+            abs_tol=1e-5,
+        )
     assert summary["reward_logged"]["last"] == steps[-1]["reward"]
     # It starts from DPO and moves away from it
     name = "model.layers.0.self_attn.q_proj.weight"

@@ -29,16 +29,22 @@ STAGES = ("pretrain", "sft", "dpo", "verifier", "grpo")
 
 def _args(stage, tmp_path, *overrides, scale="gpu-full"):
     config = os.path.join(REPO, "recipes", "configs", scale, f"{stage}.yaml")
-    return parse_stage_args(stage, ["--config", config, "--output_dir", str(tmp_path / stage), *overrides],
-                            for_validation=True)
+    return parse_stage_args(
+        stage, ["--config", config, "--output_dir", str(tmp_path / stage), *overrides], for_validation=True
+    )
 
 
 def _problems(stage, tmp_path, *overrides, accelerate=None, scale="gpu-full", **kwargs):
     script, training, model = _args(stage, tmp_path, *overrides, scale=scale)
-    architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0,
-                    **kwargs.pop("architecture", {})}
-    return stage_problems(stage, script, training, model, architecture=architecture, accelerate=accelerate,
-                          check_inputs=False, **kwargs)
+    architecture = {
+        "attention_sinks": True,
+        "max_position_embeddings": 1024,
+        "num_experts": 0,
+        **kwargs.pop("architecture", {}),
+    }
+    return stage_problems(
+        stage, script, training, model, architecture=architecture, accelerate=accelerate, check_inputs=False, **kwargs
+    )
 
 
 def _accelerate(name):
@@ -68,8 +74,12 @@ def test_a_kernel_that_drops_the_sinks_is_refused(tmp_path):
     problems = _problems("sft", tmp_path, "--attn_implementation", "flash_attention_2")
     assert any(p.startswith("`attn_implementation: flash_attention_2`") and "sdpa" in p for p in problems)
     # Without sinks the same kernel is the model's business, not a sink problem.
-    assert not any("sink" in p for p in _problems("sft", tmp_path, "--attn_implementation", "flash_attention_2",
-                                                  architecture={"attention_sinks": False}))
+    assert not any(
+        "sink" in p
+        for p in _problems(
+            "sft", tmp_path, "--attn_implementation", "flash_attention_2", architecture={"attention_sinks": False}
+        )
+    )
 
 
 def test_padding_free_on_sdpa_is_refused_with_the_mask_size(tmp_path):
@@ -92,8 +102,9 @@ def test_zero3_must_gather_the_weights_and_know_the_moe_block(tmp_path):
 
 
 def test_fsdp_must_wrap_the_decoder_layer(tmp_path):
-    wrong = AccelerateSetup(source="f.yaml", distributed_type="FSDP", mixed_precision="bf16",
-                            fsdp_layer_classes=("LlamaDecoderLayer",))
+    wrong = AccelerateSetup(
+        source="f.yaml", distributed_type="FSDP", mixed_precision="bf16", fsdp_layer_classes=("LlamaDecoderLayer",)
+    )
     (problem,) = _problems("pretrain", tmp_path, accelerate=wrong)
     assert "ModernLLMDecoderLayer" in problem
 
@@ -106,26 +117,41 @@ def test_mixed_precision_of_the_launcher_and_the_stage_must_agree(tmp_path):
 def test_ddp_must_say_whether_to_search_for_unused_parameters(tmp_path):
     script, training, model = _args("sft", tmp_path)
     training.ddp_find_unused_parameters = None
-    problems = stage_problems("sft", script, training, model, architecture={}, accelerate=_accelerate("multi_gpu"),
-                              check_inputs=False)
+    problems = stage_problems(
+        "sft", script, training, model, architecture={}, accelerate=_accelerate("multi_gpu"), check_inputs=False
+    )
     assert problems == [p for p in problems if "ddp_find_unused_parameters" in p] and problems
 
 
-@pytest.mark.parametrize("override, field", [
-    (("--max_steps", "0"), "max_steps"), (("--learning_rate", "nan"), "learning_rate"),
-    (("--per_device_train_batch_size", "-1"), "per_device_train_batch_size"), (("--save_steps", "0"), "save_steps"),
-    (("--beta", "0"), "beta"), (("--max_eval_samples", "0"), "max_eval_samples"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        (("--max_steps", "0"), "max_steps"),
+        (("--learning_rate", "nan"), "learning_rate"),
+        (("--per_device_train_batch_size", "-1"), "per_device_train_batch_size"),
+        (("--save_steps", "0"), "save_steps"),
+        (("--beta", "0"), "beta"),
+        (("--max_eval_samples", "0"), "max_eval_samples"),
+    ],
+)
 def test_numbers_out_of_range_are_named(override, field, tmp_path):
     problems = _problems("dpo", tmp_path, *override)
     assert len(problems) == 1 and problems[0].startswith(f"`{field}`"), problems
 
 
-@pytest.mark.parametrize("override, words", [
-    (("--temperature", "0"), "`temperature`"), (("--top_p", "1.5"), "`top_p`"),
-    (("--samples_per_problem", "1", "--include_reference", "false", "--objective", "pairwise"), "`samples_per_problem`"),
-    (("--objective", "listwise"), "`objective`"), (("--lm_loss_coef", "-1"), "`lm_loss_coef`"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (("--temperature", "0"), "`temperature`"),
+        (("--top_p", "1.5"), "`top_p`"),
+        (
+            ("--samples_per_problem", "1", "--include_reference", "false", "--objective", "pairwise"),
+            "`samples_per_problem`",
+        ),
+        (("--objective", "listwise"), "`objective`"),
+        (("--lm_loss_coef", "-1"), "`lm_loss_coef`"),
+    ],
+)
 def test_sampling_settings_out_of_range_are_named(override, words, tmp_path):
     problems = _problems("verifier", tmp_path, *override)
     assert len(problems) == 1 and words in problems[0], problems
@@ -139,21 +165,32 @@ def test_grpo_generation_through_vllm_is_refused_naming_why(tmp_path):
 
 def test_grpo_completions_must_leave_room_for_the_prompt(tmp_path):
     # TRL's default max_completion_length (512) against the cpu-demo model's 512 positions
-    (problem,) = _problems("grpo", tmp_path, "--max_completion_length", "512", scale="cpu-demo",
-                           architecture={"max_position_embeddings": 512})
+    (problem,) = _problems(
+        "grpo",
+        tmp_path,
+        "--max_completion_length",
+        "512",
+        scale="cpu-demo",
+        architecture={"max_position_embeddings": 512},
+    )
     assert problem.startswith("`max_completion_length` 512") and "max_position_embeddings 512" in problem
     assert _problems("grpo", tmp_path, scale="cpu-demo", architecture={"max_position_embeddings": 512}) == []
 
 
-@pytest.mark.parametrize("override, words", [
-    (("--reward_funcs", "exact_match", "lenght"), "unknown reward(s) ['lenght']"),
-    (("--reward_funcs", "exact_match", "answer_format", "--reward_weights", "1.0"), "1 weight(s) for 2 reward(s)"),
-    (("--reward_funcs", "verifier"), "needs `reward_model_name_or_path`"),
-    (("--beta", "-0.1"), "`beta`"), (("--temperature", "0"), "`temperature`"), (("--num_fewshot", "-1"), "`num_fewshot`"),
-    (("--max_completion_length", "0"), "`max_completion_length`"),
-    (("--use_transformers_continuous_batching", "true"), "set it to false (plain generate)"),
-    (("--dataset_name", "embedded-alpaca"), "GRPO's rewards check GSM8K answers"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (("--reward_funcs", "exact_match", "lenght"), "unknown reward(s) ['lenght']"),
+        (("--reward_funcs", "exact_match", "answer_format", "--reward_weights", "1.0"), "1 weight(s) for 2 reward(s)"),
+        (("--reward_funcs", "verifier"), "needs `reward_model_name_or_path`"),
+        (("--beta", "-0.1"), "`beta`"),
+        (("--temperature", "0"), "`temperature`"),
+        (("--num_fewshot", "-1"), "`num_fewshot`"),
+        (("--max_completion_length", "0"), "`max_completion_length`"),
+        (("--use_transformers_continuous_batching", "true"), "set it to false (plain generate)"),
+        (("--dataset_name", "embedded-alpaca"), "GRPO's rewards check GSM8K answers"),
+    ],
+)
 def test_grpo_settings_are_checked_before_loading(override, words, tmp_path):
     problems = _problems("grpo", tmp_path, *override)
     assert len(problems) == 1 and words in problems[0], problems
@@ -163,8 +200,9 @@ def test_the_grpo_verifier_reward_needs_a_verifier_folder(tmp_path):
     policy = _model_folder(tmp_path / "dpo_final")
     (policy / "config.json").write_text('{"architectures": ["ModernLLMForCausalLM"]}')
     verifier = ["--reward_funcs", "exact_match", "verifier", "--reward_weights", "1", "0.1"]
-    script, training, model = _args("grpo", tmp_path, *verifier, "--model_name_or_path", str(policy),
-                                    "--reward_model_name_or_path", str(policy))
+    script, training, model = _args(
+        "grpo", tmp_path, *verifier, "--model_name_or_path", str(policy), "--reward_model_name_or_path", str(policy)
+    )
     (problem,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
     assert "is a ModernLLMForCausalLM, not a verifier" in problem and "verifier_final" in problem
     training.reward_model_name_or_path = str(tmp_path / "missing")
@@ -173,16 +211,26 @@ def test_the_grpo_verifier_reward_needs_a_verifier_folder(tmp_path):
 
 
 def test_a_model_config_the_model_refuses_fails_before_the_tokenizer_is_trained(tmp_path):
-    fields = {"hidden_size": 100, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 3,
-              "num_key_value_heads": 3, "max_position_embeddings": 1024}
+    fields = {
+        "hidden_size": 100,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 3,
+        "num_key_value_heads": 3,
+        "max_position_embeddings": 1024,
+    }
     (problem,) = _problems("pretrain", tmp_path, "--model_config", json.dumps(fields))
     assert "`hidden_size` (100) must be divisible by `num_attention_heads` (3)" in problem
 
 
 def test_data_problems_name_the_dataset_split_and_file(tmp_path):
-    assert any("'gsm9k' is not in the registry" in p for p in _problems("verifier", tmp_path, "--dataset_name", "gsm9k"))
-    assert any("no split 'test'" in p and "eval_strategy" in p
-               for p in _problems("sft", tmp_path, "--eval_strategy", "steps", "--eval_steps", "10"))
+    assert any(
+        "'gsm9k' is not in the registry" in p for p in _problems("verifier", tmp_path, "--dataset_name", "gsm9k")
+    )
+    assert any(
+        "no split 'test'" in p and "eval_strategy" in p
+        for p in _problems("sft", tmp_path, "--eval_strategy", "steps", "--eval_steps", "10")
+    )
     local = tmp_path / "local"
     (local / "gsm8k").mkdir(parents=True)
     (local / "gsm8k" / "train.jsonl").write_text("{}\n")
@@ -193,8 +241,12 @@ def test_data_problems_name_the_dataset_split_and_file(tmp_path):
 def test_outputs_a_finished_final_is_kept_unless_overwrite_final(tmp_path):
     final = tmp_path / "sft_final"
     final.mkdir()
-    for name, text in (("config.json", '{"model_type": "modern_llm"}'), ("training_summary.json", '{"stage": "sft"}'),
-                       ("tokenizer_config.json", "{}"), ("README.md", "x")):
+    for name, text in (
+        ("config.json", '{"model_type": "modern_llm"}'),
+        ("training_summary.json", '{"stage": "sft"}'),
+        ("tokenizer_config.json", "{}"),
+        ("README.md", "x"),
+    ):
         (final / name).write_text(text)
     save_file({"w": torch.ones(2)}, str(final / "model.safetensors"))
     (problem,) = _problems("sft", tmp_path)
@@ -211,13 +263,18 @@ def _model_folder(folder):
     return folder
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
-     "model.safetensors is truncated"),
-    (lambda f: os.remove(f / "config.json"), "missing config.json"),
-    (lambda f: (f / "tokenizer.json").write_bytes(b"\x80garbage"), "tokenizer.json is corrupt"),
-    (lambda f: None, None),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:100]),
+            "model.safetensors is truncated",
+        ),
+        (lambda f: os.remove(f / "config.json"), "missing config.json"),
+        (lambda f: (f / "tokenizer.json").write_bytes(b"\x80garbage"), "tokenizer.json is corrupt"),
+        (lambda f: None, None),
+    ],
+)
 def test_a_starting_model_folder_is_checked_without_loading_it(damage, words, tmp_path):
     folder = _model_folder(tmp_path / "sft_final")
     damage(folder)
@@ -292,7 +349,8 @@ def test_a_broken_run_fails_in_seconds_listing_every_stage_problem_once(tmp_path
     config.write_text(
         "run_name: bad\nlauncher: accelerate launch --config_file accelerate_configs/single_gpu.yaml\nstage_configs:\n"
         + "".join(f"  {s}: recipes/configs/gpu-full/{s}.yaml\n" for s in STAGES)
-        + "stage_args:\n  sft: --padding_free true\n  dpo: --dtype bfloat16\n  verifier: --bf16 false\n")
+        + "stage_args:\n  sft: --padding_free true\n  dpo: --dtype bfloat16\n  verifier: --bf16 false\n"
+    )
     result, seconds = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith(("sft:", "dpo:", "verifier:"))]
@@ -312,9 +370,21 @@ def test_malformed_yaml_is_one_line_with_its_line_number(tmp_path):
 def test_a_recipe_checks_itself_before_loading(tmp_path, monkeypatch, capsys):
     import runpy
 
-    monkeypatch.setattr(sys, "argv", ["recipes/sft.py", "--config", os.path.join(CONFIGS, "sft.yaml"), "--output_dir",
-                                      str(tmp_path / "sft"), "--model_name_or_path", str(tmp_path / "nowhere"),
-                                      "--learning_rate", "nan"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "recipes/sft.py",
+            "--config",
+            os.path.join(CONFIGS, "sft.yaml"),
+            "--output_dir",
+            str(tmp_path / "sft"),
+            "--model_name_or_path",
+            str(tmp_path / "nowhere"),
+            "--learning_rate",
+            "nan",
+        ],
+    )
     start = time.time()
     with pytest.raises(SystemExit) as exit_info:  # the recipe as `python recipes/sft.py` runs it, in this process
         runpy.run_path(os.path.join(REPO, "recipes", "sft.py"), run_name="__main__")
@@ -343,12 +413,15 @@ def test_lora_is_refused_where_the_merged_final_cannot_be_built(tmp_path):
     assert "not both" in problem
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (("--hub_strategy", "every_save"), "set hub_strategy: end"),
-    ((), "`hub_model_id` is missing"),
-    (("--hub_model_id", "just-a-name"), "needs its namespace"),
-    (("--hub_model_id", "me/x"), "HF_HUB_OFFLINE=1"),  # tests/conftest.py switches the Hub off
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (("--hub_strategy", "every_save"), "set hub_strategy: end"),
+        ((), "`hub_model_id` is missing"),
+        (("--hub_model_id", "just-a-name"), "needs its namespace"),
+        (("--hub_model_id", "me/x"), "HF_HUB_OFFLINE=1"),  # tests/conftest.py switches the Hub off
+    ],
+)
 def test_push_settings_are_checked_before_loading(overrides, words, tmp_path):
     problems = _problems("dpo", tmp_path, "--push_to_hub", "true", *overrides)
     assert any(words in p for p in problems), problems
@@ -364,12 +437,16 @@ def test_resume_from_checkpoint_means_the_same_from_yaml_and_command_line():
 
 def test_a_pipeline_push_is_checked_with_the_stages(tmp_path):
     config = tmp_path / "pipeline.yaml"
-    config.write_text(open(os.path.join(CONFIGS, "pipeline.yaml")).read()
-                      + "push_to_hub: true\nhub_model_id: me/tiny\nstage_args:\n  dpo: --push_to_hub true --hub_model_id me/d\n")
+    config.write_text(
+        open(os.path.join(CONFIGS, "pipeline.yaml")).read()
+        + "push_to_hub: true\nhub_model_id: me/tiny\nstage_args:\n  dpo: --push_to_hub true --hub_model_id me/d\n"
+    )
     result, _ = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "dpo: its config pushes it" in result.stderr and "pipeline: pushing to the Hub with HF_HUB_OFFLINE=1" in \
-        result.stderr
+    assert (
+        "dpo: its config pushes it" in result.stderr
+        and "pipeline: pushing to the Hub with HF_HUB_OFFLINE=1" in result.stderr
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -385,8 +462,9 @@ def _pipeline_module():
 
 
 @pytest.mark.parametrize("installed, words", [(None, "and it is not installed"), ("0.4.9", "and 0.4.9 is installed")])
-def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_runs(installed, words, tmp_path,
-                                                                                  monkeypatch):
+def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_runs(
+    installed, words, tmp_path, monkeypatch
+):
     from importlib import metadata
 
     from modeling_modern_llm.cli import UsageError
@@ -420,8 +498,9 @@ def test_use_vllm_needs_the_vllm_package(tmp_path, monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "vllm" else real_find_spec(name, *args))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "vllm" else real_find_spec(name, *args)
+    )
     script, training, model = _args("dpo", tmp_path)
     architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0}
     problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)

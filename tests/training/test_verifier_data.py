@@ -18,7 +18,8 @@ def test_pairs_come_from_the_policys_own_samples_of_one_problem():
     pairs = preference_pairs(records, max_pairs_per_problem=10, seed=0)
     # B has no correct sample, so without the reference it gives no pair
     assert [(p["chosen"], p["rejected"]) for p in pairs] == [
-        (format_verifier_input("A?", "so #### 5"), format_verifier_input("A?", "so #### 6"))]
+        (format_verifier_input("A?", "so #### 5"), format_verifier_input("A?", "so #### 6"))
+    ]
 
 
 def test_include_reference_counts_the_reference_as_correct():
@@ -36,7 +37,8 @@ def test_a_problem_solved_every_time_gives_no_pair_and_the_cap_holds():
     solved = [_record("A?", "#### 5", True)] * 3
     assert preference_pairs(solved, max_pairs_per_problem=10, seed=0, include_reference=True) == []
     mixed = [_record("B?", "#### 5", True), _record("B?", "so, #### 5", True)] + [
-        _record("B?", f"#### {n}", False) for n in range(6, 12)]
+        _record("B?", f"#### {n}", False) for n in range(6, 12)
+    ]
     assert len(preference_pairs(mixed, max_pairs_per_problem=4, seed=0)) == 4
     assert len(preference_pairs(mixed, max_pairs_per_problem=100, seed=0)) == 2 * 6
 
@@ -70,28 +72,59 @@ def test_each_process_samples_its_share_and_the_shards_join_in_order(tmp_path):
 
 
 def test_samples_path_changes_with_every_sampling_setting_and_nothing_else():
-    args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
-                           sample_with_chat_template=True, use_calculator=False, seed=42, learning_rate=5e-4)
+    args = SimpleNamespace(
+        samples_per_problem=8,
+        temperature=0.7,
+        top_p=1.0,
+        max_new_tokens=96,
+        sample_with_chat_template=True,
+        use_calculator=False,
+        seed=42,
+        learning_rate=5e-4,
+    )
     problems, shots = [{"question": "A?"}, {"question": "B?"}], []
     base = samples_path("out", "train", "runs/dpo_final", problems, shots, args)
     assert base.startswith("out/samples-train-") and base.endswith(".jsonl")
     assert samples_path("out", "train", "runs/dpo_final", problems, shots, args) == base  # a resume finds its samples
-    assert samples_path("out", "train", "runs/dpo_final", problems, shots,
-                        SimpleNamespace(**{**vars(args), "learning_rate": 1e-3})) == base  # training settings do not matter
-    changed = [samples_path("out", "train", "runs/sft_final", problems, shots, args),
-               samples_path("out", "train", "runs/dpo_final", problems[:1], shots, args),
-               samples_path("out", "train", "runs/dpo_final", problems, [{"question": "C?"}], args),
-               samples_path("out", "validation", "runs/dpo_final", problems, shots, args)]
-    for name, value in (("samples_per_problem", 4), ("temperature", 1.0), ("top_p", 0.9), ("max_new_tokens", 32),
-                        ("sample_with_chat_template", False), ("use_calculator", True), ("seed", 0)):
-        changed.append(samples_path("out", "train", "runs/dpo_final", problems, shots,
-                                    SimpleNamespace(**{**vars(args), name: value})))
+    assert (
+        samples_path(
+            "out", "train", "runs/dpo_final", problems, shots, SimpleNamespace(**{**vars(args), "learning_rate": 1e-3})
+        )
+        == base
+    )  # training settings do not matter
+    changed = [
+        samples_path("out", "train", "runs/sft_final", problems, shots, args),
+        samples_path("out", "train", "runs/dpo_final", problems[:1], shots, args),
+        samples_path("out", "train", "runs/dpo_final", problems, [{"question": "C?"}], args),
+        samples_path("out", "validation", "runs/dpo_final", problems, shots, args),
+    ]
+    for name, value in (
+        ("samples_per_problem", 4),
+        ("temperature", 1.0),
+        ("top_p", 0.9),
+        ("max_new_tokens", 32),
+        ("sample_with_chat_template", False),
+        ("use_calculator", True),
+        ("seed", 0),
+    ):
+        changed.append(
+            samples_path(
+                "out", "train", "runs/dpo_final", problems, shots, SimpleNamespace(**{**vars(args), name: value})
+            )
+        )
     assert base not in changed and len(set(changed)) == len(changed)
 
 
 def test_samples_path_changes_when_a_local_policy_is_retrained(tmp_path):
-    args = SimpleNamespace(samples_per_problem=8, temperature=0.7, top_p=1.0, max_new_tokens=96,
-                           sample_with_chat_template=True, use_calculator=False, seed=42)
+    args = SimpleNamespace(
+        samples_per_problem=8,
+        temperature=0.7,
+        top_p=1.0,
+        max_new_tokens=96,
+        sample_with_chat_template=True,
+        use_calculator=False,
+        seed=42,
+    )
     policy = tmp_path / "dpo_final"
     policy.mkdir()
     (policy / "model.safetensors").write_bytes(b"first weights")
@@ -116,8 +149,12 @@ def test_pairs_are_tokenised_as_evaluation_scores_them():
 def test_with_references_adds_each_problems_reference_once_as_a_correct_sample():
     from modeling_modern_llm.training.verifier_data import with_references
 
-    records = [{"question": q, "answer": f"{q} steps\n#### 1 ", "solution": s, "correct": False}
-               for q, s in (("A?", "a1"), ("A?", "a2"), ("B?", "b1"))]
-    added = with_references(records)[len(records):]
+    records = [
+        {"question": q, "answer": f"{q} steps\n#### 1 ", "solution": s, "correct": False}
+        for q, s in (("A?", "a1"), ("A?", "a2"), ("B?", "b1"))
+    ]
+    added = with_references(records)[len(records) :]
     assert [(r["question"], r["solution"], r["correct"]) for r in added] == [
-        ("A?", "A? steps\n#### 1", True), ("B?", "B? steps\n#### 1", True)]
+        ("A?", "A? steps\n#### 1", True),
+        ("B?", "B? steps\n#### 1", True),
+    ]

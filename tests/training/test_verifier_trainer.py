@@ -17,7 +17,9 @@ from modeling_modern_llm.training.verifier_trainer import (
     token_level_examples,
 )
 
-QUESTIONS = [f"Tom has {a} apples and finds {b} more. How many apples does Tom have?" for a in range(2, 9) for b in (3, 4)]
+QUESTIONS = [
+    f"Tom has {a} apples and finds {b} more. How many apples does Tom have?" for a in range(2, 9) for b in (3, 4)
+]
 
 
 def _records():
@@ -27,8 +29,13 @@ def _records():
         a, b = (int(word) for word in question.split() if word.isdigit())
         for opening, correct in (("So", True), ("Hmm,", False)):
             total = a + b  # the same numbers either way: only the opening tells them apart
-            records.append({"question": question, "correct": correct,
-                            "solution": f"{opening} Tom has {a}+{b} = <<{a}+{b}={total}>>{total} apples.\n#### {total}"})
+            records.append(
+                {
+                    "question": question,
+                    "correct": correct,
+                    "solution": f"{opening} Tom has {a}+{b} = <<{a}+{b}={total}>>{total} apples.\n#### {total}",
+                }
+            )
     return records
 
 
@@ -39,18 +46,39 @@ def tokenizer():
 
 
 def _model(tokenizer, **overrides):
-    settings = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, num_labels=1,
-                    pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    settings = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
     config = ModernLLMConfig(**{**settings, **overrides})
     torch.manual_seed(0)
     return ModernLLMForSequenceClassification(config)
 
 
 def _args(tmp_path, **overrides):
-    settings = dict(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=2, learning_rate=1e-3,
-                    bf16=False, report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True,
-                    eval_strategy="no", max_length=256, seed=0, activation_checkpointing=False)
+    settings = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        max_steps=2,
+        learning_rate=1e-3,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        eval_strategy="no",
+        max_length=256,
+        seed=0,
+        activation_checkpointing=False,
+    )
     return VerifierConfig(**{**settings, **overrides})
 
 
@@ -68,10 +96,16 @@ def test_examples_label_every_solution_token_and_nothing_of_the_prompt(tokenizer
 def test_the_loss_is_the_token_level_value_loss_plus_the_lm_loss_on_correct_solutions(tokenizer, tmp_path):
     model = _model(tokenizer)
     examples = token_level_examples(_records()[:4], tokenizer, format_verifier_input, verifier_prompt)
-    trainer = TokenLevelVerifierTrainer(model=model, args=_args(tmp_path), train_dataset=Dataset.from_dict(examples),
-                                        processing_class=tokenizer, lm_loss_coef=0.5)
+    trainer = TokenLevelVerifierTrainer(
+        model=model,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_dict(examples),
+        processing_class=tokenizer,
+        lm_loss_coef=0.5,
+    )
     batch = DataCollatorForTokenLevelVerifier(tokenizer.pad_token_id)(
-        [{key: examples[key][i] for key in examples} for i in range(4)])
+        [{key: examples[key][i] for key in examples} for i in range(4)]
+    )
     loss = trainer.compute_loss(model, dict(batch))
 
     hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -86,10 +120,17 @@ def test_the_loss_is_the_token_level_value_loss_plus_the_lm_loss_on_correct_solu
 
 
 def test_the_lm_loss_needs_tied_embeddings(tokenizer, tmp_path):
-    examples = Dataset.from_dict(token_level_examples(_records()[:2], tokenizer, format_verifier_input, verifier_prompt))
+    examples = Dataset.from_dict(
+        token_level_examples(_records()[:2], tokenizer, format_verifier_input, verifier_prompt)
+    )
     with pytest.raises(ValueError, match="tied word embeddings"):
-        TokenLevelVerifierTrainer(model=_model(tokenizer, tie_word_embeddings=False), args=_args(tmp_path),
-                                  train_dataset=examples, processing_class=tokenizer, lm_loss_coef=1.0)
+        TokenLevelVerifierTrainer(
+            model=_model(tokenizer, tie_word_embeddings=False),
+            args=_args(tmp_path),
+            train_dataset=examples,
+            processing_class=tokenizer,
+            lm_loss_coef=1.0,
+        )
 
 
 @pytest.mark.slow
@@ -99,8 +140,13 @@ def test_training_teaches_the_verifier_to_rank_its_solutions(tokenizer, tmp_path
     records = _records()
     model = _model(tokenizer)
     examples = Dataset.from_dict(token_level_examples(records, tokenizer, format_verifier_input, verifier_prompt))
-    trainer = TokenLevelVerifierTrainer(model=model, args=_args(tmp_path, max_steps=60, learning_rate=3e-3),
-                                        train_dataset=examples, processing_class=tokenizer, lm_loss_coef=0.2)
+    trainer = TokenLevelVerifierTrainer(
+        model=model,
+        args=_args(tmp_path, max_steps=60, learning_rate=3e-3),
+        train_dataset=examples,
+        processing_class=tokenizer,
+        lm_loss_coef=0.2,
+    )
     trainer.train()
     value_losses = [entry["value_loss"] for entry in trainer.state.log_history if "value_loss" in entry]
     assert value_losses[-1] < 0.5 * value_losses[0]

@@ -8,16 +8,33 @@ from transformers import Trainer, TrainingArguments
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 from modeling_modern_llm.training.optimization import decays, exclude_sinks_and_norms_from_weight_decay
 
-NO_DECAY = ("model.layers.0.self_attn.sinks", "model.layers.0.self_attn.q_norm.weight",
-            "model.layers.0.self_attn.k_norm.weight", "model.layers.0.input_layernorm.weight",
-            "model.layers.0.post_attention_layernorm.weight", "model.norm.weight")
-DECAY = ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight",
-         "model.embed_tokens.weight", "lm_head.weight")
+NO_DECAY = (
+    "model.layers.0.self_attn.sinks",
+    "model.layers.0.self_attn.q_norm.weight",
+    "model.layers.0.self_attn.k_norm.weight",
+    "model.layers.0.input_layernorm.weight",
+    "model.layers.0.post_attention_layernorm.weight",
+    "model.norm.weight",
+)
+DECAY = (
+    "model.layers.0.self_attn.q_proj.weight",
+    "model.layers.0.self_attn.o_proj.weight",
+    "model.embed_tokens.weight",
+    "lm_head.weight",
+)
 
 
 def tiny_model(**overrides):
-    config = ModernLLMConfig(vocab_size=300, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                             num_attention_heads=2, max_position_embeddings=32, tie_word_embeddings=False, **overrides)
+    config = ModernLLMConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+        **overrides,
+    )
     return ModernLLMForCausalLM(config)
 
 
@@ -38,8 +55,7 @@ def trainer_for(model, tmp_path, kind):
     from modeling_modern_llm.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(["a tiny corpus for a tiny tokenizer"] * 4, vocab_size=300)
-    args = SFTConfig(output_dir=str(tmp_path), weight_decay=0.1, report_to=[], bf16=False,
-                     gradient_checkpointing=False)
+    args = SFTConfig(output_dir=str(tmp_path), weight_decay=0.1, report_to=[], bf16=False, gradient_checkpointing=False)
     rows = Dataset.from_list([{"text": "a tiny corpus"}] * 4)
     return SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
 
@@ -88,8 +104,15 @@ def test_every_recipe_trains_without_decay_on_sinks_and_norms(tmp_path):
     from modeling_modern_llm.training.stage import stage_callbacks, train_with_resume
 
     rows = Dataset.from_list([{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2)
-    args = TrainingArguments(output_dir=str(tmp_path), weight_decay=0.1, report_to=[], use_cpu=True, max_steps=1,
-                             per_device_train_batch_size=2, save_strategy="no")
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        weight_decay=0.1,
+        report_to=[],
+        use_cpu=True,
+        max_steps=1,
+        per_device_train_batch_size=2,
+        save_strategy="no",
+    )
     trainer = Trainer(model=tiny_model(), args=args, train_dataset=rows, callbacks=stage_callbacks(False))
     train_with_resume(trainer)
     decay_of = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}

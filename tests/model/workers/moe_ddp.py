@@ -21,8 +21,16 @@ def main(summary_path: str, steps: int = 4):
     dist.init_process_group("gloo")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)  # same initial weights on every rank (DDP broadcasts rank 0's anyway)
-    config = ModernLLMConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                             num_attention_heads=4, max_position_embeddings=64, num_experts=16, num_experts_per_tok=2)
+    config = ModernLLMConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+        num_experts=16,
+        num_experts_per_tok=2,
+    )
     model = ModernLLMForCausalLM(config).train()
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     ddp_model = DistributedDataParallel(model, find_unused_parameters=False)
@@ -45,9 +53,17 @@ def main(summary_path: str, steps: int = 4):
     dist.all_gather(gathered, flat)
     if rank == 0:
         with open(summary_path, "w") as handle:
-            json.dump({"world_size": world_size, "steps": steps, "losses": losses, "idle_experts": idle_experts,
-                       "missing_grads": missing_grads,
-                       "max_rank_difference": max((g - flat).abs().max().item() for g in gathered)}, handle)
+            json.dump(
+                {
+                    "world_size": world_size,
+                    "steps": steps,
+                    "losses": losses,
+                    "idle_experts": idle_experts,
+                    "missing_grads": missing_grads,
+                    "max_rank_difference": max((g - flat).abs().max().item() for g in gathered),
+                },
+                handle,
+            )
     # DDP's reducer goes before its process group: torn down after destroy_process_group, it hung about one exit in two.
     del ddp_model
     dist.barrier()

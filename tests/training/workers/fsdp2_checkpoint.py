@@ -33,9 +33,17 @@ from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
 
 def sharded_model_and_optimizer():
     torch.manual_seed(0)
-    config = ModernLLMConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                             attention_sinks=True, qk_norm=True)
+    config = ModernLLMConfig(
+        vocab_size=96,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        attention_sinks=True,
+        qk_norm=True,
+    )
     model = ModernLLMForCausalLM(config)
     for layer in model.model.layers:
         fully_shard(layer)
