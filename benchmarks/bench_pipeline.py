@@ -30,7 +30,7 @@ import torch
 import yaml
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
-from modeling_modern_llm.stages import STAGE_NAMES
+from modeling_modern_llm.stages import STAGE_NAMES, stage_final
 
 H100_BF16_PEAK = 989e12  # dense, SXM, per NVIDIA's datasheet
 GPU_BF16_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}  # dense, datasheets
@@ -66,7 +66,7 @@ def run_report(run_dir: str) -> None:
     for name, step in steps.items():
         wall = step.get("wall_time_s", 0)
         speed = params = mfu = memory = hardware = ""
-        summary_path = os.path.join(run_dir, f"{name}_final", "training_summary.json")
+        summary_path = os.path.join(stage_final(run_dir, name), "training_summary.json")
         if name in STAGE_NAMES and os.path.isfile(summary_path):
             with open(summary_path) as handle:
                 summary = json.load(handle)

@@ -7,6 +7,7 @@ Imports nothing from the package.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ STAGES = (
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 POLICY_STAGES = tuple(stage.name for stage in STAGES if stage.model_class == "AutoModelForCausalLM")
 BASELINES = {"gpt2": "GPT-2", "distilgpt2": "DistilGPT-2"}  # Hub id -> display name; scored like our stages
+
+
+FINAL_SUFFIX = "_final"  # a stage's finished model: <output_dir>_final, so <run>/<stage>_final in a pipeline run
+
+
+def final_folder(output_dir: str) -> str:
+    """Where a stage writing checkpoints to `output_dir` puts its finished model."""
+    return output_dir.rstrip("/") + FINAL_SUFFIX
+
+
+def stage_final(run_dir, stage: str) -> str:
+    """`<run_dir>/<stage>_final`, the finished model of `stage` in a pipeline run."""
+    return final_folder(os.path.join(run_dir, stage))
 
 
 def get_stage(name: str) -> Stage:

@@ -48,7 +48,7 @@ from modeling_modern_llm.cli import (
 )
 from modeling_modern_llm.data import REGISTRY
 from modeling_modern_llm.data.registry import hub_offline, hub_reachable
-from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, get_stage
+from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, get_stage, stage_final
 from modeling_modern_llm.training import (
     STOPPED_EXIT_CODE,
     AccelerateSetup,
@@ -202,9 +202,9 @@ def stage_command(args: PipelineArguments, stage: str, run_dir: str, launcher: l
         f"{args.run_name}-{stage}",
     ]
     if previous:
-        recipe_args += ["--model_name_or_path", os.path.join(run_dir, f"{previous}_final")]
+        recipe_args += ["--model_name_or_path", stage_final(run_dir, previous)]
     if stage == "grpo":  # used by its `verifier` reward, if the config names it
-        recipe_args += ["--reward_model_name_or_path", os.path.join(run_dir, "verifier_final")]
+        recipe_args += ["--reward_model_name_or_path", stage_final(run_dir, "verifier")]
     if args.local_data_dir:
         recipe_args += ["--local_data_dir", args.local_data_dir]
     recipe_args += shlex.split((args.stage_args or {}).get(stage, ""))
@@ -417,7 +417,7 @@ def main(args: PipelineArguments) -> None:
             summary["steps"] = json.load(handle).get("steps", {})
 
     for stage in args.stages:
-        problem = final_model_problem(os.path.join(run_dir, f"{stage}_final"), stage)
+        problem = final_model_problem(stage_final(run_dir, stage), stage)
         if problem is None:
             logger.info("[%s] finished already (%s_final is complete): skipped", stage, stage)
             continue
@@ -435,7 +435,7 @@ def main(args: PipelineArguments) -> None:
             )
         run_step(stage, command, summary, summary_path, env, args.stop_timeout_s)
 
-    finals = {stage: os.path.join(run_dir, f"{stage}_final") for stage in STAGES}
+    finals = {stage: stage_final(run_dir, stage) for stage in STAGES}
     if not args.skip_eval:
         evaluate_and_report(args, run_dir, finals, summary, summary_path)
     if args.push_to_hub:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from modeling_modern_llm.cli import InputFileError
-from modeling_modern_llm.stages import STAGE_NAMES
+from modeling_modern_llm.stages import STAGE_NAMES, stage_final
 
 CARD_SECTION = "## Evaluation results"
 _SECTION = re.compile(r"^## Evaluation results\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
@@ -36,13 +36,17 @@ def training_summaries(run_dir: Path) -> dict[str, dict]:
     """`{stage: training_summary}` for every `<stage>_final/training_summary.json` of the run, in stage order."""
     if not run_dir.is_dir():
         raise InputFileError(f"run directory {run_dir} not found: run `python recipes/pipeline.py` first")
-    paths = {stage: run_dir / f"{stage}_final" / "training_summary.json" for stage in STAGE_NAMES}
+    paths = {stage: Path(stage_final(run_dir, stage)) / "training_summary.json" for stage in STAGE_NAMES}
     return {stage: read_json(path) for stage, path in paths.items() if path.is_file()}
 
 
 def final_checkpoints(run_dir: Path) -> dict[str, Path]:
     """`{stage: <stage>_final}` for the stages of the run that saved a model, in stage order."""
-    return {s: run_dir / f"{s}_final" for s in STAGE_NAMES if (run_dir / f"{s}_final" / "config.json").is_file()}
+    return {
+        s: Path(stage_final(run_dir, s))
+        for s in STAGE_NAMES
+        if (Path(stage_final(run_dir, s)) / "config.json").is_file()
+    }
 
 
 def log_history(run_dir: Path, stage: str) -> list[dict]:

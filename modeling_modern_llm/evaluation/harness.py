@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json, die_with_parent_if_asked
-from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage, infer_stage
+from modeling_modern_llm.stages import BASELINES, FINAL_SUFFIX, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import format_verifier_input
 
 from .results import RUN_INDEX, load_run, read_samples, summary_table, write_views
@@ -134,7 +134,7 @@ class ModelSpec:
 
 
 def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or value.endswith("_final")
+    return value.startswith(("/", ".", "~")) or value.count("/") > 1 or value.endswith(FINAL_SUFFIX)
 
 
 def _check_model_folder(path: str) -> None:

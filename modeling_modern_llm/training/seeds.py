@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from modeling_modern_llm.cli import atomic_write_json
+from modeling_modern_llm.stages import stage_final
 from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE, write_seed_summary
 
 from .checkpoints import final_model_problem
@@ -50,7 +51,7 @@ def seed_finished(args) -> bool:
     """Whether the seed run of `args` (from `seed_arguments`) has every stage's final model, an evaluation and a
     report: its `pipeline_summary.json` records each of those steps as done."""
     run_dir = os.path.join(args.runs_dir, args.run_name)
-    if any(final_model_problem(os.path.join(run_dir, f"{stage}_final"), stage) for stage in args.stages):
+    if any(final_model_problem(stage_final(run_dir, stage), stage) for stage in args.stages):
         return False
     if args.skip_eval:
         return True

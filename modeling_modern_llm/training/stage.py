@@ -17,6 +17,7 @@ import torch
 import transformers
 
 from ..cli import InputFileError, UsageError, replace_folder
+from ..stages import final_folder
 from .callbacks import (
     GracefulStopCallback,
     InjectedLossScaleCallback,
@@ -257,7 +258,7 @@ def train_with_resume(trainer):
 
 def final_dir(training_args) -> str:
     """Where a stage's finished model goes: ``<output_dir>_final`` (runs contract: ``<run>/<stage>_final``)."""
-    return training_args.output_dir.rstrip("/") + "_final"
+    return final_folder(training_args.output_dir)
 
 
 def _hardware() -> str:

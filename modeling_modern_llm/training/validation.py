@@ -45,6 +45,7 @@ from trl import TrlParser
 
 from .. import attention_capabilities, check_attention_implementation
 from ..cli import InputFileError, UsageError, die_with_parent_if_asked, run_command
+from ..stages import final_folder
 from .arguments import (
     DPOStageConfig,
     GRPOStageConfig,
@@ -669,7 +670,7 @@ def _output_problems(
                 "or choose another output_dir"
             )
         )
-    final = output_dir.rstrip("/") + "_final"
+    final = final_folder(output_dir)
     if not (script.overwrite_final or finished_ok) and final_model_problem(final) is None:
         problems.append(
             f"{final} already holds a finished model; pass --overwrite_final true to replace it (it is "
