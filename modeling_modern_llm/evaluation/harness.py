@@ -29,7 +29,13 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from modeling_modern_llm.cli import InputFileError, UsageError, atomic_write_json, die_with_parent_if_asked
+from modeling_modern_llm.cli import (
+    InputFileError,
+    UsageError,
+    atomic_write_json,
+    die_with_parent_if_asked,
+    replace_folder,
+)
 from modeling_modern_llm.stages import BASELINES, FINAL_SUFFIX, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import format_verifier_input
 
@@ -548,19 +554,10 @@ def run_evaluation(args: EvaluationArguments, include_paths: list[str], command:
                 + "; ".join(f"{e['name']}: {e['status']}" for e in entries)
             )
         write_views(load_run(staging), staging)
-        _replace(output, staging)
+        replace_folder(str(staging), str(output))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output
-
-
-def _replace(output: Path, staging: Path) -> None:
-    """Put the complete staging folder where `output` was (the old results go only once the new ones are in place)."""
-    old = output.with_name(f".{output.name}.replaced-{os.getpid()}")
-    if output.exists():
-        output.rename(old)
-    staging.rename(output)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(include_paths: list[str], argv: list[str] | None = None, **preset) -> int:

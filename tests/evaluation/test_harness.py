@@ -423,6 +423,9 @@ def test_sampled_tasks_run_only_for_the_sampled_stages(tiny_run, tmp_path, evalu
     greedy = {row["stage"]: row["cells"]["GSM8K greedy"] for row in results.headline(results.load_run(out))}
     assert greedy["pretrain"]["task"] == "embedded_gsm8k" and greedy["pretrain"]["n"] == 2
     assert greedy["sft"]["task"] == "embedded_gsm8k" and greedy["sft"]["n"] == 2
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not the private staging folder's 0700
 
 
 @pytest.mark.slow
