@@ -95,6 +95,15 @@ def replace_folder(staging: str, folder: str) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def existing_parent(path: str) -> str:
+    """`path` itself if it exists, else its nearest existing ancestor: where a folder about to be created would go
+    (its writability and free space)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
+
+
 DIE_WITH_PARENT_ENV = "MODERN_LLM_DIE_WITH_PARENT"  # set by the pipeline for the processes of its steps
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

@@ -34,6 +34,7 @@ from modeling_modern_llm.cli import (
     UsageError,
     atomic_write_json,
     die_with_parent_if_asked,
+    existing_parent,
     replace_folder,
 )
 from modeling_modern_llm.stages import BASELINES, FINAL_SUFFIX, POLICY_STAGES, get_stage, infer_stage
@@ -248,9 +249,7 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
                 f"--output_dir {output} holds finished results ({finished[0]}); pass --overwrite to "
                 "replace them, or choose another folder"
             )
-    parent = output.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = existing_parent(str(output.resolve().parent))
     if not os.access(parent, os.W_OK):
         raise InputFileError(f"--output_dir {output}: {parent} is not writable")
 

@@ -16,7 +16,7 @@ import datasets
 import torch
 import transformers
 
-from ..cli import InputFileError, UsageError, replace_folder
+from ..cli import InputFileError, UsageError, existing_parent, replace_folder
 from ..stages import final_folder
 from .callbacks import (
     GracefulStopCallback,
@@ -200,10 +200,7 @@ def _disk_full(error: BaseException, folder: str) -> bool:
     if any(getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) for e in chain):
         return True
     writer_failed = any("file write failed" in str(e) or "unexpected pos" in str(e) for e in chain)
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing) or "."
-    return writer_failed and shutil.disk_usage(existing).free < 64 * 2**20
+    return writer_failed and shutil.disk_usage(existing_parent(folder)).free < 64 * 2**20
 
 
 @contextlib.contextmanager

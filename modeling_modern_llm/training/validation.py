@@ -44,7 +44,7 @@ import yaml
 from trl import TrlParser
 
 from .. import attention_capabilities, check_attention_implementation
-from ..cli import InputFileError, UsageError, die_with_parent_if_asked, run_command
+from ..cli import InputFileError, UsageError, die_with_parent_if_asked, existing_parent, run_command
 from ..stages import final_folder
 from .arguments import (
     DPOStageConfig,
@@ -653,9 +653,7 @@ def _output_problems(
     output_dir = os.path.abspath(training.output_dir)
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         return [FileProblem(f"`output_dir` {training.output_dir} is a file, not a folder")]
-    existing = output_dir
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = existing_parent(output_dir)
     if not os.access(existing, os.W_OK | os.X_OK):
         return [
             FileProblem(f"`output_dir` {training.output_dir}: {existing} is not writable; choose another output_dir")
