@@ -465,3 +465,16 @@ def test_the_calculator_tasks_run_beside_the_plain_ones_and_both_are_reported(ti
     assert {row["selector"] for row in effect["rows"]} >= {"greedy", "random_of_n", "verifier_best_of_n"}
     records = {r["task"] for r in json.loads((out / "task_metrics.json").read_text())["records"]}
     assert ran <= records
+
+
+def test_the_private_lm_eval_api_the_task_loader_reads_is_still_there():
+    """The loader reads a task YAML itself to apply --n_samples, --temperature, --max_gen_toks and --local_dir before
+    lm-eval builds the task, through two private lm-eval modules (no public API exposes a task's YAML path and kind):
+    this fails, naming what moved, when an lm-eval release moves them."""
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import Kind  # noqa: F401  (what the loader imports)
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = TaskManager(include_path=TASKS).task_index["embedded_gsm8k"]
+    assert entry.kind == Kind.TASK and entry.yaml_path and Path(entry.yaml_path).name == "embedded_gsm8k.yaml"
+    assert load_yaml(entry.yaml_path)["task"] == "embedded_gsm8k"
