@@ -180,6 +180,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_killed_pipeline_leaves_no_step_running(tmp_path):
     """SIGKILL of the pipeline (no handler runs) still stops its step and the step's own children."""
