@@ -29,11 +29,17 @@ from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE  # noqa: E4
 from modeling_modern_llm.training.seeds import seed_folder  # noqa: E402
 
 
-def checkout_commit() -> str:
-    """The commit this checkout is at (with "+ changes" when its tracked files differ), or "unknown"."""
+def checkout_commit(outputs: tuple[Path, ...] = ()) -> str:
+    """The commit this checkout is at (with "+ uncommitted changes" when its tracked files differ, this script's own
+    `outputs` aside: a report written earlier must not mark the code as changed), or "unknown"."""
+    excluded = [f":(exclude){path}" for path in outputs]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded],
+            capture_output=True,
+            text=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"<!-- The reference run's report, kept in the repository: `{portable(made_by, {str(args.run_dir): '<run>'})}` "
-        f"at commit {checkout_commit()}, built by `{command}`. -->"
+        f"at commit {checkout_commit((args.output, args.figures_dir))}, built by `{command}`. -->"
     )
     atomic_write_text(str(args.output), f"{header}\n{text}")
     print(f"wrote {args.output} and {args.figures_dir}/")
