@@ -136,14 +136,14 @@ def check_test_command(command, root):
 def check_main_job(command, root):
     assert command == marked_block("main-command")  # what .ci/run runs after the tests; here its configs validate
     result = run(command.split("&&")[-1].strip() + " --validate_only true", root)
-    assert result.returncode == 0 and "validated 4 stage config(s)" in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 0 and "validated 5 stage config(s)" in result.stderr, result.stderr[-3000:]
 
 
 def check_validates(command, root):
     if "--validate_only" not in command:
         command += " --validate_only true"
     result = run(command, root)
-    assert result.returncode == 0 and "validated 4 stage config(s)" in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 0 and "validated 5 stage config(s)" in result.stderr, result.stderr[-3000:]
 
 
 def check_rehearsal(command, root):

@@ -34,7 +34,7 @@ TINY_MODEL = {
     "intermediate_size": 128,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
-    "max_position_embeddings": 128,
+    "max_position_embeddings": 512,  # the GSM8K prompts (GRPO's with their chat template) in the tiny vocabulary
 }
 MAX_LENGTH, VOCAB_SIZE = 128, 512
 TRAIN_ROWS, EVAL_ROWS, STANDIN_ROWS = 64, 8, 64

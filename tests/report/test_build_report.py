@@ -317,7 +317,7 @@ def test_the_report_shows_no_machine_paths_and_links_its_figures_where_they_are(
     text, output, _, _ = seeded
     for machine in (str(report_inputs[0]), str(report_inputs[1]), str(output.parent), sys.executable, "/opt/venv"):
         assert machine not in text
-    assert "`<run>/dpo_final`" in text and "from `<results>` and `<run>`" in text
+    assert "`<run>/grpo_final`" in text and "from `<results>` and `<run>`" in text  # the model of the last stage
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) == len(FIGURES) and all(link.startswith("report_figures/") for link in links)
     assert all((output.parent / link).is_file() for link in links)

@@ -99,10 +99,10 @@ def test_sft_and_dpo_change_the_weights(tiny_run):
 
 def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     summary = _summary(tiny_run["verifier"])
-    assert summary["pairs"]["train"] > 0 and summary["samples_per_problem"] == 2
-    # Training pairs are re-scored after training, so memorisation shows as train accuracy far above held-out
-    assert 0.0 <= summary["pair_accuracy"]["train"] <= 1.0 and summary["train_pairs_scored"] > 0
-    assert summary["pair_accuracy"]["eval"] is None  # the tiny config has no held-out pairs to score
+    assert summary["objective"] == "pairwise" and summary["examples"]["train"] > 0 and summary["samples_per_problem"] == 2
+    assert summary["samples"]["train"] == 6 * 2 and summary["problems"]["train"] == 6
+    # Its training samples are scored after training, so memorisation shows as a training ranking far above held-out
+    assert summary["train_ranking"]["n"] == 12 and summary["held_out_ranking"] is None  # no held-out split here
     model = AutoModelForSequenceClassification.from_pretrained(tiny_run["verifier"])
     policy = AutoModelForCausalLM.from_pretrained(tiny_run["dpo"])
     assert model.config.num_labels == 1 and model.config.pad_token_id is not None
