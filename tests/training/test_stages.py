@@ -99,7 +99,9 @@ def test_sft_and_dpo_change_the_weights(tiny_run):
 
 def test_verifier_is_a_reward_model_from_the_policy(tiny_run):
     summary = _summary(tiny_run["verifier"])
-    assert summary["objective"] == "pairwise" and summary["examples"]["train"] > 0 and summary["samples_per_problem"] == 2
+    assert (
+        summary["objective"] == "pairwise" and summary["examples"]["train"] > 0 and summary["samples_per_problem"] == 2
+    )
     assert summary["samples"]["train"] == 6 * 2 and summary["problems"]["train"] == 6
     # Its training samples are scored after training, so memorisation shows as a training ranking far above held-out
     assert summary["train_ranking"]["n"] == 12 and summary["held_out_ranking"] is None  # no held-out split here
