@@ -37,7 +37,7 @@ from modeling_modern_llm.training import (
     train_with_resume,
     validate_stage,
 )
-from modeling_modern_llm.training.grpo import gsm8k_prompts, reward_functions
+from modeling_modern_llm.training.grpo import gsm8k_prompts, reward_functions, sample_with_calculator
 
 
 def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_args: ModelArguments):
@@ -91,6 +91,8 @@ def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_arg
         callbacks=stage_callbacks(language_modelling=False),
         peft_config=peft_config,
     )
+    if training_args.use_calculator:
+        sample_with_calculator(trainer, tokenizer)
     reference = (
         "none (beta 0: no KL term)"
         if training_args.beta == 0
@@ -119,6 +121,7 @@ def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_arg
             "reward_weights": training_args.reward_weights or [1.0] * len(rewards),
             "num_generations": training_args.num_generations,
             "temperature": training_args.temperature,
+            "use_calculator": training_args.use_calculator,
             "max_completion_length": training_args.max_completion_length,
             "train_prompts": len(datasets["train"]),
             "num_fewshot": shots_count,

@@ -199,6 +199,13 @@ class GRPOStageConfig(_DeviceDefaults, GRPOConfig):
         },
     )
     verifier_batch_size: int = field(default=32, metadata={"help": "Solutions the verifier reward scores per batch."})
+    use_calculator: bool = field(
+        default=False,
+        metadata={
+            "help": "Sample with the calculator: after `<<expr=` the policy may only write the computed value, "
+            "as the evaluation's calculator tasks do. Match the evaluation the stage is judged by."
+        },
+    )
     num_fewshot: int = field(default=0, metadata={"help": "Solved training problems shown before each question."})
     sample_with_chat_template: bool = field(
         default=True,

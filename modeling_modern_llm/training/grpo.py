@@ -15,8 +15,11 @@ and TRL then hands each completion over as a list of messages whose last one is 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+
+from modeling_modern_llm.calculator import calculator_logits_processor
 
 from modeling_modern_llm.task_formats import (
     extract_strict,
@@ -75,6 +78,18 @@ def reward_functions(names: list[str], verifier_path: str | None, device, verifi
             module, _, function = name.rpartition(".")
             rewards.append(getattr(importlib.import_module(module), function))
     return rewards
+
+
+def sample_with_calculator(trainer, tokenizer) -> None:
+    """Make the trainer's policy sample with GSM8K's calculator (`calculator_logits_processor`).
+
+    TRL's transformers path calls `generate` on the unwrapped training model with a `GenerationConfig`, which cannot
+    carry a logits processor, so the processor is bound to that model's `generate`. The filled-in values stay in the
+    completions the loss sees, as in the evaluation's calculator tasks. vLLM generation is refused by the stage's
+    checks, so no other path samples.
+    """
+    model = trainer.model
+    model.generate = functools.partial(model.generate, logits_processor=calculator_logits_processor(tokenizer))
 
 
 def gsm8k_prompts(rows, tokenizer, max_prompt_tokens: int, shots: list[dict] = (), chat: bool = True):
