@@ -9,6 +9,17 @@ from dataclasses import field
 from transformers import PreTrainedConfig
 
 
+class InvalidModernLLMConfig(ValueError):
+    """The fields of a `ModernLLMConfig` that cannot work together; ``problems``: one sentence each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("Invalid ModernLLMConfig:\n  " + "\n  ".join(self.problems))
+
+    def __reduce__(self):
+        return type(self), (self.problems,)
+
+
 class ModernLLMConfig(PreTrainedConfig):
     r"""
     Args:
@@ -37,7 +48,8 @@ class ModernLLMConfig(PreTrainedConfig):
             Return the router logits (and the auxiliary losses) also when no `labels` are given (TRL's trainers set
             it when `router_aux_loss_coef` is non-zero).
 
-    Impossible combinations raise a `ValueError` naming the fields at construction.
+    Impossible combinations raise an `InvalidModernLLMConfig` (a `ValueError`) naming the fields at construction;
+    its ``problems`` hold one sentence each.
     """
 
     model_type = "modern_llm"
@@ -99,7 +111,7 @@ class ModernLLMConfig(PreTrainedConfig):
             if not isinstance(value, int) or value <= 0:
                 problems.append(f"`{name}` must be a positive integer, got {value!r}.")
         if problems:  # the checks below divide by these
-            raise ValueError("Invalid ModernLLMConfig:\n  " + "\n  ".join(problems))
+            raise InvalidModernLLMConfig(problems)
 
         if self.head_dim is None:
             problems.append(
@@ -130,7 +142,7 @@ class ModernLLMConfig(PreTrainedConfig):
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             problems.append(f"`pad_token_id` ({self.pad_token_id}) must lie in [0, `vocab_size`={self.vocab_size}).")
         if problems:
-            raise ValueError("Invalid ModernLLMConfig:\n  " + "\n  ".join(problems))
+            raise InvalidModernLLMConfig(problems)
 
 
-__all__ = ["ModernLLMConfig"]
+__all__ = ["InvalidModernLLMConfig", "ModernLLMConfig"]

@@ -40,7 +40,7 @@ from trl import TrlParser
 
 from modeling_modern_llm.cli import (
     DIE_WITH_PARENT_ENV,
-    InputFileError,
+    InputError,
     UsageError,
     atomic_write_json,
     die_with_parent,
@@ -69,12 +69,17 @@ from modeling_modern_llm.training.stage import (
     LAUNCHER_ENV,
     REHEARSAL_ENV,
 )
+from modeling_modern_llm.training.problems import (
+    Problem,
+    merge_stages,
+    problems_error,
+    problems_of,
+    usage_problem,
+)
 from modeling_modern_llm.training.validation import (
-    FileProblem,
     accelerate_config_of,
     architecture_of,
     evaluation_problems,
-    problems_error,
     read_config,
 )
 
@@ -226,11 +231,8 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
         argv = recipe_argv(stage_command(args, stage, run_dir, launcher=[]), stage)
         try:
             script, training, model = parse_stage_args(stage, argv, for_validation=True)
-        except UsageError as error:
-            problems.append(f"{stage}: {error}")
-            continue
-        except InputFileError as error:
-            problems.append(FileProblem(f"{stage}: {error}"))
+        except InputError as error:
+            problems += [problem.at(stage) for problem in problems_of(error)]
             continue
         if stage == "pretrain" or architecture is None:
             architecture = architecture_of(model)
@@ -245,7 +247,7 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
             rehearsal=args.rehearse,
             finished_ok=True,
         )
-        problems += [type(problem)(f"{stage}: {problem}") for problem in found]
+        problems += found
         if args.rehearse:
             overrides, said = stage_overrides(stage, training, model, architecture)
             argv, notes = argv + overrides, notes + said
@@ -254,23 +256,27 @@ def validate_run(args: PipelineArguments, run_dir: str, accelerate: AccelerateSe
             datasets.update(name for name, _ in script.mixture() if not REGISTRY[name].embedded)
         if args.push_to_hub and training.push_to_hub:
             problems.append(
-                f"{stage}: its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
-                "(push_to_hub: true in the pipeline config); keep one"
+                Problem(
+                    stage=stage,
+                    field="push_to_hub",
+                    message="its config pushes it (push_to_hub: true) and the pipeline pushes every stage "
+                    "(push_to_hub: true in the pipeline config); keep one",
+                )
             )
     if not args.skip_eval:
-        problems += [f"evaluation: {line}" for line in evaluation_problems()]
+        problems += evaluation_problems()
     if args.push_to_hub:
         problem = repo_id_problem(args.hub_model_id)
-        problems += [f"pipeline: push_to_hub: {problem}"] if problem else []
-        problems += [] if args.rehearse else [f"pipeline: {line}" for line in push_problems()]
+        problems += [usage_problem(f"push_to_hub: {problem}", "hub_model_id").at("pipeline")] if problem else []
+        problems += [] if args.rehearse else [usage_problem(line).at("pipeline") for line in push_problems()]
     if problems:
-        stages_of: dict[str, list[str]] = {}  # one line per problem, naming every stage it concerns
-        for line in problems:
-            stage, _, problem = line.partition(": ")
-            stages_of.setdefault(type(line)(problem), []).append(stage)
-        lines = [type(problem)(f"{', '.join(stages)}: {problem}") for problem, stages in stages_of.items()]
-        error = problems_error(lines)
-        raise type(error)(f"{len(lines)} problem(s) in {', '.join(args.stages)} before anything was loaded:\n{error}")
+        merged = merge_stages(problems)  # one line per problem, naming every stage it concerns
+        error = problems_error(merged)
+        summary = type(error)(
+            f"{len(merged)} problem(s) in {', '.join(args.stages)} before anything was loaded:\n{error}"
+        )
+        summary.problems = error.problems
+        raise summary
     for note in notes:
         logger.info("[rehearsal] %s", note)
     return argvs, datasets

@@ -30,6 +30,7 @@ from .checkpoints import (
 )
 from .hub import PushTarget, push_folder, take_push_target
 from .model_card import write_model_card, write_training_summary
+from .problems import Problem, problems_error
 from .stage import (
     STOPPED_EXIT_CODE,
     build_model_config,
@@ -79,6 +80,8 @@ __all__ = [
     "take_push_target",
     "write_model_card",
     "write_training_summary",
+    "Problem",
+    "problems_error",
     "STOPPED_EXIT_CODE",
     "build_model_config",
     "build_tokenizer",

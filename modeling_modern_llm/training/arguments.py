@@ -1,19 +1,46 @@
 """Argument dataclasses of the recipes: TRL's configs plus only the fields modern-llm adds.
 
-Every recipe parses ``(ScriptArguments, <Stage>Config, ModelArguments)`` with ``TrlParser``, so a YAML under
-``recipes/configs/<scale>/<stage>.yaml`` sets the defaults and the command line overrides them. TrlParser
-already rejects a YAML key no dataclass knows ("Unknown arguments from config file: [...]");
-``validation.validate_stage`` checks the combination before anything is loaded.
+Every recipe parses ``(ScriptArguments, <Stage>Config, ModelArguments)`` with ``TrlParser`` (`parse_stage_args`),
+so a YAML under ``recipes/configs/<scale>/<stage>.yaml`` sets the defaults and the command line overrides them.
+TrlParser already rejects a YAML key no dataclass knows ("Unknown arguments from config file: [...]"), and
+transformers' and TRL's ``__post_init__`` the values they refuse themselves; each dataclass here refuses the values
+out of range of its own fields in its ``__post_init__``, as they do, with a `UsageError` naming the field and the fix
+(`parse_stage_args` makes it the command's one line, naming the stage). ``validation.validate_stage`` checks the
+combinations, the files and the machine before anything is loaded.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
 
 import torch
-from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, SFTConfig
+import yaml
+from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, SFTConfig, TrlParser
 from trl import ScriptArguments as TrlScriptArguments
+
+from ..cli import InputError, InputFileError, UsageError
+from .problems import Problem, problems_error, problems_of, usage_problem
+
+
+def _bad_number(value, integer: bool) -> bool:
+    return value is None or (not integer and not math.isfinite(value)) or value <= 0
+
+
+def positive(name: str, value, integer: bool = True) -> list[Problem]:
+    """``[problem]`` when ``value`` is not a positive integer (``integer``) or a finite positive number, else []."""
+    if _bad_number(value, integer):
+        kind = "a positive integer" if integer else "a finite positive number"
+        return [usage_problem(f"`{name}` must be {kind}, got {value!r}", name)]
+    return []
+
+
+def refuse(problems: list[Problem]) -> None:
+    """A dataclass's ``__post_init__`` refuses its values out of range: one `UsageError`, one line per problem."""
+    if problems:
+        raise problems_error(problems)
 
 
 @dataclass
@@ -46,6 +73,16 @@ class ScriptArguments(TrlScriptArguments):
             "Without it, a stage whose final folder is finished refuses to start."
         },
     )
+
+    def __post_init__(self):
+        refuse(
+            [
+                problem
+                for name in ("max_train_samples", "max_eval_samples")
+                if getattr(self, name) is not None
+                for problem in positive(name, getattr(self, name))
+            ]
+        )
 
     def mixture(self) -> list[tuple[str, float]]:
         """The (name, weight) pairs to load; one dataset_name counts as a mixture of one."""
@@ -90,6 +127,15 @@ class ModelArguments(ModelConfig):
                 self.model_config = json.loads(self.model_config)
             except json.JSONDecodeError as error:
                 raise ValueError(f"model_config must be a mapping or a JSON object string: {error}") from None
+        if self.tokenizer_vocab_size <= 0:
+            refuse(
+                [
+                    usage_problem(
+                        f"`tokenizer_vocab_size` must be positive, got {self.tokenizer_vocab_size}",
+                        "tokenizer_vocab_size",
+                    )
+                ]
+            )
 
 
 @dataclass
@@ -108,7 +154,45 @@ class _DeviceDefaults:
     def __post_init__(self):
         if self.bf16 is None and not self.fp16:
             self.bf16 = torch.cuda.is_available()
-        super().__post_init__()
+        super().__post_init__()  # transformers' and TRL's own refusals first, as before
+        refuse(self.range_problems())
+
+    def range_problems(self) -> list[Problem]:
+        """The training numbers out of range (those transformers and TRL do not refuse themselves)."""
+        problems = []
+        if self.max_steps == 0 or self.max_steps < -1:
+            problems.append(
+                usage_problem(
+                    f"`max_steps` must be positive (or -1 to train `num_train_epochs` epochs), got {self.max_steps}",
+                    "max_steps",
+                )
+            )
+        elif self.max_steps == -1:
+            problems += positive("num_train_epochs", self.num_train_epochs, integer=False)
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            problems += positive(name, getattr(self, name))
+        problems += positive("learning_rate", self.learning_rate, integer=False)
+        if self.weight_decay is not None and not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(
+                usage_problem(f"`weight_decay` must be a finite number >= 0, got {self.weight_decay!r}", "weight_decay")
+            )
+        # transformers refuses warmup_steps < 0 itself ("Expected value warmup_steps >= 0"), not nan or inf
+        if self.warmup_steps is not None and not math.isfinite(self.warmup_steps):
+            problems.append(
+                usage_problem(f"`warmup_steps` must be a finite number >= 0, got {self.warmup_steps!r}", "warmup_steps")
+            )
+        if self.max_grad_norm is not None and not math.isfinite(self.max_grad_norm):
+            problems.append(
+                usage_problem(f"`max_grad_norm` must be finite, got {self.max_grad_norm!r}", "max_grad_norm")
+            )
+        if self.save_strategy == "steps":
+            problems += positive("save_steps", self.save_steps, integer=False)
+        if self.eval_strategy == "steps" and self.eval_steps is not None:
+            problems += positive("eval_steps", self.eval_steps, integer=False)
+        problems += positive("logging_steps", self.logging_steps, integer=False)
+        if getattr(self, "max_length", None) is not None:  # (GRPO has none: max_completion_length)
+            problems += positive("max_length", self.max_length)
+        return problems
 
 
 @dataclass
@@ -124,6 +208,9 @@ class SFTStageConfig(_DeviceDefaults, SFTConfig):
 @dataclass
 class DPOStageConfig(_DeviceDefaults, DPOConfig):
     """DPOConfig with the device default; the reference model is a frozen copy of the starting model."""
+
+    def range_problems(self) -> list[Problem]:
+        return [*super().range_problems(), *positive("beta", self.beta, integer=False)]
 
 
 @dataclass
@@ -177,6 +264,33 @@ class VerifierConfig(_DeviceDefaults, RewardConfig):
         },
     )
 
+    def range_problems(self) -> list[Problem]:
+        problems = super().range_problems()
+        if self.objective == "pairwise" and self.samples_per_problem < 2 and not self.include_reference:
+            problems.append(
+                usage_problem(
+                    f"`samples_per_problem` must be at least 2 to give (correct, incorrect) pairs, got "
+                    f"{self.samples_per_problem} (or set include_reference: true)",
+                    "samples_per_problem",
+                )
+            )
+        for name in ("max_new_tokens", "generation_batch_size", "max_pairs_per_problem"):
+            problems += positive(name, getattr(self, name))
+        problems += positive("temperature", self.temperature, integer=False)
+        if not 0 < self.top_p <= 1:
+            problems.append(usage_problem(f"`top_p` must be in (0, 1], got {self.top_p}", "top_p"))
+        if self.num_fewshot < 0:
+            problems.append(usage_problem(f"`num_fewshot` must be >= 0, got {self.num_fewshot}", "num_fewshot"))
+        if self.objective not in ("pairwise", "token_level"):
+            problems.append(
+                usage_problem(f"`objective` must be pairwise or token_level, got {self.objective!r}", "objective")
+            )
+        if not (math.isfinite(self.lm_loss_coef) and self.lm_loss_coef >= 0):
+            problems.append(
+                usage_problem(f"`lm_loss_coef` must be a finite number >= 0, got {self.lm_loss_coef!r}", "lm_loss_coef")
+            )
+        return problems
+
 
 @dataclass
 class GRPOStageConfig(_DeviceDefaults, GRPOConfig):
@@ -215,3 +329,87 @@ class GRPOStageConfig(_DeviceDefaults, GRPOConfig):
             "`Question: ...\nAnswer:`, as it asks without."
         },
     )
+
+    def range_problems(self) -> list[Problem]:
+        problems = super().range_problems()
+        for name in ("max_completion_length", "verifier_batch_size"):
+            value = getattr(self, name)
+            if value is None or value <= 0:
+                problems.append(usage_problem(f"`{name}` must be a positive integer, got {value!r}", name))
+        if self.num_fewshot < 0:
+            problems.append(usage_problem(f"`num_fewshot` must be >= 0, got {self.num_fewshot}", "num_fewshot"))
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            problems.append(
+                usage_problem(
+                    f"`temperature` must be a finite positive number (GRPO samples), got {self.temperature}",
+                    "temperature",
+                )
+            )
+        if not 0 < self.top_p <= 1:
+            problems.append(usage_problem(f"`top_p` must be in (0, 1], got {self.top_p}", "top_p"))
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            problems.append(
+                usage_problem(
+                    f"`beta` (the weight of the KL term to the starting model) must be a finite number >= 0, got "
+                    f"{self.beta}",
+                    "beta",
+                )
+            )
+        return problems
+
+
+STAGE_ARGUMENTS = {
+    "pretrain": PretrainConfig,
+    "sft": SFTStageConfig,
+    "dpo": DPOStageConfig,
+    "verifier": VerifierConfig,
+    "grpo": GRPOStageConfig,
+}
+BF16_ON_THIS_MACHINE = (
+    "bf16: true needs a GPU with bf16 (Ampere or newer). On this machine pass --use_cpu true (bf16 autocast "
+    "on the CPU, slow) or --bf16 false; to check a GPU config here run `python recipes/pipeline.py --config "
+    "<scale>/pipeline.yaml --rehearse`."
+)
+
+
+def read_config(path: str) -> dict:
+    """A YAML config as a mapping; a missing file or bad YAML is one line naming the file (and the line)."""
+    if not os.path.isfile(path):
+        raise InputFileError(f"--config {path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise UsageError(f"{path} is not valid YAML{where}: {problem}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"{path} must be a YAML mapping of field: value (it holds a {type(config).__name__})")
+    return config
+
+
+def parse_stage_args(stage: str, argv: list[str], *, for_validation: bool = False):
+    """``(script_args, training_args, model_args)`` of a stage from its command line (``--config YAML ...``).
+
+    A missing or malformed YAML, an unknown key or a bad value is a `UsageError` (a missing file an
+    `InputFileError`) whose problems (``error.problems``) name the stage. With ``for_validation`` a half-precision
+    config is parsed on a machine without a GPU as it would be on one (``use_cpu`` is added: transformers otherwise
+    refuses bf16 before any check can run).
+    """
+    argv = list(argv)
+    if "--config" in argv:
+        config = read_config(argv[argv.index("--config") + 1])
+        half = config.get("bf16") is True or config.get("fp16") is True
+        if for_validation and half and not torch.cuda.is_available() and "--use_cpu" not in argv:
+            argv += ["--use_cpu", "true"]
+    parser = TrlParser((ScriptArguments, STAGE_ARGUMENTS[stage], ModelArguments))
+    try:
+        return parser.parse_args_and_config(argv)
+    except InputError as error:  # a dataclass's own range checks (`refuse`)
+        raise problems_error([problem.at(stage) for problem in problems_of(error)]) from None
+    except ValueError as error:  # transformers', TRL's or the parser's refusal
+        message = " ".join(str(error).split())
+        if "support bf16" in message:  # transformers' words: "Your setup doesn't support bf16/gpu."
+            raise problems_error([usage_problem(BF16_ON_THIS_MACHINE, "bf16")]) from None
+        raise problems_error([Problem(stage=stage, message=message)]) from None

@@ -52,10 +52,10 @@ def test_unknown_and_missing_model_fields_are_named(tmp_path):
     unknown = stage_problems(
         "pretrain", script, training, ModelArguments(model_config={**TINY_MODEL, "hiden_size": 64})
     )
-    assert any("hiden_size" in problem for problem in unknown)
+    assert any("hiden_size" in problem.message for problem in unknown)
     fields = {key: value for key, value in TINY_MODEL.items() if key != "num_hidden_layers"}
     missing = stage_problems("pretrain", script, training, ModelArguments(model_config=fields))
-    assert any("num_hidden_layers" in problem for problem in missing)
+    assert any("num_hidden_layers" in problem.message for problem in missing)
 
 
 def test_model_config_takes_vocab_and_special_ids_from_the_tokenizer(tokenizer):
@@ -67,9 +67,9 @@ def test_model_config_takes_vocab_and_special_ids_from_the_tokenizer(tokenizer):
 
 def test_stage_requirements_are_named(tmp_path):
     script, training, model = _parse(tmp_path, "dataset_name: embedded-alpaca\n", SFTStageConfig)
-    assert any("model_name_or_path" in p for p in stage_problems("sft", script, training, model))
+    assert any(p.field == "model_name_or_path" for p in stage_problems("sft", script, training, model))
     script, training, model = _parse(tmp_path, "max_length: 64\nmodel_config: {hidden_size: 8}\n")
-    assert any("dataset_name" in p for p in stage_problems("pretrain", script, training, model))
+    assert any("dataset_name" in p.message for p in stage_problems("pretrain", script, training, model))
 
 
 def test_mixture_weights_parse_and_bad_weights_are_named():

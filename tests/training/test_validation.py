@@ -17,9 +17,12 @@ import torch
 from safetensors.torch import save_file
 from training_helpers import CONFIGS, REPO
 
+from modeling_modern_llm.cli import InputFileError, UsageError
 from modeling_modern_llm.training import (
     AccelerateSetup,
+    Problem,
     parse_stage_args,
+    problems_error,
     stage_problems,
 )
 
@@ -34,7 +37,25 @@ def _args(stage, tmp_path, *overrides, scale="gpu-full"):
     )
 
 
+def _messages(problems):
+    return [problem.message for problem in problems]
+
+
+def _refusal(stage, tmp_path, *overrides, scale="gpu-full"):
+    """The one problem the stage's argument dataclasses refuse while its command line is parsed."""
+    with pytest.raises(UsageError) as error:
+        _args(stage, tmp_path, *overrides, scale=scale)
+    (problem,) = error.value.problems
+    assert problem.stage == stage and problem.kind == "usage" and str(error.value) == str(problem)
+    assert "\n" not in str(error.value)
+    return problem
+
+
 def _problems(stage, tmp_path, *overrides, accelerate=None, scale="gpu-full", **kwargs):
+    return _messages(_found(stage, tmp_path, *overrides, accelerate=accelerate, scale=scale, **kwargs))
+
+
+def _found(stage, tmp_path, *overrides, accelerate=None, scale="gpu-full", **kwargs):
     script, training, model = _args(stage, tmp_path, *overrides, scale=scale)
     architecture = {
         "attention_sinks": True,
@@ -120,7 +141,8 @@ def test_ddp_must_say_whether_to_search_for_unused_parameters(tmp_path):
     problems = stage_problems(
         "sft", script, training, model, architecture={}, accelerate=_accelerate("multi_gpu"), check_inputs=False
     )
-    assert problems == [p for p in problems if "ddp_find_unused_parameters" in p] and problems
+    assert [p.field for p in problems] == ["ddp_find_unused_parameters"]
+    assert str(problems[0]).startswith("sft: `ddp_find_unused_parameters` is unset")
 
 
 @pytest.mark.parametrize(
@@ -134,9 +156,9 @@ def test_ddp_must_say_whether_to_search_for_unused_parameters(tmp_path):
         (("--max_eval_samples", "0"), "max_eval_samples"),
     ],
 )
-def test_numbers_out_of_range_are_named(override, field, tmp_path):
-    problems = _problems("dpo", tmp_path, *override)
-    assert len(problems) == 1 and problems[0].startswith(f"`{field}`"), problems
+def test_numbers_out_of_range_are_refused_by_the_stage_config(override, field, tmp_path):
+    problem = _refusal("dpo", tmp_path, *override)
+    assert problem.field == field and str(problem).startswith(f"dpo: `{field}`"), problem
 
 
 @pytest.mark.parametrize(
@@ -152,9 +174,9 @@ def test_numbers_out_of_range_are_named(override, field, tmp_path):
         (("--lm_loss_coef", "-1"), "`lm_loss_coef`"),
     ],
 )
-def test_sampling_settings_out_of_range_are_named(override, words, tmp_path):
-    problems = _problems("verifier", tmp_path, *override)
-    assert len(problems) == 1 and words in problems[0], problems
+def test_sampling_settings_out_of_range_are_refused_by_the_verifier_config(override, words, tmp_path):
+    problem = _refusal("verifier", tmp_path, *override)
+    assert problem.message.startswith(words) and f"`{problem.field}`" == words, problem
 
 
 def test_grpo_generation_through_vllm_is_refused_naming_why(tmp_path):
@@ -183,10 +205,6 @@ def test_grpo_completions_must_leave_room_for_the_prompt(tmp_path):
         (("--reward_funcs", "exact_match", "lenght"), "unknown reward(s) ['lenght']"),
         (("--reward_funcs", "exact_match", "answer_format", "--reward_weights", "1.0"), "1 weight(s) for 2 reward(s)"),
         (("--reward_funcs", "verifier"), "needs `reward_model_name_or_path`"),
-        (("--beta", "-0.1"), "`beta`"),
-        (("--temperature", "0"), "`temperature`"),
-        (("--num_fewshot", "-1"), "`num_fewshot`"),
-        (("--max_completion_length", "0"), "`max_completion_length`"),
         (("--use_transformers_continuous_batching", "true"), "set it to false (plain generate)"),
         (("--dataset_name", "embedded-alpaca"), "GRPO's rewards check GSM8K answers"),
     ],
@@ -196,6 +214,60 @@ def test_grpo_settings_are_checked_before_loading(override, words, tmp_path):
     assert len(problems) == 1 and words in problems[0], problems
 
 
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        (("--beta", "-0.1"), "beta"),
+        (("--temperature", "0"), "temperature"),
+        (("--top_p", "0"), "top_p"),
+        (("--num_fewshot", "-1"), "num_fewshot"),
+        (("--max_completion_length", "0"), "max_completion_length"),
+        (("--verifier_batch_size", "0"), "verifier_batch_size"),
+    ],
+)
+def test_grpo_numbers_out_of_range_are_refused_by_the_grpo_config(override, field, tmp_path):
+    problem = _refusal("grpo", tmp_path, *override)
+    assert problem.field == field and problem.message.startswith(f"`{field}`"), problem
+
+
+@pytest.mark.parametrize(
+    "stage, override, field",
+    [
+        ("sft", ("--max_train_samples", "0"), "max_train_samples"),
+        ("pretrain", ("--tokenizer_vocab_size", "0"), "tokenizer_vocab_size"),
+        ("sft", ("--weight_decay", "-0.1"), "weight_decay"),
+        ("sft", ("--warmup_steps", "nan"), "warmup_steps"),
+        ("sft", ("--max_grad_norm", "inf"), "max_grad_norm"),
+        ("sft", ("--logging_steps", "-1"), "logging_steps"),
+        ("sft", ("--max_length", "0"), "max_length"),
+        ("pretrain", ("--max_steps", "-1", "--num_train_epochs", "0"), "num_train_epochs"),
+    ],
+)
+def test_each_stage_config_refuses_its_own_numbers_out_of_range(stage, override, field, tmp_path):
+    problem = _refusal(stage, tmp_path, *override)
+    assert problem.field == field and problem.message.startswith(f"`{field}`"), problem
+
+
+def test_what_transformers_refuses_itself_is_one_line_naming_the_stage(tmp_path):
+    # TrainingArguments._validate_args: "Got warmup_steps = -3.0, Expected value warmup_steps >= 0"
+    problem = _refusal("sft", tmp_path, "--warmup_steps", "-3")
+    assert problem.field is None and "warmup_steps" in problem.message and str(problem).startswith("sft: ")
+
+
+def test_a_problem_is_data_that_renders_as_its_line():
+    value = Problem(stage="dpo", field="beta", message="`beta` must be a finite positive number, got 0.0")
+    folder = Problem(field="model_name_or_path", message="`model_name_or_path` x does not exist", kind="file")
+    assert str(value) == "dpo: `beta` must be a finite positive number, got 0.0" and value.exit_code == 2
+    assert str(folder) == "`model_name_or_path` x does not exist" and folder.exit_code == 1
+    assert str(folder.at("sft")) == "sft: `model_name_or_path` x does not exist" and folder.at("sft").kind == "file"
+    assert value.at("sft") is value  # a problem keeps the stage it names
+    error = problems_error([value, folder.at("sft")])
+    assert isinstance(error, UsageError) and str(error).splitlines() == [str(value), str(folder.at("sft"))]
+    assert isinstance(problems_error([folder]), InputFileError)  # every problem a file problem: exit 1
+    with pytest.raises(ValueError):
+        Problem(message="x", kind="warning")
+
+
 def test_the_grpo_verifier_reward_needs_a_verifier_folder(tmp_path):
     policy = _model_folder(tmp_path / "dpo_final")
     (policy / "config.json").write_text('{"architectures": ["ModernLLMForCausalLM"]}')
@@ -203,11 +275,12 @@ def test_the_grpo_verifier_reward_needs_a_verifier_folder(tmp_path):
     script, training, model = _args(
         "grpo", tmp_path, *verifier, "--model_name_or_path", str(policy), "--reward_model_name_or_path", str(policy)
     )
-    (problem,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
-    assert "is a ModernLLMForCausalLM, not a verifier" in problem and "verifier_final" in problem
+    (found,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
+    assert "is a ModernLLMForCausalLM, not a verifier" in found.message and "verifier_final" in found.message
+    assert found.field == "reward_model_name_or_path" and found.kind == "file"
     training.reward_model_name_or_path = str(tmp_path / "missing")
-    (problem,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
-    assert problem.startswith("`reward_model_name_or_path`") and "does not exist" in problem
+    (found,) = stage_problems("grpo", script, training, model, architecture={"attention_sinks": True})
+    assert found.message.startswith("`reward_model_name_or_path`") and "does not exist" in found.message
 
 
 def test_a_model_config_the_model_refuses_fails_before_the_tokenizer_is_trained(tmp_path):
@@ -220,7 +293,20 @@ def test_a_model_config_the_model_refuses_fails_before_the_tokenizer_is_trained(
         "max_position_embeddings": 1024,
     }
     (problem,) = _problems("pretrain", tmp_path, "--model_config", json.dumps(fields))
-    assert "`hidden_size` (100) must be divisible by `num_attention_heads` (3)" in problem
+    assert problem.startswith("model_config: `hidden_size` (100) must be divisible by `num_attention_heads` (3)")
+    assert "Invalid ModernLLMConfig" not in problem
+    (problem,) = _problems(
+        "pretrain", tmp_path, "--model_config", json.dumps({**fields, "hidden_size": 96, "num_key_value_heads": 2})
+    )  # two sentences of the model's own checks, on one line
+    assert "`num_key_value_heads` (2) must divide" in problem and "\n" not in problem
+
+
+def test_the_model_config_error_is_a_type_with_its_problems():
+    from modeling_modern_llm.configuration_modern_llm import InvalidModernLLMConfig, ModernLLMConfig
+
+    with pytest.raises(InvalidModernLLMConfig) as error:
+        ModernLLMConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=3, num_experts=-1)
+    assert isinstance(error.value, ValueError) and len(error.value.problems) == 2
 
 
 def test_data_problems_name_the_dataset_split_and_file(tmp_path):
@@ -283,7 +369,9 @@ def test_a_starting_model_folder_is_checked_without_loading_it(damage, words, tm
     if words is None:
         assert problems == []
     else:
-        assert len(problems) == 1 and words in problems[0] and problems[0].startswith("`model_name_or_path`")
+        (problem,) = problems
+        assert words in problem.message and str(problem).startswith("dpo: `model_name_or_path`")
+        assert problem.field == "model_name_or_path" and problem.kind == "file" and problem.exit_code == 1
 
 
 def test_a_named_checkpoint_must_be_resumable(tmp_path):
@@ -367,7 +455,18 @@ def test_malformed_yaml_is_one_line_with_its_line_number(tmp_path):
     assert "is not valid YAML at line" in result.stderr
 
 
-def test_a_recipe_checks_itself_before_loading(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(
+    "extra, status, line",
+    [  # a value out of range is refused while parsing (SFTStageConfig.__post_init__), a folder by validate_stage
+        (
+            ("--learning_rate", "nan"),
+            2,
+            "sft.py: error: sft: `learning_rate` must be a finite positive number, got nan",
+        ),
+        ((), 1, "sft.py: error: sft: `model_name_or_path` "),
+    ],
+)
+def test_a_recipe_checks_itself_before_loading(extra, status, line, tmp_path, monkeypatch, capsys):
     import runpy
 
     monkeypatch.setattr(
@@ -381,17 +480,56 @@ def test_a_recipe_checks_itself_before_loading(tmp_path, monkeypatch, capsys):
             str(tmp_path / "sft"),
             "--model_name_or_path",
             str(tmp_path / "nowhere"),
-            "--learning_rate",
-            "nan",
+            *extra,
         ],
     )
     start = time.time()
     with pytest.raises(SystemExit) as exit_info:  # the recipe as `python recipes/sft.py` runs it, in this process
         runpy.run_path(os.path.join(REPO, "recipes", "sft.py"), run_name="__main__")
     stderr = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in stderr, stderr[-2000:]
-    assert "learning_rate" in stderr and "nowhere does not exist" in stderr
+    assert exit_info.value.code == status and "Traceback" not in stderr, stderr[-2000:]
+    (error,) = [text for text in stderr.splitlines() if ": error: " in text]  # one line
+    assert error.startswith(line), stderr[-2000:]
+    assert status == 2 or "nowhere does not exist" in error
     assert time.time() - start < 60 and not (tmp_path / "sft").exists()
+
+
+def test_a_stage_value_out_of_range_is_one_pipeline_line_naming_the_stage_once(tmp_path):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(open(os.path.join(CONFIGS, "pipeline.yaml")).read() + "stage_args: {dpo: --learning_rate nan}\n")
+    result, _ = _pipeline("--config", str(config), "--runs_dir", str(tmp_path / "runs"), "--skip_eval", "true")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "\ndpo: `learning_rate` must be a finite positive number, got nan" in result.stderr, result.stderr[-2000:]
+    assert "1 problem(s)" in result.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("distributed_type: NO\nnum_procesess: 2\n", "had unknown keys (['num_procesess'])"),
+        ("num_processes: 2\n", "A `distributed_type` must be specified"),
+        ("distributed_type: MULTI_GPUS\n", "MULTI_GPUS"),
+        ("distributed_type: [NO\n", "is not valid YAML"),
+        ("- NO\n", "must be a YAML mapping"),
+    ],
+)
+def test_an_accelerate_config_is_read_as_accelerate_launch_reads_it(text, words, tmp_path):
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as error:
+        AccelerateSetup.from_file(str(path))
+    assert words in str(error.value) and str(path) in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(InputFileError, match="no such file"):
+        AccelerateSetup.from_file(str(tmp_path / "missing.yaml"))
+
+
+def test_the_shipped_accelerate_configs_mean_what_they_say():
+    zero3, fsdp, multi = _accelerate("zero3"), _accelerate("fsdp"), _accelerate("multi_gpu")
+    assert (zero3.distributed_type, zero3.zero_stage, zero3.mixed_precision) == ("DEEPSPEED", 3, "bf16")
+    assert zero3.zero3_save_16bit_model and zero3.moe_layer_classes == ()  # commented out for dense models
+    assert fsdp.distributed_type == "FSDP" and fsdp.fsdp_layer_classes == ("ModernLLMDecoderLayer",)
+    assert (multi.distributed_type, multi.num_processes) == ("MULTI_GPU", 8)
+    assert _accelerate("cpu_ddp").mixed_precision == "no" and _accelerate("single_gpu").distributed_type == "NO"
 
 
 def test_qlora_needs_a_gpu_and_lora(tmp_path):
@@ -504,7 +642,9 @@ def test_use_vllm_needs_the_vllm_package(tmp_path, monkeypatch):
     script, training, model = _args("dpo", tmp_path)
     architecture = {"attention_sinks": True, "max_position_embeddings": 1024, "num_experts": 0}
     problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)
-    assert not any("vllm" in problem for problem in problems)
+    assert not any("vllm" in problem.message for problem in problems)
     training.use_vllm = True  # as a TRL config with vLLM generation (GRPOConfig's use_vllm) says
     problems = stage_problems("dpo", script, training, model, architecture=architecture, check_inputs=False)
-    assert "`use_vllm: true` needs the vllm package, which is not installed: `pip install vllm`" in "\n".join(problems)
+    assert "`use_vllm: true` needs the vllm package, which is not installed: `pip install vllm`" in "\n".join(
+        _messages(problems)
+    )
