@@ -426,7 +426,7 @@ def probes(root: Path) -> list[Probe]:
             setup=write(
                 "late.yaml",
                 "run_name: late\nstage_configs:\n"
-                + "".join(f"  {s}: {CONFIGS / (s + '.yaml')}\n" for s in ("pretrain", "sft", "dpo", "verifier"))
+                + "".join(f"  {s}: {CONFIGS / (s + '.yaml')}\n" for s in ("pretrain", "sft", "dpo", "verifier", "grpo"))
                 + "stage_args: {dpo: --learning_rate nan}\n",
             ),
         ),
