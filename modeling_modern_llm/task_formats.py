@@ -63,6 +63,7 @@ GSM8K_STOP_SEQUENCES = ("Question:", "</s>", IM_END_TOKEN)  # lm-eval's gsm8k `u
 GSM8K_STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"  # lm-eval's "strict-match" filter
 GSM8K_FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"  # lm-eval's "flexible-extract" filter (last match)
 GSM8K_IGNORED_PATTERNS = (",", r"\$", r"(?s).*#### ", r"\.$")  # lm-eval's exact_match regexes_to_ignore
+GSM8K_NO_ANSWER = "[invalid]"  # what lm-eval's regex filter returns when its pattern finds nothing
 _STRICT, _FLEXIBLE = re.compile(GSM8K_STRICT_PATTERN), re.compile(GSM8K_FLEXIBLE_PATTERN)
 CALCULATOR_ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")  # GSM8K's <<expression=result>>
 
@@ -130,17 +131,57 @@ def normalize_answer(text: str) -> str:
     return text.lower()
 
 
+def _answer_span(pattern: re.Pattern, generation: str, index: int) -> str | None:
+    """lm-eval's `regex` filter on one generation: match `index` of `findall` (its first non-empty group when the
+    pattern has several), stripped; None where lm-eval writes its fallback."""
+    matches = pattern.findall(generation if isinstance(generation, str) else "")
+    if not matches:
+        return None
+    match = matches[index]
+    if isinstance(match, tuple):
+        match = next((group for group in match if group), None)
+    return None if match is None else match.strip()
+
+
 def extract_strict(generation: str) -> str | None:
     """The number after the first "#### " (lm-eval's strict-match), normalised; None when there is none."""
-    match = _STRICT.findall(generation)
-    return normalize_answer(match[0].strip()) if match else None
+    span = _answer_span(_STRICT, generation, 0)
+    return None if span is None else normalize_answer(span)
 
 
 def extract_flexible(generation: str) -> str | None:
     """The last number-like span (lm-eval's flexible-extract), normalised; None when there is none."""
-    matches = _FLEXIBLE.findall(generation)
-    groups = [group for group in matches[-1] if group] if matches else []
-    return normalize_answer(groups[0].strip()) if groups else None
+    span = _answer_span(_FLEXIBLE, generation, -1)
+    return None if span is None else normalize_answer(span)
+
+
+# The GSM8K task YAMLs (eval/tasks/) score through these three, by `!function`: a `custom` filter each for
+# "strict-match" and "flexible-extract" (then lm-eval's `take_first`), and the `exact_match` metric. They give what
+# lm-eval's gsm8k.yaml gives with its `regex` filters and `regexes_to_ignore`, sample by sample
+# (tests/evaluation/test_task_formats.py runs both on the same documents and generations).
+def _filter(pattern: re.Pattern, index: int, resps) -> list[list[str]]:
+    spans = ([_answer_span(pattern, r, index) for r in generations] for generations in resps)
+    return [[GSM8K_NO_ANSWER if span is None else span for span in row] for row in spans]
+
+
+def gsm8k_strict_match(resps, docs) -> list[list[str]]:
+    """lm-eval's strict-match filter: each generation's "#### N" answer as written, or "[invalid]"."""
+    return _filter(_STRICT, 0, resps)
+
+
+def gsm8k_flexible_extract(resps, docs) -> list[list[str]]:
+    """lm-eval's flexible-extract filter: each generation's last number-like span as written, or "[invalid]"."""
+    return _filter(_FLEXIBLE, -1, resps)
+
+
+def exact_match(references, predictions) -> dict:
+    """lm-eval's `exact_match` metric with gsm8k's settings (`GSM8K_IGNORED_PATTERNS`, case ignored); named
+    `exact_match`, so the results and each sample keep lm-eval's field. lm-eval is imported only here."""
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+
+    return exact_match_hf_evaluate(
+        predictions, references, regexes_to_ignore=list(GSM8K_IGNORED_PATTERNS), ignore_case=True
+    )
 
 
 def gsm8k_reference(answer: str) -> str:

@@ -29,15 +29,14 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, when run as a file
+import plots  # a sibling script: Python puts a script's own folder first on sys.path
+import run_files
+import visualize_attention
 
-import plots  # noqa: E402
-import run_files  # noqa: E402
-import visualize_attention  # noqa: E402
-
-from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command  # noqa: E402
-from modeling_modern_llm.evaluation import results, seed_summary  # noqa: E402
-from modeling_modern_llm.stages import POLICY_STAGES, get_stage  # noqa: E402
+from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command
+from modeling_modern_llm.evaluation import results, seed_summary
+from modeling_modern_llm.stages import POLICY_STAGES, get_stage
+from modeling_modern_llm.training.model_card import ARCHITECTURE_FIELDS
 
 SINK_THRESHOLD = 0.3  # mean attention on token 0 above which it counts as an attention sink
 FLAT_ENTROPY_BITS = 0.1  # |last - first layer entropy| below this counts as flat
@@ -57,17 +56,6 @@ TRAINING_FIELDS = (  # (training_summary.json field, column); a column shows whe
     ("rehearsal", "rehearsal"),
 )
 MINUTE_MEASURES = ("bits per byte", "SST-2", results.SELECTOR_COLUMNS["greedy"])  # each stage's effect, in one minute
-ARCHITECTURE_FIELDS = (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "vocab_size",
-    "max_position_embeddings",
-    "attention_sinks",
-    "qk_norm",
-    "num_experts",
-)
 
 
 def fmt(value) -> str:

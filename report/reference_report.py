@@ -19,14 +19,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts, when run as a file
+import build_report  # a sibling script: Python puts a script's own folder first on sys.path
+import run_files
 
-import build_report  # noqa: E402
-import run_files  # noqa: E402
-
-from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command  # noqa: E402
-from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE  # noqa: E402
-from modeling_modern_llm.training.seeds import seed_folder  # noqa: E402
+from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command
+from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE
+from modeling_modern_llm.training.seeds import seed_folder
 
 
 def checkout_commit(outputs: tuple[Path, ...] = ()) -> str:

@@ -12,6 +12,19 @@ import yaml
 from modeling_modern_llm.cli import atomic_write_json, portable
 from modeling_modern_llm.stages import get_stage
 
+ARCHITECTURE_FIELDS = (  # the config.json fields that describe a model, in the card and in the report's run line
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "attention_sinks",
+    "qk_norm",
+    "num_experts",
+)
+
 
 def write_training_summary(folder: str, summary: dict) -> None:
     atomic_write_json(os.path.join(folder, "training_summary.json"), summary)
@@ -44,22 +57,7 @@ def write_model_card(
     }
     if base_model and not (os.path.isabs(base_model) or os.path.exists(base_model)):
         front["base_model"] = base_model  # the Hub accepts only a Hub model id here; a local base is named below
-    architecture = {
-        key: model_config.get(key)
-        for key in (
-            "hidden_size",
-            "intermediate_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "num_key_value_heads",
-            "vocab_size",
-            "max_position_embeddings",
-            "attention_sinks",
-            "qk_norm",
-            "num_experts",
-        )
-        if key in model_config
-    }
+    architecture = {key: model_config.get(key) for key in ARCHITECTURE_FIELDS if key in model_config}
     results = {
         k: v for k, v in {"final_train_loss": summary.get("final_loss"), **eval_metrics}.items() if v is not None
     }
