@@ -28,8 +28,9 @@ from .checkpoints import (
     safetensors_problem,
     torch_file_problem,
 )
-from .hub import PushTarget, push_folder, take_push_target
+from .hub import PushTarget, push_folder, push_target
 from .model_card import write_model_card, write_training_summary
+from .optimization import exclude_sinks_and_norms_from_weight_decay
 from .stage import (
     STOPPED_EXIT_CODE,
     build_model_config,
@@ -76,9 +77,10 @@ __all__ = [
     "torch_file_problem",
     "PushTarget",
     "push_folder",
-    "take_push_target",
+    "push_target",
     "write_model_card",
     "write_training_summary",
+    "exclude_sinks_and_norms_from_weight_decay",
     "STOPPED_EXIT_CODE",
     "build_model_config",
     "build_tokenizer",
