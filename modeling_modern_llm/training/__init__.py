@@ -1,5 +1,7 @@
 """What the training recipes share: argument dataclasses, checks before anything loads, callbacks, checkpoint checks
-and resume, LoRA adapters, the final save and its push to the Hub, and the rehearsal of a run on a small machine."""
+and resume, LoRA adapters, weight-decay groups, the final save and its push to the Hub, and the rehearsal of a run on
+a small machine; and what `recipes/pipeline.py` runs: its steps (`pipeline_steps`), each launched and stopped as a
+process of its own (`supervision`)."""
 
 from .adapters import ADAPTER_DIR, stage_peft_config
 

@@ -9,9 +9,9 @@ per-head logit biases, and decay would pull every head's sink logit towards 0 wh
     exclude_sinks_and_norms_from_weight_decay(trainer)  # before trainer.train(), which builds the optimizer
 
 Every recipe makes this call right after building its trainer, and `stage.train_with_resume` refuses a trainer
-without it. The optimizer itself is still built by Trainer, inside `train()`: under FSDP it must be built after the
-model is wrapped, under DeepSpeed by DeepSpeed, and with LoRA from the adapter's parameters, which TRL's trainers
-create in `__init__`, so an optimizer made beforehand and passed as `optimizers=` would not be the same.
+without it. The optimizer itself is still built by Trainer, inside `train()`, from these names: under FSDP it must be
+built after the model is wrapped, and with LoRA from the adapter's parameters, which TRL's trainers create in their
+`__init__` (from `peft_config`), so an optimizer made beforehand and passed as `optimizers=` would not be the same.
 """
 
 import re
