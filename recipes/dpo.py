@@ -21,14 +21,15 @@ from modeling_modern_llm.training import (
     DPOStageConfig,
     ModelArguments,
     ScriptArguments,
+    exclude_sinks_and_norms_from_weight_decay,
     load_train_and_eval,
     model_load_kwargs,
+    push_target,
     save_final,
     setup_stage,
     stage_callbacks,
     stage_main,
     stage_peft_config,
-    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -36,7 +37,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args: ModelArguments):
     validate_stage("dpo", script_args, training_args, model_args)
-    push = take_push_target(training_args)
+    push, training_args = push_target(training_args)  # the trainer never pushes; save_final pushes once
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -64,6 +65,7 @@ def main(script_args: ScriptArguments, training_args: DPOStageConfig, model_args
         callbacks=stage_callbacks(language_modelling=False),
         peft_config=peft_config,
     )
+    exclude_sinks_and_norms_from_weight_decay(trainer)  # the sinks and norm weights in the no-decay group
     reference = (
         "the policy with its LoRA adapter disabled (no copy)"
         if peft_config is not None

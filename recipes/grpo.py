@@ -26,14 +26,15 @@ from modeling_modern_llm.training import (
     GRPOStageConfig,
     ModelArguments,
     ScriptArguments,
+    exclude_sinks_and_norms_from_weight_decay,
     load_split,
     model_load_kwargs,
+    push_target,
     save_final,
     setup_stage,
     stage_callbacks,
     stage_main,
     stage_peft_config,
-    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -42,7 +43,7 @@ from modeling_modern_llm.training.grpo import gsm8k_prompts, reward_functions, s
 
 def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_args: ModelArguments):
     validate_stage("grpo", script_args, training_args, model_args)
-    push = take_push_target(training_args)
+    push, training_args = push_target(training_args)  # the trainer never pushes; save_final pushes once
     start = setup_stage(training_args)
     training_args.include_num_input_tokens_seen = "no"  # GRPO counts prompt and completion tokens itself
     set_seed(training_args.seed)
@@ -91,6 +92,7 @@ def main(script_args: ScriptArguments, training_args: GRPOStageConfig, model_arg
         callbacks=stage_callbacks(language_modelling=False),
         peft_config=peft_config,
     )
+    exclude_sinks_and_norms_from_weight_decay(trainer)  # the sinks and norm weights in the no-decay group
     if training_args.use_calculator:
         sample_with_calculator(trainer, tokenizer)
     reference = (

@@ -26,14 +26,15 @@ from modeling_modern_llm.training import (
     ScriptArguments,
     build_model_config,
     build_tokenizer,
+    exclude_sinks_and_norms_from_weight_decay,
     load_train_and_eval,
     model_load_kwargs,
+    push_target,
     save_final,
     setup_stage,
     stage_callbacks,
     stage_main,
     stage_peft_config,
-    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -41,7 +42,7 @@ from modeling_modern_llm.training import (
 
 def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args: ModelArguments):
     validate_stage("pretrain", script_args, training_args, model_args)
-    push = take_push_target(training_args)
+    push, training_args = push_target(training_args)  # the trainer never pushes; save_final pushes once
     start = setup_stage(training_args)
     set_seed(training_args.seed)
 
@@ -72,6 +73,7 @@ def main(script_args: ScriptArguments, training_args: PretrainConfig, model_args
         callbacks=stage_callbacks(language_modelling=True),
         peft_config=stage_peft_config("pretrain", model_args, model),
     )
+    exclude_sinks_and_norms_from_weight_decay(trainer)  # the sinks and norm weights in the no-decay group
     train_with_resume(trainer)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
 

@@ -38,14 +38,15 @@ from modeling_modern_llm.training import (
     ModelArguments,
     ScriptArguments,
     VerifierConfig,
+    exclude_sinks_and_norms_from_weight_decay,
     load_split,
     model_load_kwargs,
+    push_target,
     save_final,
     setup_stage,
     stage_callbacks,
     stage_main,
     stage_peft_config,
-    take_push_target,
     train_with_resume,
     validate_stage,
 )
@@ -68,7 +69,7 @@ RANKED_SAMPLES = 4096  # samples of each split scored after training (the traini
 
 def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args: ModelArguments):
     validate_stage("verifier", script_args, training_args, model_args)
-    push = take_push_target(training_args)
+    push, training_args = push_target(training_args)  # the trainer never pushes; save_final pushes once
     start = setup_stage(training_args)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(model_args.tokenizer_name_or_path or model_args.model_name_or_path)
@@ -164,6 +165,7 @@ def main(script_args: ScriptArguments, training_args: VerifierConfig, model_args
         trainer = TokenLevelVerifierTrainer(**common, lm_loss_coef=training_args.lm_loss_coef)
     else:
         trainer = RewardTrainer(**common)
+    exclude_sinks_and_norms_from_weight_decay(trainer)  # the sinks and norm weights in the no-decay group
     train_with_resume(trainer)
     metrics = trainer.evaluate() if "eval" in datasets else {}
     # How the verifier ranks samples of problems it never saw next to those it trained on: a verifier this small

@@ -1,5 +1,7 @@
 """What the training recipes share: argument dataclasses, checks before anything loads, callbacks, checkpoint checks
-and resume, LoRA adapters, the final save and its push to the Hub, and the rehearsal of a run on a small machine."""
+and resume, LoRA adapters, weight-decay groups, the final save and its push to the Hub, and the rehearsal of a run on
+a small machine; and what `recipes/pipeline.py` runs: its steps (`pipeline_steps`), each launched and stopped as a
+process of its own (`supervision`)."""
 
 from .adapters import ADAPTER_DIR, stage_peft_config
 
@@ -28,9 +30,10 @@ from .checkpoints import (
     safetensors_problem,
     torch_file_problem,
 )
-from .hub import PushTarget, push_folder, take_push_target
+from .hub import PushTarget, push_folder, push_target
 from .model_card import write_model_card, write_training_summary
 from .problems import Problem, problems_error
+from .optimization import exclude_sinks_and_norms_from_weight_decay
 from .stage import (
     STOPPED_EXIT_CODE,
     build_model_config,
@@ -77,11 +80,12 @@ __all__ = [
     "torch_file_problem",
     "PushTarget",
     "push_folder",
-    "take_push_target",
+    "push_target",
     "write_model_card",
     "write_training_summary",
     "Problem",
     "problems_error",
+    "exclude_sinks_and_norms_from_weight_decay",
     "STOPPED_EXIT_CODE",
     "build_model_config",
     "build_tokenizer",

@@ -14,6 +14,7 @@ command line recorded in ``training_summary.json`` and the card, and into Traine
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -101,17 +102,22 @@ def stage_push_problems(training, check_machine: bool = True) -> list[str]:
     return problems + (push_problems() if check_machine else [])
 
 
-def take_push_target(training) -> PushTarget | None:
-    """The stage's push target, and Trainer's own pushing switched off.
+def push_target(training):
+    """The stage's push target (None when it does not push), and a copy of ``training`` with Trainer's own pushing
+    switched off, for the trainer: ``push, training_args = push_target(training_args)``. ``training`` itself is
+    left as it is.
 
     Trainer would create the repo in ``__init__`` (a network error before training, as a traceback) and push
-    ``output_dir`` at every save; modern-llm pushes the finished ``<stage>_final`` once, after it is saved.
+    ``output_dir`` at every save; modern-llm pushes the finished ``<stage>_final`` once, after it is saved
+    (`stage.save_final`). A shallow copy, not `dataclasses.replace`: that would run the config's ``__post_init__``
+    again, which TRL's GRPOConfig refuses once it has derived ``generation_batch_size``.
     """
     if not training.push_to_hub:
-        return None
+        return None, training
     target = PushTarget(training.hub_model_id, training.hub_private_repo, training.hub_revision)
-    training.push_to_hub = False
-    return target
+    trainer_args = copy.copy(training)
+    trainer_args.push_to_hub = False
+    return target, trainer_args
 
 
 def stage_results(folder: str, results_dir: str = DEFAULT_RESULTS_DIR) -> list[dict]:
@@ -241,8 +247,8 @@ __all__ = [
     "PushTarget",
     "push_folder",
     "push_problems",
+    "push_target",
     "repo_id_problem",
     "stage_push_problems",
     "stage_results",
-    "take_push_target",
 ]

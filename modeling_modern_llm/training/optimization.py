@@ -7,6 +7,11 @@ per-head logit biases, and decay would pull every head's sink logit towards 0 wh
 
     trainer = SFTTrainer(...)
     exclude_sinks_and_norms_from_weight_decay(trainer)  # before trainer.train(), which builds the optimizer
+
+Every recipe makes this call right after building its trainer, and `stage.train_with_resume` refuses a trainer
+without it. The optimizer itself is still built by Trainer, inside `train()`, from these names: under FSDP it must be
+built after the model is wrapped, and with LoRA from the adapter's parameters, which TRL's trainers create in their
+`__init__` (from `peft_config`), so an optimizer made beforehand and passed as `optimizers=` would not be the same.
 """
 
 import re
@@ -38,9 +43,17 @@ def exclude_sinks_and_norms_from_weight_decay(trainer) -> None:
     """Makes `trainer` (a transformers `Trainer`, or TRL's SFT/DPO/Reward trainers) put the attention sinks and all
     norm weights in its no-decay parameter group. Call it before `trainer.train()`: Trainer reads the names when it
     builds the optimizer (`create_optimizer`), through the method this replaces on the instance."""
+    if excludes_sinks_and_norms(trainer):
+        return
     trainer_decay_parameter_names = trainer.get_decay_parameter_names
 
     def get_decay_parameter_names(model: nn.Module) -> list[str]:
         return decay_parameter_names(model, trainer_decay_parameter_names(model))
 
+    get_decay_parameter_names.excludes_sinks_and_norms = True
     trainer.get_decay_parameter_names = get_decay_parameter_names
+
+
+def excludes_sinks_and_norms(trainer) -> bool:
+    """Whether `exclude_sinks_and_norms_from_weight_decay` was applied to `trainer`."""
+    return getattr(trainer.get_decay_parameter_names, "excludes_sinks_and_norms", False)

@@ -36,7 +36,7 @@ from .checkpoints import (
 from .adapters import ADAPTER_DIR, peft_summary, quantization_kwargs, save_adapter_and_merge
 from .hub import PushTarget, push_folder
 from .model_card import write_model_card, write_training_summary
-from .optimization import exclude_sinks_and_norms_from_weight_decay
+from .optimization import excludes_sinks_and_norms
 
 logger = logging.getLogger(__name__)
 STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: the stage saved a checkpoint and stopped; rerunning resumes it
@@ -223,12 +223,18 @@ def train_with_resume(trainer):
     """Train, resuming from the last *valid* checkpoint (optimizer, scheduler, RNG and data position).
 
     A SIGTERM/SIGUSR1 saves a checkpoint and exits with `STOPPED_EXIT_CODE`; a full disk is one line naming the
-    folder (the half-written checkpoint is set aside at the next run, which resumes from the one before). The sinks
-    and norm weights get no weight decay, in every stage; the router-loss gradients the model injects are scaled
-    like the loss under gradient accumulation (`InjectedLossScaleCallback`).
+    folder (the half-written checkpoint is set aside at the next run, which resumes from the one before). The
+    router-loss gradients the model injects are scaled like the loss under gradient accumulation
+    (`InjectedLossScaleCallback`). The trainer must already keep the sinks and norm weights out of weight decay
+    (`exclude_sinks_and_norms_from_weight_decay`, called by the recipe where it builds the trainer): every stage
+    trains so, and a trainer without it is refused rather than fixed here.
     """
+    if not excludes_sinks_and_norms(trainer):
+        raise RuntimeError(
+            "train_with_resume: the trainer decays the attention sinks; call "
+            "exclude_sinks_and_norms_from_weight_decay(trainer) after building it"
+        )
     args = trainer.args
-    exclude_sinks_and_norms_from_weight_decay(trainer)
     trainer.add_callback(InjectedLossScaleCallback(trainer))
     checkpoint = resume_checkpoint(trainer)
     if checkpoint:

@@ -9,7 +9,12 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
-from modeling_modern_llm.training import NonFiniteLossError, stage_callbacks, train_with_resume
+from modeling_modern_llm.training import (
+    NonFiniteLossError,
+    exclude_sinks_and_norms_from_weight_decay,
+    stage_callbacks,
+    train_with_resume,
+)
 
 
 class PoisonWeights(TrainerCallback):
@@ -54,6 +59,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, logging_ste
         train_dataset=dataset,
         callbacks=[*stage_callbacks(language_modelling=True), PoisonWeights(step=5)],
     )
+    exclude_sinks_and_norms_from_weight_decay(trainer)
     with pytest.raises(NonFiniteLossError, match=r"checkpoint-4") as error:
         train_with_resume(trainer)
     assert "Lower learning_rate" in str(error.value)

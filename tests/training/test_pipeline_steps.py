@@ -1,5 +1,6 @@
 """The pipeline's bookkeeping: a failed step stops it, a rerun adds the earlier attempt's time, and each seed of
-`--seeds` gets its own folder and seed."""
+`--seeds` gets its own folder and seed. The steps live in the library (`training.supervision`,
+`training.pipeline_steps`); the arguments in `recipes/pipeline.py`."""
 
 import importlib.util
 import json
@@ -10,6 +11,8 @@ import sys
 import pytest
 from training_helpers import REPO
 
+from modeling_modern_llm.training import pipeline_steps, supervision
+
 spec = importlib.util.spec_from_file_location("recipes_pipeline", os.path.join(REPO, "recipes", "pipeline.py"))
 pipeline = sys.modules["recipes_pipeline"] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
 spec.loader.exec_module(pipeline)
@@ -18,13 +21,13 @@ spec.loader.exec_module(pipeline)
 def test_failed_then_rerun_step_is_recorded_with_summed_time(tmp_path):
     path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
     with pytest.raises(SystemExit, match="exit code 3"):
-        pipeline.run_step(
+        supervision.run_step(
             "sft", [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"], summary, path
         )
     with open(path) as handle:
         failed = json.load(handle)["steps"]["sft"]
     assert failed["status"] == "failed (exit code 3)" and failed["attempts"] == 1 and failed["wall_time_s"] >= 0.3
-    pipeline.run_step("sft", [sys.executable, "-c", "pass"], summary, path)
+    supervision.run_step("sft", [sys.executable, "-c", "pass"], summary, path)
     with open(path) as handle:
         done = json.load(handle)
     assert done["steps"]["sft"]["status"] == "ok" and done["steps"]["sft"]["attempts"] == 2
@@ -39,20 +42,21 @@ def test_stage_commands_chain_the_final_folders(tmp_path):
         verifier_policy="sft",
         stage_args={"dpo": "--beta 0.2"},
     )
-    dpo = pipeline.stage_command(args, "dpo", "runs/r")
     # accelerate runs under this interpreter, so an unactivated virtual environment still works
-    assert dpo[:5] == [
+    assert supervision.launcher_command(args.launcher) == [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
         "accelerate_configs/single_gpu.yaml",
     ]
+    dpo = pipeline_steps.recipe_argv(args, "dpo", "runs/r")
+    assert dpo[:2] == ["--config", args.stage_configs["dpo"]]
     assert dpo[dpo.index("--model_name_or_path") + 1] == "runs/r/sft_final" and dpo[-2:] == ["--beta", "0.2"]
-    verifier = pipeline.stage_command(args, "verifier", "runs/r")
+    verifier = pipeline_steps.recipe_argv(args, "verifier", "runs/r")
     assert verifier[verifier.index("--model_name_or_path") + 1] == "runs/r/sft_final"
-    assert "--model_name_or_path" not in pipeline.stage_command(args, "pretrain", "runs/r")
-    grpo = pipeline.stage_command(args, "grpo", "runs/r")
+    assert "--model_name_or_path" not in pipeline_steps.recipe_argv(args, "pretrain", "runs/r")
+    grpo = pipeline_steps.recipe_argv(args, "grpo", "runs/r")
     assert grpo[grpo.index("--model_name_or_path") + 1] == "runs/r/dpo_final"
     assert grpo[grpo.index("--reward_model_name_or_path") + 1] == "runs/r/verifier_final"  # for its verifier reward
     with pytest.raises(ValueError, match="verifier_policy"):
@@ -62,12 +66,26 @@ def test_stage_commands_chain_the_final_folders(tmp_path):
 @pytest.mark.parametrize("launcher", [None, "python", "python3 -X faulthandler"])
 def test_stages_run_with_the_interpreter_running_the_pipeline(launcher):
     """`python` from PATH may be another environment's (an unactivated venv): every stage uses sys.executable."""
-    args = pipeline.PipelineArguments(
-        run_name="r",
-        stage_configs={s: os.path.join(REPO, "tests/training/configs", f"{s}.yaml") for s in pipeline.STAGES},
-        launcher=launcher,
-    )
-    assert pipeline.stage_command(args, "sft", "runs/r")[0] == sys.executable
+    assert supervision.launcher_command(launcher)[0] == sys.executable
+    command, env = supervision.stage_launcher(launcher, None)
+    assert command[0] == sys.executable and env == {"MODERN_LLM_LAUNCHER": shlex.join(command)}
+
+
+def test_a_rehearsal_runs_every_stage_as_one_process_of_this_interpreter():
+    accelerate = "accelerate_configs/multi_gpu.yaml"
+    command, env = supervision.stage_launcher(f"accelerate launch --config_file {accelerate}", accelerate)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"] and env["MODERN_LLM_ACCELERATE_CONFIG"] == accelerate
+    command, env = supervision.stage_launcher(f"accelerate launch --config_file {accelerate}", accelerate, True)
+    assert command == [sys.executable] and env == {"MODERN_LLM_LAUNCHER": sys.executable, "MODERN_LLM_REHEARSAL": "1"}
+
+
+def test_a_rerun_keeps_the_steps_of_the_interrupted_one(tmp_path):
+    path = str(tmp_path / "pipeline_summary.json")
+    assert supervision.start_summary(path, "r", rehearsal=False)["steps"] == {}
+    earlier = {"steps": {"pretrain": {"status": "interrupted", "wall_time_s": 5.0, "attempts": 1}}}
+    supervision.write_summary(earlier, path)
+    summary = supervision.start_summary(path, "r", rehearsal=True)
+    assert summary["steps"] == earlier["steps"] and summary["rehearsal"] and summary["python"] == sys.executable
 
 
 def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
@@ -81,7 +99,8 @@ def test_a_rehearsal_pushes_nothing_and_records_it(tmp_path):
     )
     path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
     # A real push of these (missing) folders would fail and stop the pipeline
-    pipeline.push_stages(args, {s: str(tmp_path / f"{s}_final") for s in pipeline.STAGES}, summary, path)
+    finals = {s: str(tmp_path / f"{s}_final") for s in pipeline.STAGES}
+    pipeline_steps.push_stages(args, finals, summary, path, os.path.join(REPO, "recipes", "push_to_hub.py"))
     steps = json.load(open(path))["steps"]
     assert [steps[f"push-{s}"]["status"] for s in pipeline.STAGES] == ["skipped: rehearsal"] * len(pipeline.STAGES)
     assert "me/r-verifier" in steps["push-verifier"]["command"]
@@ -104,10 +123,10 @@ def test_each_seed_runs_in_its_own_folder_with_its_seed_everywhere_but_the_corpu
     assert one.results_dir == str(run_dir / "results") and one.report_output == str(run_dir / "final_report.md")
     assert one.rehearse and args.seeds == [3, 7] and args.stage_args == {"dpo": "--beta 0.2"}  # the original is kept
     for stage in pipeline.STAGES:
-        argv = pipeline.recipe_argv(pipeline.stage_command(one, stage, str(run_dir)), stage)
+        argv = pipeline_steps.recipe_argv(one, stage, str(run_dir))
         assert argv[argv.index("--seed") + 1] == "7" and "--embedded_corpus_seed" not in argv
         assert argv[argv.index("--output_dir") + 1] == str(run_dir / stage)
-    assert "--beta 0.2 --seed 7" in shlex.join(pipeline.stage_command(one, "dpo", str(run_dir)))
+    assert "--beta 0.2 --seed 7" in shlex.join(pipeline_steps.recipe_argv(one, "dpo", str(run_dir)))
     assert one.eval_args.endswith("--seed 7") and "--corpus_seed" not in one.eval_args
     assert not seed_finished(one)  # nothing trained yet
 
@@ -155,7 +174,7 @@ def test_the_evaluation_scores_the_policies_and_verifier_the_run_finished(tmp_pa
     for stage in ("sft", "dpo", "grpo"):  # no pretrain_final (say, pruned) and no verifier
         _finished(finals[stage], stage)
     path, summary = str(tmp_path / "pipeline_summary.json"), {"steps": {}}
-    pipeline.evaluate_and_report(args, str(tmp_path), {s: str(f) for s, f in finals.items()}, summary, path)
+    pipeline_steps.evaluate_and_report(args, str(tmp_path), {s: str(f) for s, f in finals.items()}, summary, path)
     command = summary["steps"]["evaluation"]["command"]
     assert f"--model {finals['sft']} {finals['dpo']} {finals['grpo']} --stages sft dpo grpo --output_dir" in command
     assert "--verifier" not in command and summary["steps"]["evaluation"]["status"].startswith("skipped")
@@ -191,10 +210,8 @@ def test_a_killed_pipeline_leaves_no_step_running(tmp_path):
     step, pids = tmp_path / "step.py", tmp_path / "pids"
     step.write_text(STEP)
     runner = (
-        "import importlib.util, sys; "
-        f"spec = importlib.util.spec_from_file_location('p', {os.path.join(REPO, 'recipes', 'pipeline.py')!r}); "
-        "p = sys.modules['p'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(p); "
-        f"p.run_step('evaluation', [sys.executable, {str(step)!r}, {str(pids)!r}, 'launcher'], {{'steps': {{}}}}, "
+        "import sys; from modeling_modern_llm.training.supervision import run_step; "
+        f"run_step('evaluation', [sys.executable, {str(step)!r}, {str(pids)!r}, 'launcher'], {{'steps': {{}}}}, "
         f"{str(tmp_path / 'summary.json')!r})"
     )
     pipeline_process = subprocess.Popen([sys.executable, "-c", runner])

@@ -275,6 +275,31 @@ def test_an_offline_or_tokenless_push_is_refused_before_loading(tmp_path):
 
 
 @pytest.mark.slow  # subprocess commands under the Hub's environment variables
+def test_the_push_target_leaves_the_stage_config_alone(tmp_path):
+    """The recipe gets its push target and the trainer a copy of its config that does not push (Trainer would create
+    the repo in __init__ and push output_dir at every save); a GRPOConfig copies though it refuses a second
+    __post_init__."""
+    from trl import GRPOConfig
+
+    from modeling_modern_llm.training import PushTarget, push_target
+
+    config = GRPOConfig(
+        output_dir=str(tmp_path),
+        push_to_hub=True,
+        hub_model_id="me/x",
+        hub_private_repo=True,
+        report_to=[],
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        num_generations=2,
+    )
+    push, trainer_args = push_target(config)
+    assert push == PushTarget("me/x", private=True, revision=None)
+    assert config.push_to_hub and not trainer_args.push_to_hub and type(trainer_args) is GRPOConfig
+    assert trainer_args.to_dict() == {**config.to_dict(), "push_to_hub": False}
+    assert push_target(trainer_args) == (None, trainer_args)
+
+
 def test_a_token_in_the_config_is_refused(tmp_path):
     result = run_recipe(
         "sft",

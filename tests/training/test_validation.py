@@ -607,6 +607,7 @@ def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_run
 
     from modeling_modern_llm.cli import UsageError
     from modeling_modern_llm.training import validation
+    from modeling_modern_llm.training.pipeline_steps import validate_run
 
     real_version = metadata.version
 
@@ -623,13 +624,13 @@ def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_run
     args = pipeline.parse_pipeline_args(argv)
     start = time.time()
     with pytest.raises(UsageError) as error:
-        pipeline.validate_run(args, str(tmp_path / "runs" / "tiny"), None)
+        validate_run(args, str(tmp_path / "runs" / "tiny"), None)
     [line] = [line for line in str(error.value).splitlines() if line.startswith("evaluation:")]
     assert words in line and "`pip install 'lm-eval>=0.4.12'`" in line and "skip_eval: true" in line
     assert time.time() - start < 30 and not (tmp_path / "runs").exists()
-    pipeline.validate_run(pipeline.parse_pipeline_args([*argv, "--skip_eval", "true"]), str(tmp_path / "x"), None)
+    validate_run(pipeline.parse_pipeline_args([*argv, "--skip_eval", "true"]), str(tmp_path / "x"), None)
     monkeypatch.undo()
-    pipeline.validate_run(pipeline.parse_pipeline_args(argv), str(tmp_path / "runs" / "tiny"), None)  # installed here
+    validate_run(pipeline.parse_pipeline_args(argv), str(tmp_path / "runs" / "tiny"), None)  # installed here
 
 
 def test_use_vllm_needs_the_vllm_package(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """No weight decay on the attention sinks and the norm weights under Trainer and TRL's SFTTrainer, once
-`exclude_sinks_and_norms_from_weight_decay` is applied; without it, Trainer decays the sinks."""
+`exclude_sinks_and_norms_from_weight_decay` is applied (each recipe calls it where it builds its trainer); without it,
+Trainer decays the sinks."""
 
 import pytest
 import torch
@@ -97,11 +98,28 @@ def test_a_decayed_step_leaves_sinks_and_norms_as_their_gradients_move_them(tmp_
         assert torch.equal(p, before[name]) == (not decays(name)), name
 
 
-def test_every_recipe_trains_without_decay_on_sinks_and_norms(tmp_path):
-    """The recipes train through `train_with_resume`, which applies the exclusion to the optimizer it trains with."""
+def test_every_recipe_groups_weight_decay_where_it_builds_its_trainer():
+    """Each recipe makes the call itself, visibly, between building its trainer and training it."""
+    import ast
+    import os
+
+    recipes = os.path.join(os.path.dirname(__file__), "..", "..", "recipes")
+    for stage in ("pretrain", "sft", "dpo", "verifier", "grpo"):
+        with open(os.path.join(recipes, f"{stage}.py")) as handle:
+            tree = ast.parse(handle.read())
+        calls = [
+            node.func.id
+            for node in sorted(ast.walk(tree), key=lambda node: getattr(node, "lineno", 0))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        ]
+        assert "exclude_sinks_and_norms_from_weight_decay" in calls, stage
+        assert calls.index("exclude_sinks_and_norms_from_weight_decay") < calls.index("train_with_resume"), stage
+
+
+def _one_step_trainer(tmp_path):
     from datasets import Dataset
 
-    from modeling_modern_llm.training.stage import stage_callbacks, train_with_resume
+    from modeling_modern_llm.training.stage import stage_callbacks
 
     rows = Dataset.from_list([{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2)
     args = TrainingArguments(
@@ -113,7 +131,20 @@ def test_every_recipe_trains_without_decay_on_sinks_and_norms(tmp_path):
         per_device_train_batch_size=2,
         save_strategy="no",
     )
-    trainer = Trainer(model=tiny_model(), args=args, train_dataset=rows, callbacks=stage_callbacks(False))
+    return Trainer(model=tiny_model(), args=args, train_dataset=rows, callbacks=stage_callbacks(False))
+
+
+def test_train_with_resume_trains_with_the_grouping_and_refuses_a_trainer_without_it(tmp_path):
+    """`train_with_resume` trains the optimizer built from the grouping the recipe applied, and does not apply it
+    itself: a trainer without it is refused before any step."""
+    from modeling_modern_llm.training.stage import train_with_resume
+
+    trainer = _one_step_trainer(tmp_path)
+    with pytest.raises(RuntimeError, match="exclude_sinks_and_norms_from_weight_decay"):
+        train_with_resume(trainer)
+    assert trainer.optimizer is None and trainer.state.global_step == 0
+    exclude_sinks_and_norms_from_weight_decay(trainer)
+    exclude_sinks_and_norms_from_weight_decay(trainer)  # twice is once
     train_with_resume(trainer)
     decay_of = {id(p): group["weight_decay"] for group in trainer.optimizer.param_groups for p in group["params"]}
     for name, parameter in trainer.model.named_parameters():
