@@ -166,3 +166,36 @@ def test_a_token_that_writes_equals_and_a_result_at_once(tokenizer):
         and scores[0, ids["=7"]] == 0
         and (scores[0] == 0).sum() == len(extended) - 1
     )
+
+
+def test_grpo_samples_with_the_calculator_when_asked(model, tokenizer, tmp_path):
+    """Through TRL's own sampling path (a GRPOTrainer step), every completion carries the computed result."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from modeling_modern_llm.training.grpo import sample_with_calculator
+
+    seen = []
+
+    def record(completions, **kwargs):
+        seen.extend(completions)
+        return [0.0] * len(completions)
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        temperature=1.5,
+        max_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+    )
+    prompts = Dataset.from_dict({"prompt": ["Question: <<12*4=", "then <<100/3="]})
+    trainer = GRPOTrainer(
+        model=copy.deepcopy(model), reward_funcs=record, args=args, train_dataset=prompts, processing_class=tokenizer
+    )
+    sample_with_calculator(trainer, tokenizer)
+    trainer.train()
+    assert len(seen) >= 4 and all(c.startswith(("48>>48", "33.33>>33.33")) for c in seen), seen
