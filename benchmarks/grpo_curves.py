@@ -27,7 +27,8 @@ import sys
 
 import yaml
 
-from modeling_modern_llm.cli import UsageError, atomic_write_json, atomic_write_text, run_command
+from modeling_modern_llm.errors import UsageError, run_command
+from modeling_modern_llm.files import atomic_write_json, atomic_write_text
 from modeling_modern_llm.evaluation.results import load_run, problems, selector_values
 from modeling_modern_llm.stages import stage_final
 

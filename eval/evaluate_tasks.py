@@ -15,7 +15,7 @@ finished results only with --overwrite. Rehearsals shrink it with --limit 4 --n_
 import sys
 from pathlib import Path
 
-from modeling_modern_llm.cli import run_command
+from modeling_modern_llm.errors import run_command
 from modeling_modern_llm.evaluation.harness import main
 
 TASKS = str(Path(__file__).resolve().parent / "tasks")

@@ -32,7 +32,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from modeling_modern_llm import ModernLLMConfig, ModernLLMForCausalLM
-from modeling_modern_llm.cli import InputFileError, UsageError, check_new_output, replace_folder, run_command
+from modeling_modern_llm.errors import InputFileError, UsageError, run_command
+from modeling_modern_llm.files import check_new_output, replace_folder
 from modeling_modern_llm.training.checkpoints import weights_problem
 
 # Config fields that mean the same thing in both models, copied as they are.

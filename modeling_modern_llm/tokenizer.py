@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, HfArgumentParser, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .cli import InputFileError, UsageError, check_new_output, run_command
+from .errors import InputFileError, UsageError, run_command
+from .files import check_new_output
 from .task_formats import CHAT_TEMPLATE, IM_END_TOKEN, IM_START_TOKEN  # ChatML, shared with the data and the evaluation
 
 EOS_TOKEN = "<|endoftext|>"

@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, set_seed
 from trl import GRPOTrainer
 
 import modeling_modern_llm  # noqa: F401  (registers the Auto classes)
-from modeling_modern_llm.cli import UsageError
+from modeling_modern_llm.errors import UsageError
 from modeling_modern_llm.tokenizer import load_tokenizer
 from modeling_modern_llm.training import (
     GRPOStageConfig,

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from trl import TrlParser
 
-from modeling_modern_llm.cli import UsageError, run_command
+from modeling_modern_llm.errors import UsageError, run_command
 from modeling_modern_llm.stages import POLICY_STAGES, STAGE_NAMES, stage_final
 from modeling_modern_llm.training import STOPPED_EXIT_CODE, AccelerateSetup, final_model_problem
 from modeling_modern_llm.training.callbacks import STOP_AT_STEP_ENV

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 
-from modeling_modern_llm.cli import run_command
+from modeling_modern_llm.errors import run_command
 from modeling_modern_llm.training.hub import DEFAULT_RESULTS_DIR, push_folder
 
 

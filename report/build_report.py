@@ -33,7 +33,8 @@ import plots  # a sibling script: Python puts a script's own folder first on sys
 import run_files
 import visualize_attention
 
-from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command
+from modeling_modern_llm.errors import InputFileError, run_command
+from modeling_modern_llm.files import atomic_write_text, portable
 from modeling_modern_llm.evaluation import results, seed_summary
 from modeling_modern_llm.stages import POLICY_STAGES, get_stage
 from modeling_modern_llm.training.model_card import ARCHITECTURE_FIELDS

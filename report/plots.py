@@ -120,6 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from modeling_modern_llm.cli import run_command
+    from modeling_modern_llm.errors import run_command
 
     sys.exit(run_command(main))

@@ -22,7 +22,8 @@ from pathlib import Path
 import build_report  # a sibling script: Python puts a script's own folder first on sys.path
 import run_files
 
-from modeling_modern_llm.cli import InputFileError, atomic_write_text, portable, run_command
+from modeling_modern_llm.errors import InputFileError, run_command
+from modeling_modern_llm.files import atomic_write_text, portable
 from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE
 from modeling_modern_llm.training.seeds import seed_folder
 

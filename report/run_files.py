@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from modeling_modern_llm.cli import InputFileError
+from modeling_modern_llm.errors import InputFileError
 from modeling_modern_llm.stages import STAGE_NAMES, stage_final
 
 CARD_SECTION = "## Evaluation results"
@@ -81,7 +81,7 @@ def count_parameters(checkpoint: Path) -> int:
 
 def update_model_card(checkpoint: Path, section: str) -> None:
     """Put `section` (a Markdown "## Evaluation results" section) into the checkpoint's README.md, replacing the old one."""
-    from modeling_modern_llm.cli import atomic_write_text
+    from modeling_modern_llm.files import atomic_write_text
 
     card = checkpoint / "README.md"
     text = card.read_text(encoding="utf-8")

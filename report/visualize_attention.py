@@ -26,7 +26,8 @@ import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import modeling_modern_llm  # noqa: E402,F401  (registers the modern_llm Auto classes)
-from modeling_modern_llm.cli import InputFileError, atomic_write_json  # noqa: E402
+from modeling_modern_llm.errors import InputFileError
+from modeling_modern_llm.files import atomic_write_json
 
 STATISTICS = ("first_token_mass", "sink_mass", "entropy_bits")
 

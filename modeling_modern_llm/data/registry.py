@@ -19,7 +19,7 @@ import datasets
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-from ..cli import InputFileError
+from ..errors import InputFileError
 from .embedded import EMBEDDED_SPLITS, embedded_corpus_dir
 from .normalizers import FEATURES, batched_normalizer
 

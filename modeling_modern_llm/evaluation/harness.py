@@ -8,7 +8,7 @@ Then the verifier (if any) scores every sampled GSM8K solution in batches (`<mod
 `run_index.json` records what ran (models, stages, command, seeds, what was unavailable and why), and
 `results.write_views` writes the views.
 
-Every argument, path and folder is checked before anything loads (`cli.UsageError` / `cli.InputFileError`: one
+Every argument, path and folder is checked before anything loads (`errors.UsageError` / `errors.InputFileError`: one
 line, exit 2 / 1). A model or dataset that cannot be loaded (no network, say) becomes an "unavailable: <reason>"
 entry and the rest runs. The outputs are written into a staging folder renamed into place when complete, so a
 crash never leaves half a results folder, and finished results are replaced only with `--overwrite`.
@@ -29,14 +29,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from modeling_modern_llm.cli import (
-    InputFileError,
-    UsageError,
-    atomic_write_json,
-    die_with_parent_if_asked,
-    existing_parent,
-    replace_folder,
-)
+from modeling_modern_llm.errors import InputFileError, UsageError
+from modeling_modern_llm.files import atomic_write_json, existing_parent, replace_folder
+from modeling_modern_llm.processes import die_with_parent_if_asked
 from modeling_modern_llm.stages import BASELINES, FINAL_SUFFIX, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import format_verifier_input
 

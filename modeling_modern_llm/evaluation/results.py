@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from modeling_modern_llm.cli import InputFileError, atomic_write_json, atomic_write_text
+from modeling_modern_llm.errors import InputFileError
+from modeling_modern_llm.files import atomic_write_json, atomic_write_text
 from modeling_modern_llm.stages import BASELINES, POLICY_STAGES, get_stage, infer_stage
 from modeling_modern_llm.task_formats import extract_flexible, gsm8k_reference
 

@@ -25,7 +25,7 @@ import math
 import statistics
 from pathlib import Path
 
-from modeling_modern_llm.cli import atomic_write_json
+from modeling_modern_llm.files import atomic_write_json
 from modeling_modern_llm.stages import POLICY_STAGES
 
 from . import results

@@ -14,7 +14,7 @@ import shlex
 import torch
 import yaml
 
-from modeling_modern_llm.cli import InputFileError
+from modeling_modern_llm.errors import InputFileError
 
 
 def check_verifier(path: str) -> None:

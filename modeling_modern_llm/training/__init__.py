@@ -34,7 +34,7 @@ from .hub import PushTarget, push_folder, push_target
 from .model_card import write_model_card, write_training_summary
 from .problems import Problem, problems_error
 from .optimization import exclude_sinks_and_norms_from_weight_decay
-from .stage import (
+from .recipe_steps import (
     STOPPED_EXIT_CODE,
     build_model_config,
     build_tokenizer,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ..cli import InputFileError, UsageError
+from ..errors import InputFileError, UsageError
 
 
 @dataclass(frozen=True)

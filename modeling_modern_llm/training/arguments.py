@@ -21,7 +21,7 @@ import yaml
 from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, SFTConfig, TrlParser
 from trl import ScriptArguments as TrlScriptArguments
 
-from ..cli import InputError, InputFileError, UsageError
+from ..errors import InputError, InputFileError, UsageError
 from .problems import Problem, problems_error, problems_of, usage_problem
 
 

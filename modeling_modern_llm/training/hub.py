@@ -26,12 +26,13 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
 
-from ..cli import InputError, InputFileError, UsageError, atomic_write_text
+from ..errors import InputError, InputFileError, UsageError
+from ..files import atomic_write_text
 from .checkpoints import final_model_problem
 
 logger = logging.getLogger(__name__)
 DEFAULT_RESULTS_DIR = "experiments/results"  # the evaluation's --output_dir
-IGNORED = [".*"]  # hidden files: the temporary files of `cli.atomic_write_*`, editors' leftovers
+IGNORED = [".*"]  # hidden files: the temporary files of `files.atomic_write_*`, editors' leftovers
 
 
 class PushError(InputError):

@@ -1,6 +1,6 @@
 """The model card (README.md in the Hub's form) and training_summary.json written into each ``<stage>_final``.
 
-The card shows no machine paths (`cli.portable`: the run folder as `<run>`, the interpreter as `python`);
+The card shows no machine paths (`files.portable`: the run folder as `<run>`, the interpreter as `python`);
 training_summary.json keeps them for provenance."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import yaml
 
-from modeling_modern_llm.cli import atomic_write_json, portable
+from modeling_modern_llm.files import atomic_write_json, portable
 from modeling_modern_llm.stages import get_stage
 
 ARCHITECTURE_FIELDS = (  # the config.json fields that describe a model, in the card and in the report's run line

@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 
-from ..cli import InputError
+from ..errors import InputError
 from ..data import REGISTRY
 from ..data.registry import hub_offline, hub_reachable
 from ..stages import POLICY_STAGES, get_stage, stage_final

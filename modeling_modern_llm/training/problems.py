@@ -3,7 +3,7 @@
 The checks (`validation`), the argument dataclasses' ``__post_init__`` (`arguments`) and the pipeline
 (`recipes/pipeline.py`) all report `Problem` objects; only `problems_error` turns them into the one error a command
 raises, and `str(problem)` is the line it prints (``"<stage>: <message>"``, or the message alone before a stage is
-known). The kind decides the exit status (`modeling_modern_llm.cli`): a wrong value is a usage error (exit 2); a
+known). The kind decides the exit status (`modeling_modern_llm.errors`): a wrong value is a usage error (exit 2); a
 missing, unreadable or wrong file or folder is an input-file error (exit 1). A command with both kinds exits 2.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..cli import InputError, InputFileError, UsageError
+from ..errors import InputError, InputFileError, UsageError
 
 Kind = Literal["usage", "file"]
 ERRORS = {"usage": UsageError, "file": InputFileError}

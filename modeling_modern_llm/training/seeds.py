@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from modeling_modern_llm.cli import atomic_write_json
+from modeling_modern_llm.files import atomic_write_json
 from modeling_modern_llm.stages import stage_final
 from modeling_modern_llm.evaluation.seed_summary import SUMMARY_FILE, write_seed_summary
 

@@ -4,7 +4,7 @@
   the interpreter running the pipeline) and what each stage process is told about it (recorded in its
   `training_summary.json`); a rehearsal runs every stage as one process.
 - `run_step`: one step as a subprocess in its own process group, tied to the pipeline by the kernel
-  (`cli.die_with_parent`: a pipeline killed outright still stops its step). When the pipeline is stopped (SIGTERM
+  (`processes.die_with_parent`: a pipeline killed outright still stops its step). When the pipeline is stopped (SIGTERM
   or SIGUSR1 from SLURM, through `exit_on_stop_signals`; Ctrl-C), the whole group gets SIGTERM, so a training
   stage saves a checkpoint, and has `stop_timeout_s` to exit before SIGKILL.
 - Every attempt of a step is recorded in `<run>/pipeline_summary.json` (`start_summary`, `write_summary`): its
@@ -22,8 +22,9 @@ import subprocess
 import sys
 import time
 
-from ..cli import DIE_WITH_PARENT_ENV, atomic_write_json, die_with_parent
-from .stage import ACCELERATE_CONFIG_ENV, LAUNCHER_ENV, REHEARSAL_ENV, STOPPED_EXIT_CODE
+from ..files import atomic_write_json
+from ..processes import DIE_WITH_PARENT_ENV, die_with_parent
+from .recipe_steps import ACCELERATE_CONFIG_ENV, LAUNCHER_ENV, REHEARSAL_ENV, STOPPED_EXIT_CODE
 
 logger = logging.getLogger("pipeline")
 

@@ -4,7 +4,7 @@ A cluster run that crashes after hours in a queue, or after pretraining finished
 `recipes/pipeline.py` checks every stage before the first one starts, and each recipe checks itself before it
 loads anything. Each check returns `Problem` objects (`problems`): the field, what is wrong and the fix, and whether
 it is a wrong value or a file; `problems_error` carries them all to the command's one-line error
-(`modeling_modern_llm.cli`). A value out of range of one field is refused earlier, by its argument dataclass
+(`modeling_modern_llm.errors`). A value out of range of one field is refused earlier, by its argument dataclass
 (`arguments`, when the command line is parsed), and what transformers and TRL refuse themselves is not checked here.
 
 What is checked, and why (the traps are in docs/TRAINING.md):
@@ -42,7 +42,9 @@ from importlib import metadata
 import torch
 
 from .. import attention_capabilities, check_attention_implementation
-from ..cli import die_with_parent_if_asked, existing_parent, run_command
+from ..errors import run_command
+from ..files import existing_parent
+from ..processes import die_with_parent_if_asked
 from ..stages import final_folder
 from .accelerate_setup import AccelerateSetup, accelerate_config_of
 from .arguments import STAGE_ARGUMENTS, ModelArguments, parse_stage_args, read_config

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from modeling_modern_llm.calculator import calculator_logits_processor
-from modeling_modern_llm.cli import atomic_write_text
+from modeling_modern_llm.files import atomic_write_text
 from modeling_modern_llm.task_formats import (
     format_chat_prompt,
     format_prompt,

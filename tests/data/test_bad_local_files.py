@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from modeling_modern_llm.cli import InputFileError
+from modeling_modern_llm.errors import InputFileError
 from modeling_modern_llm.data import DatasetUnavailableError, load_dataset_by_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

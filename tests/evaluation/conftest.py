@@ -44,7 +44,7 @@ def build_run(root: Path, stages=("pretrain", "sft", "dpo", "verifier")) -> Path
 
 def run_evaluate(*argv: str) -> Path:
     """eval/evaluate_tasks.py in this process (its exit status and one-line errors as SystemExit)."""
-    from modeling_modern_llm.cli import run_command
+    from modeling_modern_llm.errors import run_command
     from modeling_modern_llm.evaluation.harness import main
 
     run_command(main, [TASKS], list(argv))

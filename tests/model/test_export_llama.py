@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
 
 from modeling_modern_llm import ModernLLMForCausalLM
-from modeling_modern_llm.cli import InputFileError, UsageError
+from modeling_modern_llm.errors import InputFileError, UsageError
 from modeling_modern_llm.export_llama import export_to_llama
 from modeling_modern_llm.tokenizer import train_tokenizer
 

@@ -132,7 +132,7 @@ SOLUTIONS = [
 
 def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final", solutions: list = SOLUTIONS) -> None:
     """Replace a model's logged GSM8K solutions (greedy and sampled) and the verifier's scores with `solutions`."""
-    from modeling_modern_llm.cli import atomic_write_json
+    from modeling_modern_llm.files import atomic_write_json
     from modeling_modern_llm.evaluation.results import load_run, write_views
 
     folder = results_dir / model_dir
@@ -157,7 +157,7 @@ def plant_gsm8k(results_dir: Path, model_dir: str = "dpo_final", solutions: list
 
 
 def make_results(root: Path, run: Path) -> Path:
-    from modeling_modern_llm.cli import run_command
+    from modeling_modern_llm.errors import run_command
     from modeling_modern_llm.evaluation.harness import main
 
     out = root / "results"

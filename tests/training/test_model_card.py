@@ -1,4 +1,4 @@
-"""What a reader sees carries no machine paths: `cli.portable`, and the model card written into each `<stage>_final`
+"""What a reader sees carries no machine paths: `files.portable`, and the model card written into each `<stage>_final`
 (training_summary.json keeps the full paths for provenance)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from modeling_modern_llm.cli import portable
+from modeling_modern_llm.files import portable
 from modeling_modern_llm.training.model_card import write_model_card, write_training_summary
 
 

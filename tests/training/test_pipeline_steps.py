@@ -181,7 +181,7 @@ def test_the_evaluation_scores_the_policies_and_verifier_the_run_finished(tmp_pa
 
 
 STEP = '''import os, subprocess, sys, time
-from modeling_modern_llm.cli import die_with_parent_if_asked
+from modeling_modern_llm.processes import die_with_parent_if_asked
 die_with_parent_if_asked()
 with open(sys.argv[1], "a") as handle:
     handle.write(f"{os.getpid()}\\n")
@@ -233,7 +233,7 @@ def test_a_replaced_folder_gets_ordinary_permissions(tmp_path):
     file system can read them)."""
     import tempfile
 
-    from modeling_modern_llm.cli import replace_folder
+    from modeling_modern_llm.files import replace_folder
 
     staging = tempfile.mkdtemp(dir=tmp_path, prefix=".results.staging-")
     assert os.stat(staging).st_mode & 0o777 == 0o700

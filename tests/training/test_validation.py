@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from training_helpers import CONFIGS, REPO
 
-from modeling_modern_llm.cli import InputFileError, UsageError
+from modeling_modern_llm.errors import InputFileError, UsageError
 from modeling_modern_llm.training import (
     AccelerateSetup,
     Problem,
@@ -401,7 +401,7 @@ def test_a_read_only_output_dir_is_refused(tmp_path):
 def _pipeline(*args):
     """`python recipes/pipeline.py ARGS` from the repository, in this process (what it checks needs no other process):
     its exit status and what it wrote to stderr (its log included), and the seconds it took."""
-    from modeling_modern_llm.cli import run_command
+    from modeling_modern_llm.errors import run_command
 
     pipeline, stderr, returncode = _pipeline_module(), io.StringIO(), 0
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGUSR1)}  # main sets its own
@@ -605,7 +605,7 @@ def test_the_pipeline_checks_lm_eval_for_its_evaluation_step_before_anything_run
 ):
     from importlib import metadata
 
-    from modeling_modern_llm.cli import UsageError
+    from modeling_modern_llm.errors import UsageError
     from modeling_modern_llm.training import validation
     from modeling_modern_llm.training.pipeline_steps import validate_run
 

@@ -119,7 +119,7 @@ def test_every_recipe_groups_weight_decay_where_it_builds_its_trainer():
 def _one_step_trainer(tmp_path):
     from datasets import Dataset
 
-    from modeling_modern_llm.training.stage import stage_callbacks
+    from modeling_modern_llm.training.recipe_steps import stage_callbacks
 
     rows = Dataset.from_list([{"input_ids": [1, 2, 3, 4], "labels": [1, 2, 3, 4]}] * 2)
     args = TrainingArguments(
@@ -137,7 +137,7 @@ def _one_step_trainer(tmp_path):
 def test_train_with_resume_trains_with_the_grouping_and_refuses_a_trainer_without_it(tmp_path):
     """`train_with_resume` trains the optimizer built from the grouping the recipe applied, and does not apply it
     itself: a trainer without it is refused before any step."""
-    from modeling_modern_llm.training.stage import train_with_resume
+    from modeling_modern_llm.training.recipe_steps import train_with_resume
 
     trainer = _one_step_trainer(tmp_path)
     with pytest.raises(RuntimeError, match="exclude_sinks_and_norms_from_weight_decay"):

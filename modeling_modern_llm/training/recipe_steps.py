@@ -16,7 +16,8 @@ import datasets
 import torch
 import transformers
 
-from ..cli import InputFileError, UsageError, existing_parent, replace_folder
+from ..errors import InputFileError, UsageError
+from ..files import existing_parent, replace_folder
 from ..stages import final_folder
 from .callbacks import (
     GracefulStopCallback,

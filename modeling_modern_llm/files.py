@@ -1,16 +1,9 @@
-"""What every modern-llm command shares: one-line errors for bad input, and writes that never leave half a file.
+"""Files and folders written so that a crash or a full disk never leaves half of one, and shown without this
+machine's paths.
 
-A user's mistake (a wrong field, a missing folder, a value out of range) is not a bug in the program, so it gets
-one line that names the field and the fix, and an exit status, instead of a traceback:
-
-- `UsageError` (exit 2, as argparse): an argument or config value is wrong.
-- `InputFileError` (exit 1): a file or folder the command needs is missing, unreadable or not what it should be.
-
-`run_command(main)` runs a command's `main` and turns these (and the parser's YAML errors) into that line on stderr;
-any other exception keeps its traceback, because it is a bug to report. The `atomic_*` writers write to a temporary
-file in the same folder and rename it into place, so a crash or a full disk leaves the old file whole;
-`replace_folder` does the same for a folder, and `check_new_output` refuses to replace finished work unasked.
-`portable` writes a command line or path as a report or model card shows it, without this machine's paths.
+The `atomic_*` writers write to a temporary file in the same folder and rename it into place, so the old file stays
+whole until the new one is complete; `replace_folder` does the same for a folder, and `check_new_output` refuses to
+replace finished work unasked. `portable` writes a command line or path as a report or model card shows it.
 """
 
 from __future__ import annotations
@@ -19,42 +12,10 @@ import json
 import os
 import re
 import shutil
-import signal
-import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
-
-class InputError(Exception):
-    """A problem with what the user gave the command; `exit_code` says which kind."""
-
-    exit_code = 2
-
-
-class UsageError(InputError, ValueError):
-    """An argument or config value is wrong (exit 2). A `ValueError`, so library callers can catch it as one."""
-
-    exit_code = 2
-
-
-class InputFileError(InputError, ValueError):
-    """A file or folder the command needs is missing, unreadable or of the wrong kind (exit 1)."""
-
-    exit_code = 1
-
-
-def command_name() -> str:
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "modern-llm"
-
-
-def run_command(main: Callable[..., Any], *args, **kwargs) -> Any:
-    """Call `main(*args, **kwargs)`; an `InputError` becomes `<command>: error: <message>` and its exit status."""
-    try:
-        return main(*args, **kwargs)
-    except InputError as error:
-        print(f"{command_name()}: error: {error}", file=sys.stderr)
-        raise SystemExit(error.exit_code) from None
+from .errors import UsageError
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -104,33 +65,6 @@ def existing_parent(path: str) -> str:
     return existing
 
 
-DIE_WITH_PARENT_ENV = "MODERN_LLM_DIE_WITH_PARENT"  # set by the pipeline for the processes of its steps
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent(signum: int = signal.SIGTERM) -> None:
-    """On Linux, have the kernel send `signum` to this process when its parent dies (prctl PR_SET_PDEATHSIG), so a
-    step cannot outlive a pipeline killed with SIGKILL; SIGTERM lets a training step save its checkpoint first. Does
-    nothing elsewhere; exits at once if the parent is already gone (the process was re-parented to init)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
-        return  # not fatal: the pipeline still stops its steps on SIGTERM/SIGINT
-    if os.getppid() != parent or parent == 1:
-        os.kill(os.getpid(), signum)
-
-
-def die_with_parent_if_asked() -> None:
-    """`die_with_parent` when the pipeline asked for it (`MODERN_LLM_DIE_WITH_PARENT`): a stage launched by
-    `accelerate launch` is a grandchild of the pipeline, so each process in the chain ties itself to its own parent."""
-    if os.environ.get(DIE_WITH_PARENT_ENV) == "1":
-        die_with_parent()
-
-
 def check_new_output(path: str, overwrite: bool, flag: str = "--overwrite") -> None:
     """A command's output that already holds something is replaced only when asked (`flag`)."""
     if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
@@ -158,17 +92,3 @@ def portable(text: str, anchors: dict[str, str] | None = None) -> str:
     if (cwd := os.getcwd()) != os.sep:
         text = re.sub(r"(?<![\w.-])" + re.escape(cwd + os.sep), "", text)
     return _INTERPRETER.sub("python", text)
-
-
-__all__ = [
-    "InputError",
-    "InputFileError",
-    "UsageError",
-    "atomic_write_json",
-    "atomic_write_text",
-    "check_new_output",
-    "command_name",
-    "portable",
-    "replace_folder",
-    "run_command",
-]
