@@ -4,7 +4,8 @@
     python benchmarks/grpo_curves.py --run_dir experiments/runs/demo --grpo_args "--learning_rate 1e-4"
 
 1. Trains the GRPO stage from `<run_dir>/dpo_final` with its YAML (`--config`, default the cpu-demo one; extra
-   recipe flags in `--grpo_args`), keeping a checkpoint every `--eval_every` steps, into `<output_dir>/grpo`.
+   recipe flags in `--grpo_args`), keeping a checkpoint every `--eval_every` steps, into `<output_dir>/grpo`; the
+   checkpoints already there (an earlier measurement) are evaluated as they are (delete the folder to retrain).
 2. Evaluates the starting model (step 0) and every checkpoint with the evaluation's own tasks, on the same held-out
    problems: greedy and `--n_samples` samples per problem, with the calculator when the stage sampled with it, and
    through the chat template when the stage asked through it (one `eval/evaluate_tasks.py` run).
@@ -63,8 +64,8 @@ def run(command: list[str], log_path: str) -> None:
 
 def checkpoints(folder: str) -> list[tuple[int, str]]:
     """(step, path) of every `checkpoint-<step>` in `folder`, by step."""
-    found = [(int(name.split("-")[1]), os.path.join(folder, name)) for name in os.listdir(folder)]
-    return sorted(item for item in found if os.path.basename(item[1]).startswith("checkpoint-"))
+    names = [name for name in os.listdir(folder) if name.startswith("checkpoint-")]
+    return sorted((int(name.split("-")[1]), os.path.join(folder, name)) for name in names)
 
 
 def mean_reward(log_history: list[dict], after: int, upto: int) -> float | None:
@@ -83,18 +84,17 @@ def main(args: argparse.Namespace) -> dict:
     chat = bool(stage_config.get("sample_with_chat_template", True))
     output_dir = args.output_dir or os.path.join(args.run_dir, "grpo_curves")
     grpo_dir = os.path.join(output_dir, "grpo")
-    if os.path.exists(grpo_dir):
-        raise UsageError(f"{grpo_dir} exists (an earlier measurement): pass another --output_dir or remove it")
     os.makedirs(output_dir, exist_ok=True)
 
-    # 1. Train, keeping every checkpoint
-    run(
-        [sys.executable, "recipes/grpo.py", "--config", args.config, "--model_name_or_path", start_model]
-        + ["--output_dir", grpo_dir, "--save_strategy", "steps", "--save_steps", str(args.eval_every)]
-        + ["--save_total_limit", "1000"]
-        + shlex.split(args.grpo_args),
-        os.path.join(output_dir, "grpo.log"),
-    )
+    # 1. Train, keeping every checkpoint (an earlier measurement's checkpoints are evaluated as they are)
+    if not os.path.isdir(grpo_dir) or not checkpoints(grpo_dir):
+        run(
+            [sys.executable, "recipes/grpo.py", "--config", args.config, "--model_name_or_path", start_model]
+            + ["--output_dir", grpo_dir, "--save_strategy", "steps", "--save_steps", str(args.eval_every)]
+            + ["--save_total_limit", "1000"]
+            + shlex.split(args.grpo_args),
+            os.path.join(output_dir, "grpo.log"),
+        )
     steps = checkpoints(grpo_dir)
     with open(os.path.join(steps[-1][1], "trainer_state.json")) as handle:
         log_history = json.load(handle)["log_history"]
