@@ -69,7 +69,7 @@ class AccelerateSetup:
     @classmethod
     def from_environment(cls) -> AccelerateSetup | None:
         """The setup `accelerate launch` exported to this process (None when it was not launched by accelerate)."""
-        path = os.environ.get("MODERN_LLM_ACCELERATE_CONFIG")  # stage.ACCELERATE_CONFIG_ENV
+        path = os.environ.get("MODERN_LLM_ACCELERATE_CONFIG")  # recipe_steps.ACCELERATE_CONFIG_ENV
         if path:
             return cls.from_file(path)
         env = os.environ
