@@ -211,10 +211,7 @@ def main():
             f"  ratio {statistics.median(ratios):5.2f}"
         )
 
-    print(
-        "\nTargets (issue #12): sinks+qk_norm training step <= 1.10x llama, generation <= 1.10x llama, per-token "
-        "ratio <= 1.10."
-    )
+    print("\nTargets: sinks+qk_norm training step <= 1.10x llama, generation <= 1.10x llama, per-token ratio <= 1.10.")
 
 
 if __name__ == "__main__":
