@@ -521,6 +521,26 @@ def verifier_section(analysis: dict | None, figures: dict, figure_command: str) 
     return lines + figure_block("gsm8k_em_vs_n.png", figures, figure_command)
 
 
+SWEEP_TABLE = Path("verifier_sweep") / "verifier_sweep.md"  # benchmarks/verifier_sweep.py's default output
+
+
+def verifier_sweep_section(top: Path | None) -> list[str]:
+    """The verifier settings compared on the same held-out candidates (`benchmarks/verifier_sweep.py`), when the run
+    (or the folder of its seeds) holds that benchmark's table: what was tried, beside what the pipeline trained."""
+    path = top / SWEEP_TABLE if top else None
+    if path is None or not path.is_file():
+        return []
+    return [
+        "### Verifier settings compared",
+        "",
+        "Each verifier is trained from the same policy with one setting changed and ranks the same held-out "
+        "candidates as above; `run` is the one the pipeline trained. A verifier at chance scores a random pick.",
+        "",
+        path.read_text(encoding="utf-8").rstrip(),
+        "",
+    ]
+
+
 KIND_NAMES = {
     "extraction": "extraction",
     "arithmetic": "arithmetic",
@@ -760,6 +780,7 @@ def build_report(
     lines += headline_section(run, rows)
     lines += stage_gains_section(run, rows)
     lines += verifier_section(analysis, figures, figure_command)
+    lines += verifier_sweep_section(top)
     lines += errors_section(analysis)
     lines += interpretability_section(stats, attention_command)
     lines += reproducibility_section(run, summaries, checkpoints, run_path, command, figures, figure_command)

@@ -164,6 +164,22 @@ def classify_error(solution: str, question: str | None = None) -> str:
     return "missing_step"
 
 
+def failed_checks(solution: str, question: str) -> int:
+    """How many of the taxonomy's model-free checks a solution fails, right or wrong: no answer to extract, each
+    arithmetic slip, each operand neither the question's nor an earlier result, an answer that is not the last result.
+    Its negative ranks candidates with no model: how much of the within-problem signal the text itself holds, the
+    room a learned verifier has (`benchmarks/verifier_sweep.py` ranks with it beside the verifiers)."""
+    answer = extract_flexible(solution)
+    results = [step.result for step in solution_steps(solution) if step.result is not None]
+    value = None if answer is None else _number(answer)
+    return (
+        (answer is None)
+        + len(arithmetic_errors(solution))
+        + len(unsupported_quantities(solution, question))
+        + bool(results and (value is None or not _same(value, results[-1])))
+    )
+
+
 def coarse_kind(kind: str) -> str:
     """``extraction``, ``arithmetic`` or ``reasoning`` (the three reasoning kinds together)."""
     return "reasoning" if kind in REASONING_KINDS else kind

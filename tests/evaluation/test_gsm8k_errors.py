@@ -7,6 +7,7 @@ from modeling_modern_llm.evaluation.gsm8k_errors import (
     arithmetic_errors,
     classify_error,
     coarse_kind,
+    failed_checks,
     question_quantities,
     solution_steps,
     unsupported_quantities,
@@ -85,3 +86,14 @@ def test_steps_quantities_and_arithmetic_checks():
     ]
     quantities = question_quantities("Half of the $1,200 goes to three friends, a dozen eggs cost 10 percent more.")
     assert {0.5, 2.0, 1200.0, 3.0, 12.0, 10.0, 100.0} <= set(quantities)
+
+
+def test_failed_checks_count_what_the_taxonomy_can_see_without_the_reference():
+    question = "Ben has 2 bags with 3 cookies in each bag. Anna has 4 cookies. How many more cookies does Ben have?"
+    right = "Ben has 2*3 = <<2*3=6>>6 cookies. 6-4 = <<6-4=2>>2 more. #### 2"
+    assert failed_checks(right, question) == 0
+    assert failed_checks("Ben has 2*3 = <<2*3=6>>6 cookies. 6-6 = <<6-6=0>>0 more. #### 0", question) == 0
+    copied = "Ben has 2*5 = <<2*5=10>>10 cookies. 10-7 = <<10-7=3>>3 more. #### 3"  # 5 and 7: from nowhere
+    assert failed_checks(copied, question) == 2
+    assert failed_checks("Ben has 2*3 = <<2*3=7>>7 cookies. 7-4 = <<7-4=3>>3 more. #### 2", question) == 2
+    assert failed_checks("Ben has many cookies.", question) == 1

@@ -321,3 +321,16 @@ def test_the_report_shows_no_machine_paths_and_links_its_figures_where_they_are(
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) == len(FIGURES) and all(link.startswith("report_figures/") for link in links)
     assert all((output.parent / link).is_file() for link in links)
+
+
+def test_the_verifier_settings_compared_join_the_report_when_the_run_holds_them(tmp_path):
+    assert build_report.verifier_sweep_section(tmp_path) == []
+    table = tmp_path / "verifier_sweep" / "verifier_sweep.md"
+    table.parent.mkdir()
+    table.write_text(
+        "Verifiers ... (`python benchmarks/verifier_sweep.py --run_dir r`)\n\n| variant |\n|---|\n| run |\n"
+    )
+    section = build_report.verifier_sweep_section(tmp_path)
+    assert section[0] == "### Verifier settings compared"
+    assert "(`python benchmarks/verifier_sweep.py --run_dir r`)" in section[4]
+    assert section[4].endswith("| run |")
