@@ -264,6 +264,15 @@ def markdown_row(row: dict) -> str:
     )
 
 
+def variant_legends(means: list[dict]) -> list[tuple[str, str]]:
+    """(variant, what it is) in the order the variants ran."""
+    legends = {
+        RUN_VERIFIER: "the run's own verifier, as the pipeline trained it",
+        CHECKS: "no model, minus the error taxonomy's failed checks (what the text itself tells apart)",
+    }
+    return [(s["variant"], legends.get(s["variant"], f"the stage's YAML with `{s['flags']}`")) for s in means]
+
+
 def markdown(report: dict) -> str:
     rows = report["rows"]
     header = ["variant", "seed", "pair accuracy (pairs)", "answer parses (pairs)", "AUROC"]
@@ -274,6 +283,8 @@ def markdown(report: dict) -> str:
         f"{rows[0]['n_candidates'] // rows[0]['n_problems']} samples of `{rows[0]['task']}` per seed; "
         "differences in exact-match points, paired 95% bootstrap intervals "
         f"(`{report['command']}`)",
+        "",
+        "; ".join(f"`{name}`: {legend}" for name, legend in variant_legends(report["means"])) + ".",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

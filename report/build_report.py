@@ -533,8 +533,8 @@ def verifier_sweep_section(top: Path | None) -> list[str]:
     return [
         "### Verifier settings compared",
         "",
-        "Each verifier is trained from the same policy with one setting changed and ranks the same held-out "
-        "candidates as above; `run` is the one the pipeline trained. A verifier at chance scores a random pick.",
+        "Verifiers trained from the same policy, one setting changed at a time, rank the same held-out candidates "
+        "as above. A verifier at chance scores a random pick.",
         "",
         path.read_text(encoding="utf-8").rstrip(),
         "",

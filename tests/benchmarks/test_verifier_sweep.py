@@ -66,7 +66,7 @@ def test_the_means_over_seeds_count_the_seeds_whose_interval_is_above_0():
         rows.append(
             {
                 "variant": "v",
-                "flags": "",
+                "flags": "--seed 1",
                 "seed": seed,
                 "train_seconds": 100.0 + seed,
                 "train_samples": 3200,
@@ -85,7 +85,8 @@ def test_the_means_over_seeds_count_the_seeds_whose_interval_is_above_0():
     assert "2 problems x 4 samples of `t`" in table
     assert "| v | 3 | 0.667 ± 0.577 | 0.667 ± 0.577 | +16.7 ± 57.7 (2) |" in table
     assert "| v | 0 | 1.000 (8) | 1.000 (8) | 1.000 | +50.0 [+50.0, +50.0] |" in table
-    assert table.splitlines()[4].endswith("| 3200 (200) | 100 |")
+    assert table.splitlines()[2] == "`v`: the stage's YAML with `--seed 1`."
+    assert table.splitlines()[6].endswith("| 3200 (200) | 100 |")
     assert "| 3200 (200) | 100 |" in table
 
 
